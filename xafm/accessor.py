@@ -1,0 +1,108 @@
+"""The ``.afm`` accessor: a thin, stateless front end that delegates to the modules.
+
+xarray recreates accessors freely, so nothing is stored here; every method reads from and
+returns DataArrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from . import formats, model, processing, provenance
+from .exceptions import FormatError
+
+
+@xr.register_dataarray_accessor("afm")
+class AfmAccessor:
+    """AFM operations on a ``(time, y, x)`` stack: ``da.afm.remove_plane()``, ``da.afm.to_h5(...)``."""
+
+    def __init__(self, da: xr.DataArray):
+        self._obj = da
+
+    # -- what the stack carries -----------------------------------------------------
+    @property
+    def provenance(self) -> list[dict[str, Any]]:
+        """The provenance records (parsed from ``attrs["xafm_provenance"]``)."""
+        return provenance.records(self._obj)
+
+    @property
+    def masks(self) -> dict[str, xr.DataArray]:
+        return model.masks(self._obj)
+
+    @property
+    def layers(self) -> dict[str, xr.DataArray]:
+        return model.layers(self._obj)
+
+    @property
+    def frame_metadata(self) -> list[dict[str, Any]]:
+        return model.frame_metadata(self._obj)
+
+    @property
+    def pixel_size_nm(self) -> float:
+        return model.pixel_size_nm(self._obj)[1]
+
+    @property
+    def acquisition(self) -> dict[str, Any]:
+        return model.acquisition(self._obj)
+
+    def validate(self) -> xr.DataArray:
+        """Raise ``StackError`` unless this is a well-formed stack; return it."""
+        model.check_stack(self._obj)
+        model.pixel_size_nm(self._obj)
+        return self._obj
+
+    # -- processing -------------------------------------------------------------------
+    def apply(self, func: Callable[..., Any], *, name: str | None = None, keep_layer: bool = False, per_frame: bool = True, **params: Any) -> xr.DataArray:
+        return processing.apply(self._obj, func, name=name, keep_layer=keep_layer, per_frame=per_frame, **params)
+
+    def remove_plane(self, *, keep_layer: bool = False) -> xr.DataArray:
+        return processing.remove_plane(self._obj, keep_layer=keep_layer)
+
+    def align_rows(self, method: str = "median", *, keep_layer: bool = False) -> xr.DataArray:
+        return processing.align_rows(self._obj, method, keep_layer=keep_layer)
+
+    def with_mask(self, name: str, mask: Any) -> xr.DataArray:
+        return processing.with_mask(self._obj, name, mask)
+
+    def mask_threshold(self, threshold: float, *, name: str | None = None, above: bool = True) -> xr.DataArray:
+        return processing.mask_threshold(self._obj, threshold, name=name, above=above)
+
+    # -- writers --------------------------------------------------------------------
+    def _write(self, fmt: str, path: str | os.PathLike, **kwargs: Any) -> Path:
+        return formats.get(fmt, for_writing=True).load().write(self._obj, path, **kwargs)
+
+    def to_h5(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, compression: str | None = None, compression_opts: Any = None) -> Path:
+        """HDF5 bundle (playNano layout, netCDF-4 readable); see ``xafm.formats.h5bundle``."""
+        return self._write("h5", path, raw=raw, overwrite=overwrite, compression=compression, compression_opts=compression_opts)
+
+    def to_npz(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, compress: bool = False) -> Path:
+        """NPZ bundle (playNano keys, no pickles); see ``xafm.formats.npzbundle``."""
+        return self._write("npz", path, raw=raw, overwrite=overwrite, compress=compress)
+
+    def to_ome_tiff(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, bigtiff: bool | None = None) -> Path:
+        """OME-TIFF, one page per frame; see ``xafm.formats.ometiff``."""
+        return self._write("tif", path, raw=raw, overwrite=overwrite, bigtiff=bigtiff)
+
+    def export(self, folder: str | os.PathLike, name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+        """Write several formats at once as ``folder/name<suffix>``; returns format -> path."""
+        return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite)
+
+
+def export(da: xr.DataArray, folder: str | os.PathLike, name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+    if isinstance(fmts, str):
+        fmts = [fmts]
+    chosen = [formats.get(f, for_writing=True) for f in fmts]  # all checked before any write
+    if not chosen:
+        raise FormatError(f"no formats given; valid formats are: {', '.join(formats.writable())}")
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise FormatError(f"export name must be a plain file name, got {name!r}")
+    out = {}
+    for fmt in chosen:
+        path = Path(folder) / f"{name}{fmt.suffixes[0]}"
+        out[fmt.name] = fmt.load().write(da, path, raw=raw, overwrite=overwrite)
+    return out

@@ -1,0 +1,100 @@
+"""The format table: one entry per format, consulted by ``xafm.open``, the xarray engine,
+``da.afm.export`` and the CLI alike.
+
+A format module provides ``NAME``, ``SUFFIXES`` and some of ``read(path, **kw) ->
+xr.Dataset`` (lazy), ``write(da, path, **kw) -> Path`` and ``channels(path)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..exceptions import FormatError, UnknownFormatError
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    module: str
+    description: str
+    suffixes: tuple[str, ...]
+    can_read: bool
+    can_write: bool
+    lazy: bool
+    folder: bool = False
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(f"{__name__}.{self.module}")
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("h5", "h5bundle", "HDF5 bundle (playNano layout, netCDF-4 readable)", (".h5", ".hdf5"), True, True, True),
+        Format("npz", "npzbundle", "NumPy NPZ bundle (playNano keys)", (".npz",), True, True, True),
+        Format("tif", "ometiff", "OME-TIFF", (".ome.tif", ".ome.tiff"), True, True, True),
+    )
+}
+
+
+def register(fmt: Format) -> None:
+    FORMATS[fmt.name] = fmt
+
+
+def writable() -> list[str]:
+    return [f.name for f in FORMATS.values() if f.can_write]
+
+
+def get(name: str, *, for_writing: bool = False) -> Format:
+    fmt = FORMATS.get(name)
+    valid = writable() if for_writing else list(FORMATS)
+    if fmt is None or (for_writing and not fmt.can_write):
+        raise FormatError(f"unknown format {name!r}; valid formats are: {', '.join(valid)}")
+    return fmt
+
+
+def _suffix_match(path: Path) -> Format | None:
+    name = path.name.lower()
+    best, best_len = None, 0
+    for fmt in FORMATS.values():
+        for suf in fmt.suffixes:
+            if name.endswith(suf) and len(suf) > best_len:
+                best, best_len = fmt, len(suf)
+    return best
+
+
+def find(path: str | os.PathLike) -> Format:
+    """The format that reads ``path``, from its suffix (folders: their contents)."""
+    p = Path(path)
+    if not p.exists():
+        raise UnknownFormatError(p, "no such file or folder")
+    fmt = _suffix_match(p)
+    if fmt is not None and fmt.can_read:
+        return fmt
+    for f in FORMATS.values():
+        if f.folder and p.is_dir() and f.can_read:
+            mod = f.load()
+            if getattr(mod, "can_open", lambda _p: False)(p):
+                return f
+    readable = sorted({s for f in FORMATS.values() if f.can_read for s in f.suffixes})
+    raise UnknownFormatError(p, f"unrecognised file type; xafm reads {', '.join(readable)}")
+
+
+def open_dataset(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine."""
+    fmt = find(path)
+    return fmt.load().read(os.fspath(path), **kwargs)
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    fmt = find(path)
+    mod = fmt.load()
+    if hasattr(mod, "channels"):
+        return list(mod.channels(os.fspath(path)))
+    ds = mod.read(os.fspath(path))
+    return [str(v) for v in ds.data_vars]

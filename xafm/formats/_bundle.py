@@ -1,0 +1,217 @@
+"""What the HDF5 and NPZ bundles share: the playNano bundle content, both ways.
+
+Both bundles hold the same members (``data``, processed layers, masks, ``timestamps``,
+``frame_metadata_json``, ``provenance_json``, ``state_backups_json``, ``pixel_size_nm``,
+``channel``) plus ``xafm_attrs_json`` with what playNano has no place for (units,
+non-square pixels, extra attrs). See docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import CorruptFileError, StackError, XafmWarning
+
+STATE_BACKUPS_ATTR = "state_backups_json"
+FRAME_PIXEL_SIZE_KEY = "frame_pixel_size_nm"
+
+
+@dataclass
+class BundleContent:
+    data: xr.DataArray
+    layers: dict[str, xr.DataArray]  # encoded name -> values
+    masks: dict[str, xr.DataArray]
+    times: np.ndarray
+    frame_metadata_json: str
+    provenance_json: str
+    state_backups_json: str | None
+    pixel_size_nm: float
+    channel: str
+    units: str
+    attrs_json: str
+    record: dict = field(default_factory=dict)
+
+
+def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike | str) -> BundleContent:
+    """Everything a bundle writer writes, with the export record already in the provenance."""
+    da = model.check_stack(da, f"to_{fmt}")
+    dy, dx = model.pixel_size_nm(da)
+    layers = model.layers(da)
+    masks = model.masks(da)
+    data = da
+    if raw:
+        if "raw" not in layers:
+            raise StackError(
+                "raw=True writes the layer 'raw', but this stack has none "
+                f"(layers: {sorted(layers) or 'none'}); run a step with keep_layer=True first"
+            )
+        data, layers, masks = layers["raw"], {}, {}
+    fm = model.frame_metadata(da)
+    for entry in fm:
+        entry.setdefault(FRAME_PIXEL_SIZE_KEY, dx)
+    record = provenance.make_record("export", format=fmt, path=os.fspath(path), raw=bool(raw))
+    recs = provenance.records(da) + [record]
+    extra = model.user_attrs(da)
+    state_backups = extra.pop(STATE_BACKUPS_ATTR, None)
+    attrs_json = json.dumps(
+        provenance.jsonable({"units": da.attrs.get("units", ""), "pixel_size_y_nm": dy, "attrs": extra}),
+        ensure_ascii=False,
+    )
+    return BundleContent(
+        data=data,
+        layers={model.encode_name(k): v for k, v in layers.items()},
+        masks={model.encode_name(k): v for k, v in masks.items()},
+        times=model.times_s(da),
+        frame_metadata_json=json.dumps(provenance.jsonable(fm), ensure_ascii=False),
+        provenance_json=json.dumps(provenance.to_playnano(da, recs), ensure_ascii=False),
+        state_backups_json=str(state_backups) if state_backups else None,
+        pixel_size_nm=dx,
+        channel=model.channel_of(da),
+        units=str(da.attrs.get("units", "")),
+        attrs_json=attrs_json,
+        record=record,
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value.tolist()
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _json(path: str, what: str, text: str | None, default: Any) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CorruptFileError(path, f"{what} is not valid JSON: {exc}") from None
+
+
+def safe_channel(name: str) -> str:
+    """A channel name from a file, made into a valid netCDF name if it is not one."""
+    try:
+        return model.check_netcdf_name(name, "channel")
+    except StackError:
+        cleaned = "".join(c if (c.isalnum() or c in "-_. ") else "_" for c in str(name)).strip() or "channel"
+        return cleaned if cleaned[0].isalnum() or cleaned[0] == "_" else "c" + cleaned
+
+
+def times_or_index(path: str, times: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Recorded frame times if usable; else the frame index, plus the recorded values."""
+    try:
+        return model.check_times(times, n), None
+    except StackError as exc:
+        warnings.warn(f"{path}: frame times unusable ({exc}); using the frame index instead", XafmWarning, stacklevel=3)
+        try:
+            recorded = np.asarray(times, dtype=np.float64)
+        except (TypeError, ValueError):
+            recorded = None
+        if recorded is not None and recorded.shape != (n,):
+            recorded = None
+        return np.arange(n, dtype=np.float64), recorded
+
+
+def assemble_bundle(
+    path: str,
+    fmt: str,
+    *,
+    data: Any,
+    layers: dict[str, Any],
+    masks: dict[str, Any],
+    timestamps: Any,
+    frame_metadata_json: Any,
+    provenance_json: Any,
+    state_backups_json: Any,
+    pixel_size_nm: Any,
+    channel: Any,
+    attrs_json: Any,
+    reader: str,
+) -> xr.Dataset:
+    """The stack behind a bundle; ``data``, ``layers`` and ``masks`` may be lazy arrays."""
+    shape = tuple(data.shape)
+    if len(shape) != 3:
+        raise CorruptFileError(path, f"'data' must be 3-D (time, y, x), found shape {shape}")
+    n = shape[0]
+    fm = _json(path, "frame_metadata_json", _text(frame_metadata_json), [])
+    if isinstance(fm, dict):
+        fm = [fm]
+    if not isinstance(fm, list) or not all(isinstance(x, dict) for x in fm):
+        raise CorruptFileError(path, "frame_metadata_json must be a JSON list of objects, one per frame")
+    if len(fm) not in (0, n):
+        warnings.warn(f"{path}: frame_metadata_json has {len(fm)} entries for {n} frames; ignored", XafmWarning, stacklevel=2)
+        fm = []
+    recs, acquisition = provenance.from_playnano(_json(path, "provenance_json", _text(provenance_json), {}))
+    extra = _json(path, "xafm_attrs_json", _text(attrs_json), {})
+    extra = extra if isinstance(extra, dict) else {}
+    try:
+        px = float(np.asarray(pixel_size_nm).item())
+    except (TypeError, ValueError):
+        raise CorruptFileError(path, f"pixel_size_nm is not a number: {pixel_size_nm!r}") from None
+    if not (math.isfinite(px) and px > 0):
+        raise CorruptFileError(path, f"pixel_size_nm must be positive and finite, found {px}")
+    py = extra.get("pixel_size_y_nm", px)
+    py = float(py) if isinstance(py, (int, float)) and py > 0 else px
+    if timestamps is None:
+        timestamps = [f.get("timestamp") for f in fm] if fm else None
+    times, recorded = (model.check_times(np.arange(n, dtype=float), n), None) if timestamps is None else times_or_index(path, timestamps, n)
+    if fm and all(isinstance(f.get(FRAME_PIXEL_SIZE_KEY), (int, float)) and math.isclose(f[FRAME_PIXEL_SIZE_KEY], px, rel_tol=1e-6) for f in fm):
+        fm = [{k: v for k, v in f.items() if k != FRAME_PIXEL_SIZE_KEY} for f in fm]
+    if recorded is not None:
+        fm = [dict(f, timestamp_recorded=float(t)) for f, t in zip(fm or [{} for _ in range(n)], recorded)]
+    fm = [{k: v for k, v in f.items() if k != "timestamp"} for f in fm] if fm else None
+
+    attrs: dict[str, Any] = {}
+    for k, v in (extra.get("attrs") or {}).items():
+        if isinstance(v, list):
+            v = np.asarray(v)
+        try:
+            attrs[k] = model.check_attr_value(k, v)
+        except StackError:
+            attrs[k] = json.dumps(v)
+    if acquisition:
+        attrs.setdefault(model.ACQUISITION_ATTR, json.dumps(provenance.jsonable(acquisition), ensure_ascii=False))
+    sb = _text(state_backups_json)
+    if sb and sb.strip() not in ("{}", "null"):
+        attrs[STATE_BACKUPS_ATTR] = sb
+
+    def same_shape(kind: str, items: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, arr in items.items():
+            if tuple(arr.shape) != shape:
+                warnings.warn(
+                    f"{path}: {kind} {name!r} has shape {tuple(arr.shape)}, data has {shape}; not attached",
+                    XafmWarning,
+                    stacklevel=3,
+                )
+                continue
+            out[model.decode_name(name)] = arr
+        return out
+
+    recs.append(provenance.make_record("read", path=path, format=fmt, reader=reader))
+    units = extra.get("units")
+    return model.assemble(
+        data,
+        pixel_size_nm=(py, px),
+        times=times,
+        channel=safe_channel(_text(channel) or "height"),
+        units=str(units) if isinstance(units, str) else "nm",
+        frame_metadata=fm,
+        masks=same_shape("mask", masks),
+        layers=same_shape("layer", layers),
+        attrs=attrs,
+        provenance=recs,
+    )

@@ -1,0 +1,220 @@
+"""Lazy, picklable array sources shared by every reader and the xarray backend.
+
+A :class:`LazyArray` keeps only a path and offsets, never an open file handle: each read
+opens the file, reads what was asked and closes it. That makes the arrays picklable (dask
+can ship them to distributed workers) and thread-safe without a lock of their own.
+They implement xarray's ``BackendArray`` protocol (explicit, outer indexing) and plain
+``arr[slices]`` indexing for ``dask.array.from_array``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+from ..exceptions import CorruptFileError
+
+# HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
+# several threads at once is safest behind one process-wide lock.
+HDF5_LOCK = threading.RLock()
+
+
+def _normalise_key(key: Any, shape: tuple[int, ...]) -> tuple:
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
+    return key + (slice(None),) * (len(shape) - len(key))
+
+
+class LazyArray(BackendArray):
+    """Base class: subclasses set ``shape``, ``dtype`` and implement ``_read(key)``.
+
+    ``_read`` receives a tuple of ints, slices and integer arrays (outer indexing) with one
+    entry per dimension and returns a numpy array.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    path: str
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, indexing.ExplicitIndexer):
+            return indexing.explicit_indexing_adapter(
+                key, self.shape, indexing.IndexingSupport.OUTER, self._read_checked
+            )
+        return self._read_checked(_normalise_key(key, self.shape))
+
+    def _read_checked(self, key: tuple) -> np.ndarray:
+        try:
+            out = self._read(_normalise_key(key, self.shape))
+        except (OSError, ValueError, EOFError) as exc:
+            if isinstance(exc, CorruptFileError):
+                raise
+            raise CorruptFileError(self.path, f"reading data failed: {exc}") from exc
+        return np.asarray(out)
+
+    def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[(slice(None),) * self.ndim]
+        return out if dtype is None else out.astype(dtype)
+
+
+def outer_index(arr: np.ndarray, key: tuple) -> np.ndarray:
+    """Apply an outer (orthogonal) index: ints, slices and integer arrays, one per axis."""
+    out = arr[tuple(k if isinstance(k, (slice, int, np.integer)) else slice(None) for k in key)]
+    axis = 0
+    for k in key:
+        if isinstance(k, (int, np.integer)):
+            continue
+        if not isinstance(k, slice):
+            out = np.take(out, np.asarray(k, dtype=np.intp), axis=axis)
+        axis += 1
+    return out
+
+
+def bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple]:
+    """Split an outer index into step-1 bounding slices plus an index relative to them."""
+    bounds, rel = [], []
+    for k, n in zip(key, shape):
+        if isinstance(k, (int, np.integer)):
+            k = int(k) + (n if k < 0 else 0)
+            bounds.append(slice(k, k + 1))
+            rel.append(0)
+            continue
+        idx = np.arange(n)[k] if isinstance(k, slice) else np.asarray(k, dtype=np.intp) % max(n, 1)
+        if idx.size == 0:
+            bounds.append(slice(0, 0))
+            rel.append(slice(None))
+            continue
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        bounds.append(slice(lo, hi))
+        contiguous = isinstance(k, slice) and (k.step is None or k.step == 1)
+        rel.append(slice(None) if contiguous else idx - lo)
+    return tuple(bounds), tuple(rel)
+
+
+class RawFramesArray(LazyArray):
+    """Frames stored as raw binary at ``offset + i * frame_stride`` in one file.
+
+    Values are converted as ``raw * scale + add`` (when given) into ``out_dtype``.
+    ``frame_stride`` may exceed the frame's byte size (per-frame headers); ``flip_y``
+    reverses the rows (for formats stored bottom-up).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        offset: int,
+        n_frames: int,
+        frame_shape: tuple[int, int],
+        raw_dtype: Any,
+        frame_stride: int | None = None,
+        scale: float | None = None,
+        add: float | None = None,
+        out_dtype: Any = None,
+        flip_y: bool = False,
+    ):
+        self.path = os.fspath(path)
+        self.offset = int(offset)
+        self.raw_dtype = np.dtype(raw_dtype)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.frame_bytes = self.frame_shape[0] * self.frame_shape[1] * self.raw_dtype.itemsize
+        self.frame_stride = int(frame_stride or self.frame_bytes)
+        self.shape = (int(n_frames),) + self.frame_shape
+        self.scale = scale
+        self.add = add
+        self.flip_y = flip_y
+        if out_dtype is None:
+            out_dtype = self.raw_dtype.newbyteorder("=") if scale is None and add is None else np.float64
+        self.dtype = np.dtype(out_dtype)
+
+    def _convert(self, raw: np.ndarray) -> np.ndarray:
+        if self.scale is None and self.add is None:
+            return np.array(raw, dtype=self.dtype)
+        if self.scale is not None:
+            out = np.multiply(raw, self.dtype.type(self.scale), dtype=self.dtype)
+        else:
+            out = np.array(raw, dtype=self.dtype)
+        if self.add is not None:
+            out += self.dtype.type(self.add)
+        return out
+
+    def _read(self, key: tuple) -> np.ndarray:
+        kt = key[0]
+        frames = np.arange(self.shape[0])[kt]
+        if np.size(frames) == 0:
+            return np.empty(outer_index(np.empty((0,) + self.frame_shape, np.uint8), key).shape, self.dtype)
+        n_view = int(np.max(frames)) + 1
+        with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            need = self.offset + (n_view - 1) * self.frame_stride + self.frame_bytes
+            if need > size:
+                raise CorruptFileError(self.path, f"file is {size} bytes; frame {n_view - 1} ends at byte {need}")
+            mm = np.memmap(fh, dtype=np.uint8, mode="r")
+            ny, nx = self.frame_shape
+            item = self.raw_dtype.itemsize
+            view = np.ndarray(
+                (n_view, ny, nx), dtype=self.raw_dtype, buffer=mm, offset=self.offset,
+                strides=(self.frame_stride, nx * item, item),
+            )
+            if self.flip_y:
+                view = view[:, ::-1, :]
+            result = self._convert(outer_index(view, key))
+            del view, mm
+        return result
+
+
+class H5DatasetArray(LazyArray):
+    """An HDF5 dataset read with h5py, opening the file for each read."""
+
+    def __init__(self, path: str | os.PathLike, name: str, *, shape=None, dtype=None, out_dtype=None):
+        self.path = os.fspath(path)
+        self.name = name
+        if shape is None or dtype is None:
+            import h5py
+
+            with HDF5_LOCK, h5py.File(self.path, "r") as f:
+                shape, dtype = f[name].shape, f[name].dtype
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        import h5py
+
+        bounds, rel = bounding_box(key, self.shape)
+        if any(b.stop <= b.start for b in bounds):
+            return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
+        with HDF5_LOCK, h5py.File(self.path, "r") as f:
+            block = f[self.name][bounds]
+        return np.asarray(outer_index(block, rel), dtype=self.dtype)
+
+
+class InMemoryArray(LazyArray):
+    """Already-read values behind the same interface (for formats that are read whole)."""
+
+    def __init__(self, path: str | os.PathLike, values: np.ndarray):
+        self.path = os.fspath(path)
+        self.values = np.asarray(values)
+        self.shape = self.values.shape
+        self.dtype = self.values.dtype
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return np.array(outer_index(self.values, key))

@@ -1,0 +1,120 @@
+"""What every writer shares: atomic replacement and streaming a stack frame block by block."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from xarray.core import indexing
+
+from ..exceptions import OutputExistsError, WriteError, XafmError
+
+#: Target size of one block of frames pulled from a dask or lazy stack while writing.
+BLOCK_BYTES = 64 * 2**20
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the body succeeds.
+
+    An exception in the body removes the temporary file (or folder) and leaves an existing
+    ``path`` untouched. Non-xafm exceptions are re-raised as :class:`WriteError`.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise OutputExistsError(path, "already exists; pass overwrite=True to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(path, f"cannot create the folder {path.parent}: {exc}") from exc
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:10]}.xafm-tmp")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise WriteError(path, "the writer produced no output")
+        if tmp.is_dir() and path.exists():
+            backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:10]}.xafm-old")
+            os.replace(path, backup)
+            os.replace(tmp, path)
+            _remove(backup)
+        else:
+            if path.is_dir():
+                _remove(path)
+            os.replace(tmp, path)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, (XafmError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise WriteError(path, f"writing failed, nothing was written: {type(exc).__name__}: {exc}") from exc
+
+
+def _raw_data(obj: xr.DataArray | xr.Variable) -> Any:
+    var = obj.variable if isinstance(obj, xr.DataArray) else obj
+    return var._data
+
+
+def is_dask(obj: Any) -> bool:
+    data = _raw_data(obj) if isinstance(obj, (xr.DataArray, xr.Variable)) else obj
+    return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
+
+
+def time_blocks(obj: xr.DataArray | xr.Variable, target_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    """Frame ranges to pull one at a time: whole dask chunks grouped up to ``target_bytes``."""
+    n = obj.shape[0]
+    frame_bytes = max(1, int(np.prod(obj.shape[1:])) * obj.dtype.itemsize)
+    per_block = max(1, target_bytes // frame_bytes)
+    data = _raw_data(obj)
+    if is_dask(obj):
+        edges = np.cumsum((0,) + tuple(data.chunks[0]))
+        out, start = [], 0
+        for stop in edges[1:]:
+            if stop - start >= per_block or stop == n:
+                out.append((int(start), int(stop)))
+                start = int(stop)
+        return out
+    if isinstance(data, np.ndarray):
+        return [(0, n)]
+    return [(a, min(n, a + per_block)) for a in range(0, n, per_block)]
+
+
+def iter_blocks(
+    obj: xr.DataArray | xr.Variable, dtype: Any = None, target_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, values)`` for consecutive frame ranges, computing dask lazily.
+
+    Never holds more than one block (plus whatever dask computes in parallel for it), so a
+    stack larger than memory streams through.
+    """
+    data = _raw_data(obj)
+    for a, b in time_blocks(obj, target_bytes):
+        if is_dask(obj):
+            block = np.asarray(data[a:b].compute())
+        elif isinstance(data, np.ndarray):
+            block = data[a:b]
+        elif isinstance(data, indexing.ExplicitlyIndexed):
+            block = np.asarray(data[indexing.BasicIndexer((slice(a, b), slice(None), slice(None)))].get_duck_array())
+        else:
+            block = np.asarray(data[a:b])
+        if dtype is not None:
+            block = block.astype(dtype, copy=False)
+        yield a, b, block
+
+
+def iter_frames(obj: xr.DataArray | xr.Variable, dtype: Any = None) -> Iterator[np.ndarray]:
+    for _, _, block in iter_blocks(obj, dtype):
+        yield from (np.ascontiguousarray(f) for f in block)

@@ -1,0 +1,167 @@
+"""HDF5 bundle (``.h5``): playNano's bundle layout, also readable as netCDF-4 via h5netcdf.
+
+Layout: ``/data`` float32 (time, y, x); ``/processed/<layer>`` float32; ``/masks/<mask>``
+bool; ``/timestamps`` float64; ``/frame_metadata_json``, ``/provenance_json`` (and
+``/state_backups_json``) as UTF-8 string datasets; root attrs ``pixel_size_nm`` and
+``channel``. xafm adds the dimension-scale datasets ``/time``, ``/y``, ``/x`` (with units)
+attached to every 3-D dataset, so ``xr.open_dataset(path, engine="h5netcdf")`` sees named
+dims, and the root attr ``xafm_attrs_json``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import CorruptFileError, FormatError
+from . import _bundle
+from ._lazy import HDF5_LOCK, H5DatasetArray
+from ._output import atomic_output, iter_blocks
+
+NAME = "h5"
+SUFFIXES = (".h5", ".hdf5")
+COMPRESSIONS = (None, "gzip", "lzf")
+_CHUNK_BYTES = 2**20
+
+
+def _string_dataset(group: Any, name: str, text: str) -> None:
+    import h5py
+
+    group.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
+
+
+def _create_3d(f: Any, name: str, obj: xr.DataArray, dtype: Any, scales: list, compression: Any, compression_opts: Any) -> None:
+    shape = tuple(obj.shape)
+    kwargs: dict[str, Any] = {}
+    if compression is not None:
+        frames = max(1, min(shape[0], _CHUNK_BYTES // max(1, shape[1] * shape[2] * np.dtype(dtype).itemsize)))
+        kwargs = {"compression": compression, "compression_opts": compression_opts, "chunks": (frames,) + shape[1:]}
+        if dtype != bool:
+            kwargs["shuffle"] = True
+    ds = f.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+    for a, b, block in iter_blocks(obj, dtype):
+        ds[a:b] = block
+    for axis, scale in enumerate(scales):
+        ds.dims[axis].attach_scale(scale)
+
+
+def write(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    raw: bool = False,
+    overwrite: bool = False,
+    compression: str | None = None,
+    compression_opts: Any = None,
+) -> Path:
+    """Write the stack as an HDF5 bundle.
+
+    ``compression`` is None (default), ``"gzip"`` or ``"lzf"``. The default is uncompressed
+    because AFM heights are noisy floats: gzip saves little on them and costs several
+    times the write time (see docs/formats.md).
+    """
+    import h5py
+
+    if compression not in COMPRESSIONS:
+        raise FormatError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    path = Path(path)
+    content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
+    dy = model.pixel_size_nm(da)[0]
+    n_t, n_y, n_x = content.data.shape
+    with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+        scales = []
+        for dim, values, units in (
+            (model.TIME, content.times, "s"),
+            (model.Y, np.arange(n_y) * dy, "nm"),
+            (model.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
+        ):
+            s = f.create_dataset(dim, data=np.asarray(values, dtype=np.float64))
+            s.make_scale(dim)
+            s.attrs["units"] = units
+            scales.append(s)
+        _create_3d(f, "data", content.data, np.float32, scales, compression, compression_opts)
+        f["data"].attrs["units"] = content.units
+        f["data"].attrs["long_name"] = content.channel
+        ts = f.create_dataset("timestamps", data=content.times)
+        ts.attrs["units"] = "s"
+        ts.dims[0].attach_scale(scales[0])
+        for group, items, dtype in (("processed", content.layers, np.float32), ("masks", content.masks, bool)):
+            g = f.create_group(group)
+            for name, obj in items.items():
+                _create_3d(g, name, obj, dtype, scales, compression, compression_opts)
+        _string_dataset(f, "frame_metadata_json", content.frame_metadata_json)
+        _string_dataset(f, "provenance_json", content.provenance_json)
+        if content.state_backups_json:
+            _string_dataset(f, "state_backups_json", content.state_backups_json)
+        f.attrs["pixel_size_nm"] = float(content.pixel_size_nm)
+        f.attrs["channel"] = content.channel
+        f.attrs["xafm_attrs_json"] = content.attrs_json
+    provenance.record_in_place(da, content.record)
+    return path
+
+
+def _read_text(f: Any, name: str) -> Any:
+    if name not in f:
+        return None
+    obj = f[name]
+    if not hasattr(obj, "shape") or obj.shape not in ((), (1,)):
+        raise CorruptFileError(f.filename, f"/{name} must be a scalar string dataset")
+    return obj[()]
+
+
+def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
+    import h5py
+
+    path = os.fspath(path)
+    try:
+        with HDF5_LOCK, h5py.File(path, "r") as f:
+            if "data" not in f or not isinstance(f["data"], h5py.Dataset):
+                raise CorruptFileError(path, "no /data dataset: not an HDF5 AFM bundle")
+            d = f["data"]
+            if d.ndim != 3 or d.dtype.kind not in "iuf":
+                raise CorruptFileError(path, f"/data must be a numeric 3-D dataset, found {d.dtype} {d.shape}")
+            for key in ("frame_metadata_json", "provenance_json"):
+                if key not in f:
+                    raise CorruptFileError(path, f"/{key} is missing: not a complete AFM bundle")
+            data = H5DatasetArray(path, "data", shape=d.shape, dtype=d.dtype)
+            groups: dict[str, dict[str, Any]] = {"processed": {}, "masks": {}}
+            for group, dtype in (("processed", None), ("masks", bool)):
+                if group in f and isinstance(f[group], h5py.Group):
+                    for name, ds in f[group].items():
+                        if isinstance(ds, h5py.Dataset) and ds.ndim == 3:
+                            groups[group][name] = H5DatasetArray(
+                                path, f"{group}/{name}", shape=ds.shape, dtype=ds.dtype, out_dtype=dtype
+                            )
+            timestamps = f["timestamps"][()] if "timestamps" in f else None
+            if timestamps is not None and np.shape(timestamps) != (d.shape[0],):
+                raise CorruptFileError(path, f"/timestamps has shape {np.shape(timestamps)}, /data has {d.shape[0]} frames")
+            for key in ("pixel_size_nm", "channel"):
+                if key not in f.attrs:
+                    raise CorruptFileError(path, f"root attribute {key!r} is missing")
+            texts = {k: _read_text(f, k) for k in ("frame_metadata_json", "provenance_json", "state_backups_json")}
+            pixel_size, channel = f.attrs["pixel_size_nm"], f.attrs["channel"]
+            attrs_json = f.attrs.get("xafm_attrs_json")
+    except OSError as exc:
+        if isinstance(exc, CorruptFileError):
+            raise
+        raise CorruptFileError(path, f"cannot read as HDF5: {exc}") from exc
+    return _bundle.assemble_bundle(
+        path,
+        NAME,
+        data=data,
+        layers=groups["processed"],
+        masks=groups["masks"],
+        timestamps=timestamps,
+        frame_metadata_json=texts["frame_metadata_json"],
+        provenance_json=texts["provenance_json"],
+        state_backups_json=texts["state_backups_json"],
+        pixel_size_nm=pixel_size,
+        channel=channel,
+        attrs_json=attrs_json,
+        reader=__name__,
+    )

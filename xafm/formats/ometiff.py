@@ -1,0 +1,486 @@
+"""OME-TIFF (``.ome.tif``): one plane per frame, OME-XML 2016-06, streamed page by page.
+
+xafm writes the stack as OME Image 0 (``TiffData`` IFD 0, one plane per frame,
+``PhysicalSizeX/Y`` in µm as playNano does, ``TimeIncrement`` and per-plane ``DeltaT`` in
+s, the channel name), then each kept layer and mask as a further OME Image of the same
+size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries the
+provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
+also in private TIFF tag 65000 and the JSON list of layer names in tag 65001.
+
+Reading accepts OME-TIFF from any tool: the image's T (and Z, C) planes become the
+``time`` dim (extra dims stay as dims), physical sizes convert to nm and DeltaT to s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from .._version import __version__
+from ..exceptions import ChannelError, CorruptFileError, StackError
+from . import _bundle
+from ._lazy import LazyArray, RawFramesArray, outer_index
+from ._output import atomic_output, iter_frames
+
+NAME = "tif"
+SUFFIXES = (".ome.tif", ".ome.tiff")
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+ANNOTATION_NS = "xafm/stack"
+TAG_PROVENANCE = 65000
+TAG_LAYERS = 65001
+#: Stay clear of the 4 GiB classic-TIFF limit (headers, IFDs and the XML need room too).
+BIGTIFF_THRESHOLD = 2**32 - 2**25
+
+OME_TYPES = {
+    np.dtype(np.int8): "int8", np.dtype(np.int16): "int16", np.dtype(np.int32): "int32",
+    np.dtype(np.uint8): "uint8", np.dtype(np.uint16): "uint16", np.dtype(np.uint32): "uint32",
+    np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+}
+_FROM_OME_TYPES = {v: k for k, v in OME_TYPES.items()}
+#: Length units of the OME enumeration, in nm.
+LENGTH_NM = {
+    "Ym": 1e33, "Zm": 1e30, "Em": 1e27, "Pm": 1e24, "Tm": 1e21, "Gm": 1e18, "Mm": 1e15,
+    "km": 1e12, "hm": 1e11, "dam": 1e10, "m": 1e9, "dm": 1e8, "cm": 1e7, "mm": 1e6,
+    "µm": 1e3, "\u03bcm": 1e3, "um": 1e3, "nm": 1.0, "pm": 1e-3, "fm": 1e-6, "am": 1e-9,
+    "zm": 1e-12, "ym": 1e-15, "Å": 0.1, "\u212b": 0.1, "thou": 25400.0, "li": 2116666.67,
+    "in": 2.54e7, "ft": 3.048e8, "yd": 9.144e8, "mi": 1.609344e12, "ua": 1.495978707e20,
+    "ly": 9.4607304725808e24, "pc": 3.0856776e25, "pt": 352777.78, "pixel": None, "reference frame": None,
+}
+TIME_S = {
+    "Ys": 1e24, "Zs": 1e21, "Es": 1e18, "Ps": 1e15, "Ts": 1e12, "Gs": 1e9, "Ms": 1e6, "ks": 1e3,
+    "hs": 1e2, "das": 10.0, "s": 1.0, "ds": 0.1, "cs": 0.01, "ms": 1e-3, "µs": 1e-6, "\u03bcs": 1e-6,
+    "ns": 1e-9, "ps": 1e-12, "fs": 1e-15, "as": 1e-18, "zs": 1e-21, "ys": 1e-24,
+    "min": 60.0, "h": 3600.0, "d": 86400.0,
+}
+
+
+# --------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+def _pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int) -> str:
+    n_t, n_y, n_x = shape
+    inc = float(np.median(np.diff(times))) if n_t > 1 else None
+    attrs = (
+        f'ID="Pixels:{index}" DimensionOrder="XYCZT" Type="{OME_TYPES[dtype]}" '
+        f'SizeX="{n_x}" SizeY="{n_y}" SizeZ="1" SizeC="1" SizeT="{n_t}" BigEndian="false" '
+        f'PhysicalSizeX="{_fmt(dx / 1e3)}" PhysicalSizeXUnit="&#181;m" '
+        f'PhysicalSizeY="{_fmt(dy / 1e3)}" PhysicalSizeYUnit="&#181;m"'
+    )
+    if inc is not None and inc > 0:
+        attrs += f' TimeIncrement="{_fmt(inc)}" TimeIncrementUnit="s"'
+    planes = "".join(
+        f'<Plane TheZ="0" TheC="0" TheT="{t}" DeltaT="{_fmt(times[t])}" DeltaTUnit="s"/>' for t in range(n_t)
+    )
+    return (
+        f"<Pixels {attrs}>"
+        f'<Channel ID="Channel:{index}:0" Name={quoteattr(name)} SamplesPerPixel="1"><LightPath/></Channel>'
+        f'<TiffData IFD="{first_ifd}" PlaneCount="{n_t}"/>'
+        f"{planes}</Pixels>"
+    )
+
+
+def _ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, annotation: dict[str, str]) -> str:
+    parts = []
+    for i, (image_name, channel, dtype) in enumerate(images):
+        parts.append(
+            f'<Image ID="Image:{i}" Name={quoteattr(image_name)}>'
+            + _pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0])
+            + '<AnnotationRef ID="Annotation:0"/></Image>'
+        )
+    values = "".join(f"<M K={quoteattr(k)}>{escape(v)}</M>" for k, v in annotation.items())
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<OME xmlns="{OME_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="{OME_NS} {OME_NS}/ome.xsd" '
+        f'UUID="urn:uuid:{uuid.uuid4()}" Creator={quoteattr("xafm " + __version__)}>'
+        + "".join(parts)
+        + f'<StructuredAnnotations><MapAnnotation ID="Annotation:0" Namespace="{ANNOTATION_NS}">'
+        f"<Value>{values}</Value></MapAnnotation></StructuredAnnotations></OME>"
+    )
+    # TIFF's ImageDescription is ASCII: non-ASCII becomes XML character references.
+    return xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _tiff_dtype(dtype: np.dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype == bool:
+        return np.dtype(np.uint8)
+    if dtype in OME_TYPES:
+        return dtype
+    if dtype.kind == "f":
+        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
+    raise StackError(f"OME-TIFF cannot store dtype {dtype}")
+
+
+def write(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    raw: bool = False,
+    overwrite: bool = False,
+    bigtiff: bool | None = None,
+) -> Path:
+    """Write the stack as OME-TIFF, one page per frame, streamed; BigTIFF when needed."""
+    import tifffile
+
+    path = Path(path)
+    content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
+    dy, dx = model.pixel_size_nm(da)
+    fm = json.loads(content.frame_metadata_json)
+    sizes = [f.get(_bundle.FRAME_PIXEL_SIZE_KEY) for f in fm]
+    if any(not isinstance(s, (int, float)) or not np.isclose(s, dx, rtol=1e-6) for s in sizes):
+        bad = [s for s in sizes if not isinstance(s, (int, float)) or not np.isclose(s, dx, rtol=1e-6)]
+        raise StackError(
+            f"frames have different pixel sizes ({sorted(set(map(str, bad)))[:5]} nm vs {dx} nm); "
+            "OME-TIFF holds one pixel size per image: resample or split the stack first"
+        )
+    series: list[tuple[str, str, xr.DataArray, np.dtype]] = [
+        (content.channel, content.channel, content.data, _tiff_dtype(content.data.dtype))
+    ]
+    series += [(f"layer:{model.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
+    series += [(f"mask:{model.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
+    shape = tuple(content.data.shape)
+    annotation = {
+        "provenance_json": content.provenance_json,
+        "frame_metadata_json": content.frame_metadata_json,
+        "xafm_attrs_json": content.attrs_json,
+        "channel": content.channel,
+    }
+    if content.state_backups_json:
+        annotation["state_backups_json"] = content.state_backups_json
+    xml = _ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation)
+    total = sum(int(np.prod(shape)) * t.itemsize for *_, t in series) + len(xml) + 64 * shape[0] * len(series)
+    if bigtiff is None:
+        bigtiff = total > BIGTIFF_THRESHOLD
+    layer_names = json.dumps([model.decode_name(k) for k in content.layers], ensure_ascii=False).encode("utf-8")
+    extratags = [
+        (TAG_PROVENANCE, 7, None, content.provenance_json.encode("utf-8"), True),
+        (TAG_LAYERS, 7, None, layer_names, True),
+    ]
+    with atomic_output(path, overwrite=overwrite) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff, byteorder="<") as tw:
+        for i, (_, _, obj, dtype) in enumerate(series):
+            tw.write(
+                iter_frames(obj, dtype),
+                shape=shape,
+                dtype=dtype,
+                photometric="minisblack",
+                description=xml if i == 0 else None,
+                metadata=None,
+                extratags=extratags if i == 0 else None,
+                software=f"xafm {__version__}",
+            )
+    provenance.record_in_place(da, content.record)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------
+class TiffPagesArray(LazyArray):
+    """Pages of one series, read with tifffile (for compressed or scattered pages)."""
+
+    def __init__(self, path: str, series: int, page_indices: np.ndarray, frame_shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.series = path, series
+        self.page_indices = np.asarray(page_indices).reshape(-1)
+        self.lead_shape = tuple(np.asarray(page_indices).shape)
+        self.shape = self.lead_shape + tuple(frame_shape)
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def _read(self, key: tuple) -> np.ndarray:
+        import tifffile
+
+        n_lead = len(self.lead_shape)
+        grid = outer_index(np.arange(self.page_indices.size).reshape(self.lead_shape), key[:n_lead])
+        flat = np.asarray(grid).reshape(-1)
+        with tifffile.TiffFile(self.path) as tf:
+            pages = tf.series[self.series].pages
+            frames = [pages[int(self.page_indices[i])].asarray() for i in flat]
+        arr = np.stack(frames).reshape(np.shape(grid) + self.shape[n_lead:]) if frames else np.empty(np.shape(grid) + self.shape[n_lead:], self.dtype)
+        return np.array(outer_index(arr, (slice(None),) * np.ndim(grid) + tuple(key[n_lead:])), dtype=self.dtype)
+
+
+def _q(tag: str) -> str:
+    return f"{{{OME_NS}}}{tag}"
+
+
+def _parse_ome(path: str, xml: str) -> ET.Element:
+    try:
+        root = ET.fromstring(xml.encode("utf-8") if isinstance(xml, str) else xml)
+    except ET.ParseError as exc:
+        raise CorruptFileError(path, f"OME-XML does not parse: {exc}") from None
+    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+    if ns != OME_NS:
+        # other schema versions share the element names we use; rewrite the namespace
+        for el in root.iter():
+            if el.tag.startswith("{"):
+                el.tag = _q(el.tag.split("}", 1)[1])
+    return root
+
+
+def _length_nm(path: str, value: str | None, unit: str | None) -> float | None:
+    if value is None:
+        return None
+    factor = LENGTH_NM.get(unit or "µm", "?")
+    if factor == "?":
+        raise CorruptFileError(path, f"unknown OME length unit {unit!r}")
+    if factor is None:
+        return None
+    v = float(value) * factor
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def _time_s(path: str, value: str | None, unit: str | None) -> float | None:
+    if value is None:
+        return None
+    factor = TIME_S.get(unit or "s")
+    if factor is None:
+        raise CorruptFileError(path, f"unknown OME time unit {unit!r}")
+    return float(value) * factor
+
+
+def _annotation(root: ET.Element) -> dict[str, str]:
+    for ann in root.iter(_q("MapAnnotation")):
+        if ann.get("Namespace") == ANNOTATION_NS:
+            return {m.get("K"): (m.text or "") for m in ann.iter(_q("M"))}
+    return {}
+
+
+def _series_source(tf: Any, path: str, index: int) -> tuple[LazyArray, str]:
+    s = tf.series[index]
+    dtype = np.dtype(s.dtype)
+    axes = s.axes
+    if s.dataoffset is not None and not getattr(s.keyframe, "is_subsampled", False):
+        frame_shape = s.shape[-2:]
+        n = int(np.prod(s.shape[:-2])) if len(s.shape) > 2 else 1
+        raw = dtype.newbyteorder(tf.byteorder)
+        arr: LazyArray = RawFramesArray(path, offset=s.dataoffset, n_frames=n, frame_shape=frame_shape, raw_dtype=raw)
+    else:
+        n = int(np.prod(s.shape[:-2])) if len(s.shape) > 2 else 1
+        arr = TiffPagesArray(path, index, np.arange(n), s.shape[-2:], dtype)
+    return arr, axes
+
+
+class _Reshaped(LazyArray):
+    """A (frames, y, x) source seen with several leading dims (e.g. C, Z, T)."""
+
+    def __init__(self, base: LazyArray, lead: tuple[int, ...], order: tuple[int, ...]):
+        self.base, self.lead, self.order = base, lead, order
+        self.path = base.path
+        self.dtype = base.dtype
+        self.shape = tuple(lead[i] for i in order) + tuple(base.shape[1:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        n = len(self.lead)
+        grid = np.arange(int(np.prod(self.lead))).reshape(self.lead).transpose(self.order)
+        sel = outer_index(grid, key[:n])
+        flat = np.asarray(sel).reshape(-1)
+        if flat.size == 0:
+            return np.empty(np.shape(sel) + outer_index(np.empty(self.base.shape[1:], np.uint8), key[n:]).shape, self.dtype)
+        order = np.argsort(flat)
+        got = self.base._read((flat[order],) + tuple(key[n:]))
+        out = np.empty_like(got)
+        out[order] = got
+        return out.reshape(np.shape(sel) + got.shape[1:])
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    return [c["name"] for c in _describe(os.fspath(path))["channels"]]
+
+
+def _describe(path: str) -> dict[str, Any]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.is_ome or not tf.ome_metadata:
+                raise CorruptFileError(path, "TIFF has no OME-XML: not an OME-TIFF")
+            root = _parse_ome(path, tf.ome_metadata)
+            images = root.findall(_q("Image"))
+            if not images or len(tf.series) < 1:
+                raise CorruptFileError(path, "OME-XML describes no image")
+            info: dict[str, Any] = {"root": root, "images": images, "series": []}
+            for i in range(min(len(images), len(tf.series))):
+                info["series"].append(_series_source(tf, path, i))
+            pix = images[0].find(_q("Pixels"))
+            info["channels"] = [
+                {"name": c.get("Name") or f"C{j}", "index": j} for j, c in enumerate(pix.findall(_q("Channel")))
+            ] or [{"name": "C0", "index": 0}]
+            return info
+    except (tifffile.TiffFileError, ValueError, struct_error()) as exc:
+        raise CorruptFileError(path, f"not a readable TIFF: {exc}") from None
+
+
+def struct_error() -> type:
+    import struct
+
+    return struct.error
+
+
+def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+    path = os.fspath(path)
+    info = _describe(path)
+    root, images = info["root"], info["images"]
+    ann = _annotation(root)
+    pix = images[0].find(_q("Pixels"))
+    sizes = {d: int(pix.get(f"Size{d}", "1")) for d in "TZC"}
+    order = pix.get("DimensionOrder", "XYZCT")[2:]  # fastest first, e.g. "ZCT"
+    base, axes = info["series"][0]
+    n_planes = int(np.prod(base.shape[:-2])) if base.ndim > 2 else 1
+    if n_planes != sizes["T"] * sizes["Z"] * sizes["C"]:
+        raise CorruptFileError(path, f"OME-XML says {sizes} planes, the TIFF series holds {n_planes}")
+    base = base if base.ndim == 3 else RawOrPages3D(base)
+    dx = _length_nm(path, pix.get("PhysicalSizeX"), pix.get("PhysicalSizeXUnit"))
+    dy = _length_nm(path, pix.get("PhysicalSizeY"), pix.get("PhysicalSizeYUnit")) or dx
+    dx = dx or dy or 1.0
+    dy = dy or dx
+    # planes come slowest-last in DimensionOrder; lead dims in (T, Z, C) order
+    lead_slow_first = tuple(reversed(order))  # e.g. ("T", "C", "Z")
+    lead_sizes = tuple(sizes[d] for d in lead_slow_first)
+    want = ("T", "Z", "C")
+    perm = tuple(lead_slow_first.index(d) for d in want)
+    full = _Reshaped(base, lead_sizes, perm)  # dims T, Z, C, Y, X
+
+    names = [c["name"] for c in info["channels"]]
+    if channel is not None:
+        if channel not in names:
+            raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+        c_index = names.index(channel)
+    else:
+        c_index = None if sizes["C"] > 1 and not ann else 0
+
+    # DeltaT of the planes of the first Z/C, in s
+    deltas: dict[int, float] = {}
+    for plane in pix.findall(_q("Plane")):
+        if int(plane.get("TheZ", 0)) == 0 and int(plane.get("TheC", 0)) == 0 and plane.get("DeltaT") is not None:
+            deltas[int(plane.get("TheT", 0))] = _time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+    if len(deltas) == sizes["T"]:
+        times = np.array([deltas[t] for t in range(sizes["T"])])
+    else:
+        inc = _time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit")) or 1.0
+        times = np.arange(sizes["T"]) * (inc if inc > 0 else 1.0)
+
+    if ann:  # an xafm file: one image per layer/mask
+        return _read_xafm(path, info, ann, full, times, (dy, dx))
+    return _read_foreign(path, full, sizes, names, c_index, times, (dy, dx), pix)
+
+
+class RawOrPages3D(LazyArray):
+    """A 2-D series (one plane) seen as one frame."""
+
+    def __init__(self, base: LazyArray):
+        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.shape = (1,) + tuple(base.shape[-2:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return self.base._read(key)
+
+
+def _read_xafm(path: str, info: dict, ann: dict[str, str], full: _Reshaped, times: np.ndarray, pixel: tuple[float, float]) -> xr.Dataset:
+    data = _Squeezed(full)
+    layers: dict[str, Any] = {}
+    masks: dict[str, Any] = {}
+    for i, img in enumerate(info["images"][1:], start=1):
+        name = img.get("Name", "")
+        if i >= len(info["series"]):
+            break
+        src, _ = info["series"][i]
+        src = src if src.ndim == 3 else RawOrPages3D(src)
+        if name.startswith("layer:"):
+            layers[model.encode_name(name[6:])] = src
+        elif name.startswith("mask:"):
+            src.dtype = np.dtype(bool)
+            masks[model.encode_name(name[5:])] = src
+    attrs = json.loads(ann.get("xafm_attrs_json") or "{}")
+    attrs["pixel_size_y_nm"] = pixel[0]
+    return _bundle.assemble_bundle(
+        path,
+        NAME,
+        data=data,
+        layers=layers,
+        masks=masks,
+        timestamps=times,
+        frame_metadata_json=ann.get("frame_metadata_json"),
+        provenance_json=ann.get("provenance_json"),
+        state_backups_json=ann.get("state_backups_json"),
+        pixel_size_nm=pixel[1],
+        channel=ann.get("channel"),
+        attrs_json=json.dumps(attrs),
+        reader=__name__,
+    )
+
+
+class _Squeezed(LazyArray):
+    """T, 1, 1, Y, X seen as T, Y, X."""
+
+    def __init__(self, full: _Reshaped):
+        self.full, self.path, self.dtype = full, full.path, full.dtype
+        self.shape = (full.shape[0],) + tuple(full.shape[3:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return self.full._read((key[0], 0, 0) + tuple(key[1:]))
+
+
+def _read_foreign(path: str, full: _Reshaped, sizes: dict, names: list[str], c_index: int | None, times: np.ndarray, pixel: tuple[float, float], pix: ET.Element) -> xr.Dataset:
+    recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__)]
+    dims = ["time", "z", "channel", "y", "x"]
+    src: Any = full
+    sel: list[Any] = [slice(None)] * 5
+    if c_index is not None:
+        sel[2] = c_index
+    if sizes["Z"] == 1:
+        sel[1] = 0
+    keep = [d for d, s in zip(dims, sel) if not isinstance(s, int)]
+    if keep == ["time", "y", "x"]:
+        var_src = _Selected(src, tuple(sel))
+        ds = model.assemble(
+            var_src,
+            pixel_size_nm=pixel,
+            times=times,
+            channel=_bundle.safe_channel(names[c_index or 0]),
+            units=_units_guess(pix),
+            provenance=recs,
+        )
+        return ds
+    # extra dims (z and/or channel): a labeled DataArray with those dims kept
+    var_src = _Selected(src, tuple(sel))
+    coords = {
+        "time": xr.Variable(("time",), times, {"units": "s"}),
+        "y": xr.Variable(("y",), np.arange(full.shape[3]) * pixel[0], {"units": "nm"}),
+        "x": xr.Variable(("x",), np.arange(full.shape[4]) * pixel[1], {"units": "nm"}),
+    }
+    if "channel" in keep:
+        coords["channel"] = xr.Variable(("channel",), np.array(names[: sizes["C"]] + [f"C{i}" for i in range(len(names), sizes["C"])]))
+    if "z" in keep:
+        dz = _length_nm(path, pix.get("PhysicalSizeZ"), pix.get("PhysicalSizeZUnit")) or 1.0
+        coords["z"] = xr.Variable(("z",), np.arange(sizes["Z"]) * dz, {"units": "nm"})
+    attrs = {"units": _units_guess(pix), "pixel_size_nm": pixel[1], model.PROVENANCE_ATTR: provenance.dumps(recs)}
+    var = model.as_variable(tuple(keep), var_src, attrs)
+    return xr.Dataset({"intensity": var}, coords=coords)
+
+
+def _units_guess(pix: ET.Element) -> str:
+    return ""
+
+
+class _Selected(LazyArray):
+    def __init__(self, base: LazyArray, sel: tuple):
+        self.base, self.sel, self.path, self.dtype = base, sel, base.path, base.dtype
+        self.shape = tuple(n for n, s in zip(base.shape, sel) if not isinstance(s, int))
+
+    def _read(self, key: tuple) -> np.ndarray:
+        it = iter(key)
+        full_key = tuple(s if isinstance(s, int) else next(it) for s in self.sel)
+        return self.base._read(full_key)
