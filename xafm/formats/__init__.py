@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..exceptions import FormatError, UnknownFormatError
+from ..exceptions import CorruptFileError, FormatError, UnknownFormatError, XafmError
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Format:
     can_write: bool
     lazy: bool
     folder: bool = False
+    #: regex (on the lower-case file name) for names suffixes cannot express, e.g. ``.001``
+    pattern: str | None = None
 
     def load(self) -> ModuleType:
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -38,6 +41,19 @@ FORMATS: dict[str, Format] = {
         Format("h5", "h5bundle", "HDF5 bundle (playNano layout, netCDF-4 readable)", (".h5", ".hdf5"), True, True, True),
         Format("npz", "npzbundle", "NumPy NPZ bundle (playNano keys)", (".npz",), True, True, True),
         Format("tif", "ometiff", "OME-TIFF", (".ome.tif", ".ome.tiff"), True, True, True),
+        # instrument and other tools' files (issue 3): read-only
+        Format("asd", "asd", "RIBM/Kanazawa high-speed AFM video", (".asd",), True, False, True),
+        Format("h5-jpk", "h5jpk", "JPK/Bruker NanoWizard high-speed video", (".h5-jpk",), True, False, True),
+        Format("jpk", "jpk", "JPK single image (TIFF with JPK tags)", (".jpk", ".jpk-qi-image"), True, False, True),
+        Format("nanoscope", "nanoscope", "Bruker Nanoscope image", (".spm",), True, False, True, pattern=r"\.\d{3}$"),
+        Format("ibw", "ibw", "Asylum Research / Igor binary wave", (".ibw",), True, False, False),
+        Format("gwy", "gwy", "Gwyddion", (".gwy",), True, False, False),
+        Format("sxm", "sxm", "Nanonis SXM", (".sxm",), True, False, True),
+        Format("wsxm", "wsxm", "WSxM", (".stp", ".top"), True, False, True),
+        Format("topostats", "topostats", "TopoStats HDF5", (".topostats",), True, False, True),
+        Format("nd2", "nd2file", "Nikon NIS-Elements ND2", (".nd2",), True, False, True),
+        Format("zarr", "omezarr", "OME-Zarr (NGFF 0.4 / 0.5)", (".ome.zarr", ".zarr"), True, False, True),
+        Format("folder", "framefolder", "folder of single-frame files (.jpk, .spm, .00N)", (), True, False, True, folder=True),
     )
 }
 
@@ -65,6 +81,8 @@ def _suffix_match(path: Path) -> Format | None:
         for suf in fmt.suffixes:
             if name.endswith(suf) and len(suf) > best_len:
                 best, best_len = fmt, len(suf)
+        if best is None and fmt.pattern and re.search(fmt.pattern, name):
+            best, best_len = fmt, 1
     return best
 
 
@@ -85,16 +103,33 @@ def find(path: str | os.PathLike) -> Format:
     raise UnknownFormatError(p, f"unrecognised file type; xafm reads {', '.join(readable)}")
 
 
+def guarded(path: str | os.PathLike, action: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a reader; any error that is not xafm's own becomes a ``CorruptFileError``.
+
+    Readers should raise precise errors themselves; this is the safety net that keeps
+    ``struct.error``, ``KeyError`` and friends from reaching users on damaged files.
+    """
+    try:
+        return func(*args, **kwargs)
+    except (XafmError, ImportError, RecursionError):
+        raise
+    except MemoryError as exc:
+        raise CorruptFileError(path, f"{action} failed: the file asks for an implausible amount of memory") from exc
+    except Exception as exc:
+        raise CorruptFileError(path, f"{action} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def open_dataset(path: str | os.PathLike, **kwargs: Any) -> Any:
     """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine."""
     fmt = find(path)
-    return fmt.load().read(os.fspath(path), **kwargs)
+    mod = fmt.load()
+    return guarded(path, f"reading as {fmt.description}", mod.read, os.fspath(path), **kwargs)
 
 
 def channels(path: str | os.PathLike) -> list[str]:
     fmt = find(path)
     mod = fmt.load()
     if hasattr(mod, "channels"):
-        return list(mod.channels(os.fspath(path)))
-    ds = mod.read(os.fspath(path))
-    return [str(v) for v in ds.data_vars]
+        return list(guarded(path, "listing channels", mod.channels, os.fspath(path)))
+    ds = guarded(path, "reading", mod.read, os.fspath(path))
+    return [str(ds[v].attrs.get("channel", v)) for v in ds.data_vars]

@@ -17,7 +17,7 @@ import numpy as np
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ..exceptions import CorruptFileError
+from ..exceptions import CorruptFileError, XafmError
 
 # HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
 # several threads at once is safest behind one process-wide lock.
@@ -62,10 +62,12 @@ class LazyArray(BackendArray):
     def _read_checked(self, key: tuple) -> np.ndarray:
         try:
             out = self._read(_normalise_key(key, self.shape))
-        except (OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, CorruptFileError):
-                raise
-            raise CorruptFileError(self.path, f"reading data failed: {exc}") from exc
+        except XafmError:
+            raise
+        except MemoryError as exc:
+            raise CorruptFileError(self.path, "reading data failed: implausible size") from exc
+        except Exception as exc:
+            raise CorruptFileError(self.path, f"reading data failed: {type(exc).__name__}: {exc}") from exc
         return np.asarray(out)
 
     def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract

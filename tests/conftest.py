@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Small profile for CI, a larger one for local runs: HYPOTHESIS_PROFILE=dev|ci overrides.
+settings.register_profile(
+    "ci", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def _open_files() -> set[str]:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        return set()
+    return {f.path for f in psutil.Process().open_files()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_files():
+    """Fail a test that leaves files open (like nd2's own test suite does)."""
+    before = _open_files()
+    yield
+    leaked = {p for p in _open_files() - before if "/site-packages/" not in p and not p.endswith((".so", ".pyc"))}
+    assert not leaked, f"files left open: {sorted(leaked)}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
