@@ -73,8 +73,9 @@ def is_dask(obj: Any) -> bool:
     return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
 
 
-def time_blocks(obj: xr.DataArray | xr.Variable, target_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+def time_blocks(obj: xr.DataArray | xr.Variable, target_bytes: int | None = None) -> list[tuple[int, int]]:
     """Frame ranges to pull one at a time: whole dask chunks grouped up to ``target_bytes``."""
+    target_bytes = BLOCK_BYTES if target_bytes is None else target_bytes
     n = obj.shape[0]
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * obj.dtype.itemsize)
     per_block = max(1, target_bytes // frame_bytes)
@@ -93,7 +94,7 @@ def time_blocks(obj: xr.DataArray | xr.Variable, target_bytes: int = BLOCK_BYTES
 
 
 def iter_blocks(
-    obj: xr.DataArray | xr.Variable, dtype: Any = None, target_bytes: int = BLOCK_BYTES
+    obj: xr.DataArray | xr.Variable, dtype: Any = None, target_bytes: int | None = None
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(start, stop, values)`` for consecutive frame ranges, computing dask lazily.
 

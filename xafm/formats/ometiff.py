@@ -66,6 +66,14 @@ TIME_S = {
 # --------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------
+def _xml_safe(text: str) -> str:
+    """Drop what XML 1.0 cannot hold (control characters, non-characters); display only."""
+    return "".join(
+        c if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd") or c >= "\U00010000" else "\ufffd"
+        for c in text
+    )
+
+
 def _fmt(v: float) -> str:
     return repr(float(v))
 
@@ -86,7 +94,7 @@ def _pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, i
     )
     return (
         f"<Pixels {attrs}>"
-        f'<Channel ID="Channel:{index}:0" Name={quoteattr(name)} SamplesPerPixel="1"><LightPath/></Channel>'
+        f'<Channel ID="Channel:{index}:0" Name={quoteattr(_xml_safe(name))} SamplesPerPixel="1"><LightPath/></Channel>'
         f'<TiffData IFD="{first_ifd}" PlaneCount="{n_t}"/>'
         f"{planes}</Pixels>"
     )
@@ -96,11 +104,11 @@ def _ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int
     parts = []
     for i, (image_name, channel, dtype) in enumerate(images):
         parts.append(
-            f'<Image ID="Image:{i}" Name={quoteattr(image_name)}>'
+            f'<Image ID="Image:{i}" Name={quoteattr(_xml_safe(image_name))}>'
             + _pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0])
             + '<AnnotationRef ID="Annotation:0"/></Image>'
         )
-    values = "".join(f"<M K={quoteattr(k)}>{escape(v)}</M>" for k, v in annotation.items())
+    values = "".join(f"<M K={quoteattr(k)}>{escape(_xml_safe(v))}</M>" for k, v in annotation.items())
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<OME xmlns="{OME_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -112,6 +120,10 @@ def _ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int
     )
     # TIFF's ImageDescription is ASCII: non-ASCII becomes XML character references.
     return xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _ascii_json(text: str) -> str:
+    return json.dumps(json.loads(text), ensure_ascii=True)
 
 
 def _tiff_dtype(dtype: np.dtype) -> np.dtype:
@@ -153,11 +165,13 @@ def write(
     series += [(f"layer:{model.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
     series += [(f"mask:{model.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
     shape = tuple(content.data.shape)
+    # JSON with \\uXXXX escapes: exact names and values survive the ASCII-only XML
     annotation = {
-        "provenance_json": content.provenance_json,
-        "frame_metadata_json": content.frame_metadata_json,
-        "xafm_attrs_json": content.attrs_json,
-        "channel": content.channel,
+        "provenance_json": _ascii_json(content.provenance_json),
+        "frame_metadata_json": _ascii_json(content.frame_metadata_json),
+        "xafm_attrs_json": _ascii_json(content.attrs_json),
+        "channel_json": json.dumps(content.channel),
+        "images_json": json.dumps([["data", content.channel]] + [["layer", model.decode_name(k)] for k in content.layers] + [["mask", model.decode_name(k)] for k in content.masks]),
     }
     if content.state_backups_json:
         annotation["state_backups_json"] = content.state_backups_json
@@ -392,17 +406,21 @@ def _read_xafm(path: str, info: dict, ann: dict[str, str], full: _Reshaped, time
     data = _Squeezed(full)
     layers: dict[str, Any] = {}
     masks: dict[str, Any] = {}
-    for i, img in enumerate(info["images"][1:], start=1):
-        name = img.get("Name", "")
-        if i >= len(info["series"]):
+    try:
+        kinds = json.loads(ann.get("images_json") or "[]")
+    except ValueError:
+        raise CorruptFileError(path, "images_json annotation is not valid JSON") from None
+    for i, entry in enumerate(kinds[1:], start=1):
+        if i >= len(info["series"]) or not (isinstance(entry, list) and len(entry) == 2):
             break
+        kind, name = str(entry[0]), str(entry[1])
         src, _ = info["series"][i]
         src = src if src.ndim == 3 else RawOrPages3D(src)
-        if name.startswith("layer:"):
-            layers[model.encode_name(name[6:])] = src
-        elif name.startswith("mask:"):
+        if kind == "layer":
+            layers[model.encode_name(name)] = src
+        elif kind == "mask":
             src.dtype = np.dtype(bool)
-            masks[model.encode_name(name[5:])] = src
+            masks[model.encode_name(name)] = src
     attrs = json.loads(ann.get("xafm_attrs_json") or "{}")
     attrs["pixel_size_y_nm"] = pixel[0]
     return _bundle.assemble_bundle(
@@ -416,7 +434,7 @@ def _read_xafm(path: str, info: dict, ann: dict[str, str], full: _Reshaped, time
         provenance_json=ann.get("provenance_json"),
         state_backups_json=ann.get("state_backups_json"),
         pixel_size_nm=pixel[1],
-        channel=ann.get("channel"),
+        channel=json.loads(ann["channel_json"]) if ann.get("channel_json") else None,
         attrs_json=json.dumps(attrs),
         reader=__name__,
     )
