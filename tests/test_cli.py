@@ -1,0 +1,50 @@
+"""The command line: demo, info, convert."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xafm
+from xafm import cli
+
+
+def test_demo_exports_and_round_trips_every_format(tmp_path, capsys):
+    assert cli.main(["demo", str(tmp_path / "out"), "--frames", "6", "--size", "24"]) == 0
+    out = capsys.readouterr().out
+    for fmt in ("h5", "npz", "tif"):
+        line = next(line for line in out.splitlines() if line.startswith(fmt + " "))
+        assert line.rstrip().endswith("yes"), line
+    back = xafm.open(tmp_path / "out" / "demo.h5")
+    assert back.shape == (6, 24, 24) and set(back.afm.layers) == {"raw"} and set(back.afm.masks) == {"particles"}
+    # levelled: the substrate tilt is gone from the data but kept in the raw layer
+    assert abs(float(back.isel(time=0).median())) < 1.0 < abs(float(back.afm.layers["raw"].isel(time=0).median()))
+
+
+def test_info_prints_the_essentials(tmp_path, capsys):
+    da = xafm.stack(np.zeros((3, 4, 5)), pixel_size_nm=0.5, times=[0, 1, 2]).afm.mask_threshold(0.0, name="m")
+    path = da.afm.to_h5(tmp_path / "s.h5")
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("{'time': 3, 'y': 4, 'x': 5}", "float32", "pixel size:  0.5 nm", "3 frames, 0 .. 2 s", "masks:       m", "channel:     height", "export", "read"):
+        assert needle in out, needle
+
+
+def test_convert_and_errors(tmp_path, capsys):
+    src = xafm.stack(np.ones((2, 3, 3)), pixel_size_nm=1.0).afm.remove_plane(keep_layer=True).afm.to_npz(tmp_path / "in.npz")
+    assert cli.main(["convert", str(src), "--export", "h5", "tif", "--output-folder", str(tmp_path / "o"), "--output-name", "c", "--raw"]) == 0
+    assert (tmp_path / "o" / "c.h5").exists() and (tmp_path / "o" / "c.ome.tif").exists()
+    np.testing.assert_array_equal(xafm.open(tmp_path / "o" / "c.h5").values, np.ones((2, 3, 3)))
+    capsys.readouterr()
+    assert cli.main(["convert", str(src), "--export", "bmp", "--output-folder", str(tmp_path / "o")]) == 2
+    assert "unknown format 'bmp'" in capsys.readouterr().err
+    assert cli.main(["info", str(tmp_path / "missing.h5")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    res = subprocess.run([sys.executable, "-m", "xafm.cli", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == f"xafm {xafm.__version__}"
