@@ -1,0 +1,1 @@
+"""xafm benchmarks: scripts, not tests. Run ``python -m bench`` from the project root."""
