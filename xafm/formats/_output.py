@@ -119,3 +119,12 @@ def iter_blocks(
 def iter_frames(obj: xr.DataArray | xr.Variable, dtype: Any = None) -> Iterator[np.ndarray]:
     for _, _, block in iter_blocks(obj, dtype):
         yield from (np.ascontiguousarray(f) for f in block)
+
+
+def in_memory_or_frames(obj: xr.DataArray | xr.Variable, dtype: Any) -> np.ndarray | Iterator[np.ndarray]:
+    """The values themselves when they are already a numpy array (one write is fastest),
+    else a frame iterator that streams them."""
+    data = _raw_data(obj)
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data, dtype=dtype)
+    return iter_frames(obj, dtype)

@@ -29,7 +29,7 @@ from .._version import __version__
 from ..exceptions import ChannelError, CorruptFileError, StackError
 from . import _bundle
 from ._lazy import LazyArray, RawFramesArray, outer_index
-from ._output import atomic_output, iter_frames
+from ._output import atomic_output, in_memory_or_frames
 
 NAME = "tif"
 SUFFIXES = (".ome.tif", ".ome.tiff")
@@ -187,7 +187,7 @@ def write(
     with atomic_output(path, overwrite=overwrite) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff, byteorder="<") as tw:
         for i, (_, _, obj, dtype) in enumerate(series):
             tw.write(
-                iter_frames(obj, dtype),
+                in_memory_or_frames(obj, dtype),
                 shape=shape,
                 dtype=dtype,
                 photometric="minisblack",
