@@ -1,0 +1,144 @@
+"""A folder of single-frame files (``.jpk``, Bruker ``.spm`` / ``.00N``) read as one video.
+
+Many instruments save a video as one file per frame. ``xafm.open(folder)`` reads each file's
+metadata with its own reader, checks that every frame has the same size and pixel size,
+orders the frames by their recorded acquisition start (``start_epoch_ms``; file name order
+where a file records none) and stacks them lazily: a frame's file is read only when that
+frame is computed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import CorruptFileError, XafmError, XafmWarning
+from ._lazy import LazyArray, outer_index
+
+NAME = "folder"
+SUFFIXES: tuple[str, ...] = ()
+#: Formats whose files are single frames of a video when several share a folder.
+FRAME_FORMATS = ("jpk", "nanoscope")
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def frame_files(folder: str | os.PathLike) -> tuple[str, list[Path]]:
+    """The frame files in ``folder`` and their format; refuses folders that mix formats."""
+    from . import FORMATS, _suffix_match
+
+    folder = Path(folder)
+    found: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        if p.is_file() and not p.name.startswith("."):
+            fmt = _suffix_match(p)
+            if fmt is not None and fmt.name in FRAME_FORMATS:
+                found.setdefault(fmt.name, []).append(p)
+    if not found:
+        kinds = ", ".join(s for n in FRAME_FORMATS for s in FORMATS[n].suffixes)
+        raise CorruptFileError(folder, f"no frame files ({kinds}, .00N) in this folder")
+    if len(found) > 1:
+        raise CorruptFileError(folder, f"the folder mixes frame formats ({', '.join(sorted(found))}); keep one video per folder")
+    (name, files), = found.items()
+    return name, sorted(files, key=_natural_key)
+
+
+def can_open(path: str | os.PathLike) -> bool:
+    try:
+        frame_files(path)
+        return True
+    except (XafmError, OSError):
+        return False
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    from . import FORMATS
+
+    name, files = frame_files(path)
+    return list(FORMATS[name].load().channels(str(files[0])))
+
+
+class FolderFramesArray(LazyArray):
+    """Frame ``i`` is the single frame of file ``paths[i]``, read by that format's reader."""
+
+    def __init__(self, folder: str, fmt: str, paths: list[str], channel: str | None, frame_shape: tuple[int, int], dtype: np.dtype):
+        self.path, self.fmt, self.paths, self.channel = folder, fmt, paths, channel
+        self.shape = (len(paths),) + tuple(frame_shape)
+        self.dtype = np.dtype(dtype)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        from . import FORMATS
+
+        mod = FORMATS[self.fmt].load()
+        idx = np.arange(self.shape[0])[key[0]]
+        frames = []
+        for i in np.atleast_1d(idx):
+            ds = mod.read(self.paths[int(i)], channel=self.channel)
+            values = np.asarray(next(iter(ds.data_vars.values())).values)
+            if values.shape[1:] != self.shape[1:]:
+                raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
+            frames.append(values[0])
+        block = np.stack(frames).astype(self.dtype, copy=False) if frames else np.empty((0,) + self.shape[1:], self.dtype)
+        out = outer_index(block, (slice(None),) + tuple(key[1:]))
+        return out[0] if np.ndim(idx) == 0 else out
+
+
+def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+    from . import FORMATS
+
+    folder = os.fspath(path)
+    fmt, files = frame_files(folder)
+    mod = FORMATS[fmt].load()
+    infos = []
+    for p in files:
+        ds = mod.read(str(p), channel=channel)
+        var = next(iter(ds.data_vars.values()))
+        if var.dims != model.DIMS or var.sizes["time"] != 1:
+            raise CorruptFileError(p, f"expected one frame, found dims {dict(var.sizes)}")
+        infos.append((p, ds, var))
+    _, ds0, var0 = infos[0]
+    shape0, px0 = var0.shape[1:], model.pixel_size_nm(var0)
+    for p, _, var in infos[1:]:
+        if var.shape[1:] != shape0:
+            raise CorruptFileError(p, f"frame size {var.shape[1:]} differs from {files[0].name}'s {shape0}: not one video")
+        if not np.allclose(model.pixel_size_nm(var), px0, rtol=1e-6):
+            raise CorruptFileError(p, f"pixel size {model.pixel_size_nm(var)} nm differs from {files[0].name}'s {px0} nm")
+    frames_meta = []
+    for p, _, var in infos:
+        fm = model.frame_metadata(var, with_timestamp=False)[0]
+        fm["source_file"] = p.name
+        frames_meta.append(fm)
+    starts = [fm.get("start_epoch_ms") for fm in frames_meta]
+    usable = all(isinstance(s, (int, float)) and math.isfinite(s) for s in starts) and len(set(starts)) == len(starts)
+    order = np.argsort(np.asarray(starts, dtype=np.float64), kind="stable") if usable else np.arange(len(infos))
+    if not usable and len(infos) > 1:
+        warnings.warn(f"{folder}: frames do not all record distinct start times; using file name order and 1 s steps", XafmWarning, stacklevel=2)
+    infos = [infos[i] for i in order]
+    frames_meta = [frames_meta[i] for i in order]
+    if usable:
+        times = (np.asarray([fm["start_epoch_ms"] for fm in frames_meta], dtype=np.float64) - frames_meta[0]["start_epoch_ms"]) / 1000.0
+    else:
+        times = np.arange(len(infos), dtype=np.float64)
+    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype)
+    recs = [provenance.make_record("read", path=folder, format=NAME, reader=__name__, frame_format=fmt, files=len(infos), channel=channel)]
+    attrs = {k: v for k, v in model.user_attrs(var0).items()}
+    return model.assemble(
+        data,
+        pixel_size_nm=px0,
+        times=times,
+        channel=str(var0.name),
+        units=str(var0.attrs.get("units", "nm")),
+        frame_metadata=frames_meta,
+        attrs=attrs,
+        provenance=recs,
+    )
