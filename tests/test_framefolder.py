@@ -76,3 +76,22 @@ def test_folders_without_frames_or_with_mixed_formats(tmp_path, rng):
     (mixed / "b.jpk").write_bytes(b"II*\x00")
     with pytest.raises(xafm.CorruptFileError, match="mixes frame formats"):
         framefolder.read(mixed)
+
+
+def test_folder_of_real_jpk_frames(tmp_path):
+    import shutil
+
+    from tests.helpers import shared_file
+
+    src = shared_file("afm", "sample_0.jpk")
+    folder = tmp_path / "jpk_video"
+    folder.mkdir()
+    for i in (2, 1, 10):
+        shutil.copy(src, folder / f"frame_{i}.jpk")
+    with pytest.warns(xafm.XafmWarning, match="distinct start times"):
+        da = xafm.open(folder, channel="height_trace")
+    assert da.shape == (3, 256, 256)
+    assert list(da["source_file"].values) == ["frame_1.jpk", "frame_2.jpk", "frame_10.jpk"]  # natural order
+    single = xafm.open(src)
+    np.testing.assert_array_equal(da.values[2], single.values[0])
+    assert da.afm.pixel_size_nm == pytest.approx(single.afm.pixel_size_nm)
