@@ -159,7 +159,7 @@ def test_mirrored_reads_match_numpy(tmp_path_factory, k, rows):
     values = np.arange(5 * 7, dtype="<f4").reshape(5, 7)
     path = tmp_path_factory.mktemp("mirror") / "f.bin"
     path.write_bytes(b"0123" + values.tobytes())
-    arr = sxm.FlippedFramesArray(path, offset=4, n_frames=1, frame_shape=(5, 7), raw_dtype="<f4", flip_x=True, flip_y=True)
+    arr = xafm.formats._lazy.RawFramesArray(path, offset=4, n_frames=1, frame_shape=(5, 7), raw_dtype="<f4", flip_x=True, flip_y=True)
     got = arr[(0, rows, k)]
     shown_ = values[::-1, ::-1]
     want = xafm.formats._lazy.outer_index(shown_, (rows, k))

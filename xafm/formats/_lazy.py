@@ -116,8 +116,8 @@ class RawFramesArray(LazyArray):
     """Frames stored as raw binary at ``offset + i * frame_stride`` in one file.
 
     Values are converted as ``raw * scale + add`` (when given) into ``out_dtype``.
-    ``frame_stride`` may exceed the frame's byte size (per-frame headers); ``flip_y``
-    reverses the rows (for formats stored bottom-up).
+    ``frame_stride`` may exceed the frame's byte size (per-frame headers); ``flip_y`` /
+    ``flip_x`` reverse the rows / columns (formats stored bottom-up or right-to-left).
     """
 
     def __init__(
@@ -133,6 +133,7 @@ class RawFramesArray(LazyArray):
         add: float | None = None,
         out_dtype: Any = None,
         flip_y: bool = False,
+        flip_x: bool = False,
     ):
         self.path = os.fspath(path)
         self.offset = int(offset)
@@ -144,6 +145,7 @@ class RawFramesArray(LazyArray):
         self.scale = scale
         self.add = add
         self.flip_y = flip_y
+        self.flip_x = flip_x
         if out_dtype is None:
             out_dtype = self.raw_dtype.newbyteorder("=") if scale is None and add is None else np.float64
         self.dtype = np.dtype(out_dtype)
@@ -179,6 +181,8 @@ class RawFramesArray(LazyArray):
             )
             if self.flip_y:
                 view = view[:, ::-1, :]
+            if self.flip_x:
+                view = view[:, :, ::-1]
             result = self._convert(outer_index(view, key))
             del view, mm
         return result

@@ -28,7 +28,7 @@ from .. import model, provenance
 from ..exceptions import ChannelError, CorruptFileError
 from . import _bundle
 from ._lazy import RawFramesArray
-from .sxm import read_until
+from ._text import read_until
 
 NAME = "nanoscope"
 SUFFIXES = (".spm",)

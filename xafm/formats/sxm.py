@@ -26,6 +26,7 @@ from .. import model, provenance
 from ..exceptions import ChannelError, CorruptFileError
 from . import _bundle
 from ._lazy import RawFramesArray
+from ._text import read_until
 
 NAME = "sxm"
 SUFFIXES = (".sxm",)
@@ -42,66 +43,6 @@ _TYPES = {"FLOAT": "f4", "INT": "i4", "UINT": "u4", "DOUBLE": "f8"}
 _BYTE_ORDER = {"MSBFIRST": ">", "LSBFIRST": "<"}
 #: Length units to nm: values in these units become nm.
 LENGTH_NM = {"m": 1e9, "mm": 1e6, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "nm": 1.0, "pm": 1e-3, "Å": 0.1, "\u212b": 0.1}
-
-
-# --------------------------------------------------------------------------------------
-# a raw-frames array that can also mirror x (shared with the WSxM reader)
-# --------------------------------------------------------------------------------------
-def _mirror_key(k: Any, n: int) -> Any:
-    """The outer-index entry that reads position ``n-1-i`` wherever ``k`` reads ``i``."""
-    if isinstance(k, (int, np.integer)):
-        i = int(k) + (n if k < 0 else 0)
-        return n - 1 - i
-    if isinstance(k, slice):
-        r = range(n)[k]
-        if len(r) == 0:
-            return slice(0, 0)
-        first, last = n - 1 - r[0], n - 1 - r[-1]
-        step = -r.step
-        stop = last + (1 if step > 0 else -1)
-        return slice(first, stop if stop >= 0 else None, step)
-    idx = np.asarray(k, dtype=np.intp)
-    return n - 1 - (idx % max(n, 1))
-
-
-class FlippedFramesArray(RawFramesArray):
-    """``RawFramesArray`` plus ``flip_x``: frames stored right-to-left (mirrored in x)."""
-
-    def __init__(self, path: str | os.PathLike, *, flip_x: bool = False, **kwargs: Any):
-        super().__init__(path, **kwargs)
-        self.flip_x = bool(flip_x)
-
-    def _read(self, key: tuple) -> np.ndarray:
-        if self.flip_x:
-            key = key[:-1] + (_mirror_key(key[-1], self.shape[-1]),)
-        return super()._read(key)
-
-
-def read_until(
-    path: str, marker: bytes, *, limit: int, extra: int = 0, starts: tuple[bytes, ...] = (), chunk: int = 65536
-) -> tuple[bytes, int, int]:
-    """The file's first bytes up to ``marker`` plus ``extra`` more, read in chunks so that
-    opening a file reads its header, not its data (shared by the text-header readers).
-
-    Returns (bytes, marker position or -1, file size); stops after ``limit`` bytes, or after
-    the first chunk when the file does not begin with one of ``starts`` (not this format).
-    """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        buf = bytearray()
-        pos = -1
-        while len(buf) < min(size, limit):
-            start = max(0, len(buf) - len(marker))
-            block = fh.read(min(chunk, limit - len(buf)))
-            if not block:
-                break
-            buf += block
-            pos = buf.find(marker, start)
-            if pos >= 0 or (starts and not bytes(buf[:64]).startswith(starts)):
-                break
-        if pos >= 0 and len(buf) < pos + len(marker) + extra:
-            buf += fh.read(pos + len(marker) + extra - len(buf))
-    return bytes(buf), pos, size
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +216,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     unit = frame["unit"]
     factor = LENGTH_NM.get(unit)
     up = (_one(tags, "SCAN_DIR") or "").lower()
-    data = FlippedFramesArray(
+    data = RawFramesArray(
         path,
         offset=offset + index * frame_bytes,
         n_frames=1,

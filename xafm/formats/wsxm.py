@@ -26,7 +26,8 @@ import xarray as xr
 from .. import model, provenance
 from ..exceptions import ChannelError, CorruptFileError
 from . import _bundle
-from .sxm import FlippedFramesArray, read_until
+from ._lazy import RawFramesArray
+from ._text import read_until
 
 NAME = "wsxm"
 SUFFIXES = (".stp", ".top")
@@ -45,7 +46,7 @@ DATA_TYPES = {
 LENGTH_NM = {"m": 1e9, "mm": 1e6, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "nm": 1.0, "pm": 1e-3, "Å": 0.1, "\u212b": 0.1}
 
 
-class RangeScaledFramesArray(FlippedFramesArray):
+class RangeScaledFramesArray(RawFramesArray):
     """Integer frames scaled so their value range spans ``z_range`` (WSxM ``short`` data).
 
     The factor depends on the frame's raw min/max, so it is found on the first read (one
@@ -199,7 +200,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     units = "nm" if factor is not None else (z_unit or "a.u.")
     common = dict(offset=offset, n_frames=1, frame_shape=(nrows, ncols), raw_dtype=raw_dtype, flip_y=True, flip_x=True)
     if raw_dtype.kind == "f":
-        data: Any = FlippedFramesArray(path, scale=factor, out_dtype=np.float64, **common)
+        data: Any = RawFramesArray(path, scale=factor, out_dtype=np.float64, **common)
     else:
         z_range = (z_amp if z_amp is not None and z_amp > 0 else 1.0) * (factor or 1.0)
         data = RangeScaledFramesArray(path, z_range=z_range, **common)
