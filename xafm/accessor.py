@@ -88,6 +88,27 @@ class AfmAccessor:
         """OME-TIFF, one page per frame; see ``xafm.formats.ometiff``."""
         return self._write("tif", path, raw=raw, overwrite=overwrite, bigtiff=bigtiff)
 
+    def to_ome_zarr(
+        self,
+        path: str | os.PathLike,
+        *,
+        chunks: Any = None,
+        shards: Any = None,
+        levels: int = 1,
+        method: str = "mean",
+        mode: str = "w-",
+        version: str = "0.5",
+        append_dim: str | None = None,
+        overwrite: bool = False,
+        raw: bool = False,
+    ) -> Path:
+        """OME-Zarr (NGFF 0.5 / Zarr v3 by default), with pyramids and appends; see
+        ``xafm.formats.omezarr``. Written in parallel from dask workers."""
+        return self._write(
+            "zarr", path, chunks=chunks, shards=shards, levels=levels, method=method, mode=mode,
+            version=version, append_dim=append_dim, overwrite=overwrite, raw=raw,
+        )
+
     def export(self, folder: str | os.PathLike, name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
         """Write several formats at once as ``folder/name<suffix>``; returns format -> path."""
         return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite)

@@ -52,7 +52,7 @@ FORMATS: dict[str, Format] = {
         Format("wsxm", "wsxm", "WSxM", (".stp", ".top"), True, False, True),
         Format("topostats", "topostats", "TopoStats HDF5", (".topostats",), True, False, True),
         Format("nd2", "nd2file", "Nikon NIS-Elements ND2", (".nd2",), True, False, True),
-        Format("zarr", "omezarr", "OME-Zarr (NGFF 0.4 / 0.5)", (".ome.zarr", ".zarr"), True, False, True),
+        Format("zarr", "omezarr", "OME-Zarr (NGFF 0.4 / 0.5)", (".ome.zarr", ".zarr"), True, True, True, folder=True),
         Format("folder", "framefolder", "folder of single-frame files (.jpk, .spm, .00N)", (), True, False, True, folder=True),
     )
 }
@@ -123,7 +123,8 @@ def open_dataset(path: str | os.PathLike, **kwargs: Any) -> Any:
     """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine."""
     fmt = find(path)
     mod = fmt.load()
-    return guarded(path, f"reading as {fmt.description}", mod.read, os.fspath(path), **kwargs)
+    # absolute: lazy arrays keep the path, and dask workers may run in another directory
+    return guarded(path, f"reading as {fmt.description}", mod.read, os.path.abspath(path), **kwargs)
 
 
 def channels(path: str | os.PathLike) -> list[str]:
