@@ -7,8 +7,10 @@ size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries th
 provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
 also in private TIFF tag 65000 and the JSON list of layer names in tag 65001.
 
-Reading accepts OME-TIFF from any tool: the image's T (and Z, C) planes become the
-``time`` dim (extra dims stay as dims), physical sizes convert to nm and DeltaT to s.
+Reading accepts OME-TIFF from any tool (docs/formats/ometiff-foreign.md): every dim OME
+and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... in the order
+(time, z, channel, others, y, x); length-1 dims other than time are dropped; ``channel=``
+selects one channel by name; physical sizes convert to nm and DeltaT to s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import xarray as xr
 
 from .. import model, provenance
 from .._version import __version__
-from ..exceptions import ChannelError, CorruptFileError, StackError
+from ..exceptions import ChannelError, CorruptFileError, FormatError, StackError, XafmWarning
 from . import _bundle
 from ._lazy import LazyArray, RawFramesArray, outer_index
 from ._output import atomic_output, in_memory_or_frames
@@ -311,7 +314,11 @@ class _Reshaped(LazyArray):
 
 
 def channels(path: str | os.PathLike) -> list[str]:
-    return [c["name"] for c in _describe(os.fspath(path))["channels"]]
+    path = os.fspath(path)
+    info = _describe(path)
+    if not _annotation(info["root"]):  # another tool's file: as read_foreign names them
+        return list(_foreign_layout(path, info["images"], 0)["names"])
+    return [c["name"] for c in info["channels"]]
 
 
 def _describe(path: str) -> dict[str, Any]:
@@ -343,11 +350,17 @@ def struct_error() -> type:
     return struct.error
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike, *, channel: str | None = None, series: int = 0, **_: Any) -> xr.Dataset:
+    """An xafm OME-TIFF as the stack it was written from; any other OME-TIFF with its dims.
+
+    ``series`` picks the OME Image of another tool's file (xafm's own files use Image 0).
+    """
     path = os.fspath(path)
     info = _describe(path)
     root, images = info["root"], info["images"]
     ann = _annotation(root)
+    if not ann:  # another tool's OME-TIFF
+        return _read_foreign(path, root, images, channel=channel, series=series)
     pix = images[0].find(_q("Pixels"))
     sizes = {d: int(pix.get(f"Size{d}", "1")) for d in "TZC"}
     order = pix.get("DimensionOrder", "XYZCT")[2:]  # fastest first, e.g. "ZCT"
@@ -386,9 +399,8 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         inc = _time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit")) or 1.0
         times = np.arange(sizes["T"]) * (inc if inc > 0 else 1.0)
 
-    if ann:  # an xafm file: one image per layer/mask
-        return _read_xafm(path, info, ann, full, times, (dy, dx))
-    return _read_foreign(path, full, sizes, names, c_index, times, (dy, dx), pix)
+    # an xafm file: one image per layer/mask
+    return _read_xafm(path, info, ann, full, times, (dy, dx))
 
 
 class RawOrPages3D(LazyArray):
@@ -451,54 +463,346 @@ class _Squeezed(LazyArray):
         return self.full._read((key[0], 0, 0) + tuple(key[1:]))
 
 
-def _read_foreign(path: str, full: _Reshaped, sizes: dict, names: list[str], c_index: int | None, times: np.ndarray, pixel: tuple[float, float], pix: ET.Element) -> xr.Dataset:
-    recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__)]
-    dims = ["time", "z", "channel", "y", "x"]
-    src: Any = full
-    sel: list[Any] = [slice(None)] * 5
-    if c_index is not None:
-        sel[2] = c_index
-    if sizes["Z"] == 1:
-        sel[1] = 0
-    keep = [d for d, s in zip(dims, sel) if not isinstance(s, int)]
-    if keep == ["time", "y", "x"]:
-        var_src = _Selected(src, tuple(sel))
-        ds = model.assemble(
-            var_src,
-            pixel_size_nm=pixel,
-            times=times,
-            channel=_bundle.safe_channel(names[c_index or 0]),
-            units=_units_guess(pix),
-            provenance=recs,
-        )
-        return ds
-    # extra dims (z and/or channel): a labeled DataArray with those dims kept
-    var_src = _Selected(src, tuple(sel))
-    coords = {
-        "time": xr.Variable(("time",), times, {"units": "s"}),
-        "y": xr.Variable(("y",), np.arange(full.shape[3]) * pixel[0], {"units": "nm"}),
-        "x": xr.Variable(("x",), np.arange(full.shape[4]) * pixel[1], {"units": "nm"}),
-    }
-    if "channel" in keep:
-        coords["channel"] = xr.Variable(("channel",), np.array(names[: sizes["C"]] + [f"C{i}" for i in range(len(names), sizes["C"])]))
-    if "z" in keep:
-        dz = _length_nm(path, pix.get("PhysicalSizeZ"), pix.get("PhysicalSizeZUnit")) or 1.0
-        coords["z"] = xr.Variable(("z",), np.arange(sizes["Z"]) * dz, {"units": "nm"})
-    attrs = {"units": _units_guess(pix), "pixel_size_nm": pixel[1], model.PROVENANCE_ATTR: provenance.dumps(recs)}
-    var = model.as_variable(tuple(keep), var_src, attrs)
-    return xr.Dataset({"intensity": var}, coords=coords)
+# --------------------------------------------------------------------------------------
+# other tools' OME-TIFF (and the labeled-dataset helper shared with the nd2 reader)
+# --------------------------------------------------------------------------------------
+#: xafm dim names for tifffile's axis letters (the modulo letters follow tifffile).
+AXIS_NAMES = {
+    "T": "time", "Z": "z", "C": "channel", "S": "sample", "Y": "y", "X": "x", "A": "angle",
+    "P": "phase", "R": "tile", "H": "lifetime", "E": "lambda", "L": "exposure", "V": "event",
+    "Q": "other", "M": "mosaic", "I": "sequence",
+}
+#: Variable name when the channel dim is kept (several channels in one array).
+MULTI_CHANNEL_NAME = "intensity"
 
 
-def _units_guess(pix: ET.Element) -> str:
-    return ""
+class TiffPlanesArray(LazyArray):
+    """The planes (pages) of one OME series, decoded by tifffile; files opened per read.
 
+    ``planes`` holds ``(file, page index)`` per plane in C order over ``lead_shape``
+    (``None`` for a plane the file lacks: read as zeros, as Bio-Formats does).
+    """
 
-class _Selected(LazyArray):
-    def __init__(self, base: LazyArray, sel: tuple):
-        self.base, self.sel, self.path, self.dtype = base, sel, base.path, base.dtype
-        self.shape = tuple(n for n, s in zip(base.shape, sel) if not isinstance(s, int))
+    def __init__(self, path: str, planes: list[tuple[str, int] | None], lead_shape: tuple[int, ...], page_shape: tuple[int, ...], dtype: Any):
+        self.path = path
+        self.planes = planes
+        self.lead_shape = tuple(int(n) for n in lead_shape)
+        self.page_shape = tuple(int(n) for n in page_shape)
+        self.shape = self.lead_shape + self.page_shape
+        self.dtype = np.dtype(dtype).newbyteorder("=")
 
     def _read(self, key: tuple) -> np.ndarray:
-        it = iter(key)
-        full_key = tuple(s if isinstance(s, int) else next(it) for s in self.sel)
-        return self.base._read(full_key)
+        import tifffile
+
+        n = len(self.lead_shape)
+        grid = outer_index(np.arange(len(self.planes)).reshape(self.lead_shape), key[:n])
+        flat = np.asarray(grid).reshape(-1)
+        page_key = tuple(key[n:])
+        page_out = outer_index(np.empty(self.page_shape, np.uint8), page_key).shape
+        out = np.zeros((flat.size,) + page_out, self.dtype)
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        for i, plane in enumerate(flat):
+            src = self.planes[int(plane)]
+            if src is not None:
+                by_file.setdefault(src[0], []).append((i, src[1]))
+        for file, items in by_file.items():
+            with tifffile.TiffFile(file) as tf:
+                for i, index in items:
+                    page = tf.pages[index]
+                    _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    arr = page.asarray()
+                    out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
+        return out.reshape(np.shape(grid) + page_out)
+
+
+#: deflate/LZW/zstd rarely beat ~1000:1; a page claiming more is a lying header.
+MAX_COMPRESSION_RATIO = 1100
+
+
+def _check_page(path: str, page: Any, file_size: int, page_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a page whose strips/tiles lie outside the file or whose size is implausible,
+    before tifffile allocates buffers from those numbers."""
+    offsets, counts = tuple(page.dataoffsets), tuple(page.databytecounts)
+    if len(offsets) != len(counts):
+        raise CorruptFileError(path, f"page {page.index}: {len(offsets)} strip offsets but {len(counts)} byte counts")
+    stored = 0
+    for o, c in zip(offsets, counts):
+        if o < 0 or c < 0 or o + c > file_size:
+            raise CorruptFileError(path, f"page {page.index}: a strip/tile at byte {o} of {c} bytes lies outside the {file_size}-byte file")
+        stored += c
+    nbytes = int(np.prod(page.shape, dtype=np.int64)) * max(np.dtype(page.dtype).itemsize if page.dtype is not None else 1, 1)
+    if int(np.prod(page.shape, dtype=np.int64)) != int(np.prod(page_shape, dtype=np.int64)):
+        raise CorruptFileError(path, f"page {page.index} has shape {page.shape}, the series expects {page_shape}")
+    if page.compression == 1 and nbytes > file_size or nbytes > stored * MAX_COMPRESSION_RATIO + 2**16:
+        raise CorruptFileError(path, f"page {page.index} decodes to {nbytes} bytes from {stored} stored bytes")
+
+
+class DimView(LazyArray):
+    """A lazy array with named dims seen with some dims fixed (dropped), some added
+    (length 1) and the rest reordered: how readers map a file's dims onto xafm's order."""
+
+    def __init__(self, base: LazyArray, base_dims: tuple[str, ...], out_dims: tuple[str, ...], fixed: dict[str, int] | None = None):
+        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.base_dims, self.out_dims = tuple(base_dims), tuple(out_dims)
+        self.fixed = dict(fixed or {})
+        self.kept = [d for d in self.base_dims if d not in self.fixed]
+        self.added = [d for d in self.out_dims if d not in self.base_dims]
+        if sorted(self.kept + self.added) != sorted(self.out_dims):
+            raise ValueError(f"dims {self.out_dims} do not match {self.base_dims} minus {sorted(self.fixed)}")
+        self.shape = tuple(base.shape[self.base_dims.index(d)] if d in self.base_dims else 1 for d in self.out_dims)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        kd = dict(zip(self.out_dims, key))
+        got = self.base._read(tuple(self.fixed[d] if d in self.fixed else kd[d] for d in self.base_dims))
+        have = [d for d in self.kept if not isinstance(kd[d], (int, np.integer))]
+        for d in self.added:  # a length-1 axis, indexed like any other
+            if isinstance(kd[d], (int, np.integer)):
+                if kd[d] not in (0, -1):
+                    raise IndexError(f"index {kd[d]} out of range for {d} of length 1")
+                continue
+            got = np.expand_dims(got, -1)
+            got = outer_index(got, (slice(None),) * (got.ndim - 1) + (kd[d],))
+            have.append(d)
+        return np.transpose(got, [have.index(d) for d in self.out_dims if d in have])
+
+
+def labeled_dataset(
+    path: str,
+    data: Any,
+    dims: tuple[str, ...],
+    *,
+    name: str,
+    units: str,
+    pixel_size_nm: tuple[float, float],
+    times: Any,
+    coords: dict[str, xr.Variable] | None = None,
+    frame_metadata: Any = None,
+    masks: dict[str, tuple[tuple[str, ...], Any]] | None = None,
+    attrs: dict[str, Any] | None = None,
+    provenance_records: list[dict] | None = None,
+) -> xr.Dataset:
+    """``model.assemble`` for (time, y, x); the same conventions when more dims are kept.
+
+    ``coords`` are the extra dims' coordinates; ``masks`` map a name to (dims, boolean
+    array), the dims a subset of ``dims``.
+    """
+    dims = tuple(dims)
+    masks = masks or {}
+    if dims == model.DIMS:
+        return model.assemble(
+            data,
+            pixel_size_nm=pixel_size_nm,
+            times=times,
+            channel=name,
+            units=units,
+            frame_metadata=frame_metadata,
+            masks={k: arr for k, (_, arr) in masks.items()},
+            attrs=attrs,
+            provenance=provenance_records,
+        )
+    shape = tuple(int(n) for n in data.shape)
+    sizes = dict(zip(dims, shape))
+    dy, dx = (float(pixel_size_nm[0]), float(pixel_size_nm[1]))
+    name = model.check_netcdf_name(name, "channel")
+    t = model.check_times(times, sizes[model.TIME])
+    all_coords: dict[str, xr.Variable] = {
+        model.TIME: xr.Variable((model.TIME,), t, {"units": "s", "long_name": "time since first frame"}),
+        model.Y: xr.Variable((model.Y,), np.arange(sizes[model.Y], dtype=np.float64) * dy, {"units": "nm"}),
+        model.X: xr.Variable((model.X,), np.arange(sizes[model.X], dtype=np.float64) * dx, {"units": "nm"}),
+    }
+    all_coords.update(model.frame_metadata_to_coords(frame_metadata, sizes[model.TIME]))
+    all_coords.update(coords or {})
+    for mname, (mdims, arr) in masks.items():
+        if tuple(int(n) for n in arr.shape) != tuple(sizes[d] for d in mdims):
+            raise StackError(f"mask {mname!r} has shape {tuple(arr.shape)}, expected {tuple(sizes[d] for d in mdims)} for {mdims}")
+        all_coords[model.mask_coord(mname)] = model.as_variable(tuple(mdims), arr)
+    if name in all_coords:
+        raise StackError(f"channel {name!r} clashes with a coordinate name")
+    all_attrs = model.check_attrs(attrs or {})
+    all_attrs.update({"units": units, "channel": name, "long_name": name, model.PIXEL_SIZE_ATTR: dx})
+    if dy != dx:
+        all_attrs[model.PIXEL_SIZE_Y_ATTR] = dy
+    all_attrs[model.PROVENANCE_ATTR] = provenance.dumps(provenance_records or [])
+    return xr.Dataset({name: model.as_variable(dims, data, all_attrs)}, coords=all_coords)
+
+
+def xafm_dim_order(dims: list[str]) -> list[str]:
+    """time, z, channel, the others in file order, y, x (as OME-Zarr and nd2 readers do)."""
+    head = [d for d in ("time", "z", "channel") if d in dims]
+    tail = [d for d in ("y", "x") if d in dims]
+    return head + [d for d in dims if d not in head and d not in tail] + tail
+
+
+def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[str, int] | None], str]:
+    """Unsqueezed axes/shape of a tifffile series and where each plane lives."""
+    axes, shape = s.get_axes(False), tuple(int(n) for n in s.get_shape(False))
+    k = len(axes)
+    while k > 0 and axes[k - 1] in "YXS":
+        k -= 1
+    page_axes = axes[k:]
+    if "Y" not in page_axes or "X" not in page_axes:
+        raise CorruptFileError(path, f"OME series axes {axes!r} have no Y/X image plane")
+    planes: list[tuple[str, int] | None] = []
+    for page in s.pages:
+        if page is None:
+            planes.append(None)
+            continue
+        index = page.index
+        if not isinstance(index, (int, np.integer)):
+            raise CorruptFileError(path, f"OME plane in a sub-IFD ({index}) is not supported")
+        planes.append((os.path.abspath(page.parent.filehandle.path), int(index)))
+    n_lead = int(np.prod(shape[:k], dtype=np.int64))
+    if n_lead != len(planes):
+        raise CorruptFileError(path, f"OME series {axes}{shape} needs {n_lead} planes, the file has {len(planes)}")
+    return axes, shape, planes, page_axes
+
+
+def _epoch_ms(text: str | None) -> float | None:
+    """ms since the Unix epoch for an ISO 8601 date with a time zone (None without one)."""
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() * 1e3 if when.tzinfo is not None else None
+
+
+def _foreign_layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
+    """Axes, shape and planes of an OME series (tifffile's reading of the OME-XML)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
+                raise FormatError(f"{path}: no OME image {series!r}; the file holds {len(tf.series)} (series=0..{len(tf.series) - 1})")
+            s = tf.series[series]
+            axes, shape, planes, page_axes = _series_planes(path, s)
+            dtype = np.dtype(s.dtype)
+    except (tifffile.TiffFileError, ValueError, struct_error()) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise CorruptFileError(path, f"not a readable OME-TIFF: {exc}") from None
+    if dtype.kind not in "iuf":
+        raise CorruptFileError(path, f"OME pixel type {dtype} is not a real number type")
+    image = images[series] if series < len(images) else images[0]
+    pix = image.find(_q("Pixels"))
+    if pix is None:
+        raise CorruptFileError(path, "OME Image has no Pixels element")
+    dims = tuple(AXIS_NAMES.get(a, f"dim_{a.lower()}") for a in axes)
+    sizes = dict(zip(dims, shape))
+    # channel names: OME Channel elements, padded to the C size
+    n_c = sizes.get("channel", 1)
+    chan_els = pix.findall(_q("Channel"))
+    names = [(c.get("Name") or f"C{j}") for j, c in enumerate(chan_els[:n_c])]
+    names += [f"C{j}" for j in range(len(names), n_c)]
+    return {"axes": axes, "shape": shape, "planes": planes, "page_axes": page_axes, "dtype": dtype, "image": image,
+            "pix": pix, "dims": dims, "sizes": sizes, "names": names, "chan_els": chan_els}
+
+
+def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, channel: str | None, series: int) -> xr.Dataset:
+    lay = _foreign_layout(path, images, series)
+    axes, shape, planes, page_axes, dtype = lay["axes"], lay["shape"], lay["planes"], lay["page_axes"], lay["dtype"]
+    image, pix, names, chan_els = lay["image"], lay["pix"], lay["names"], lay["chan_els"]
+    base_dims, sizes = lay["dims"], lay["sizes"]
+    if any(p is None for p in planes):
+        warnings.warn(f"{path}: {sum(p is None for p in planes)} OME planes are missing; read as zeros", XafmWarning, stacklevel=3)
+    n_lead = len(axes) - len(page_axes)
+    base = TiffPlanesArray(path, planes, shape[:n_lead], shape[n_lead:], dtype)
+    n_c = sizes.get("channel", 1)
+    fixed: dict[str, int] = {}
+    if channel is not None:
+        if channel not in names:
+            raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+        c_index: int | None = names.index(channel)
+    else:
+        c_index = 0 if n_c == 1 else None
+    if "channel" in sizes and c_index is not None:
+        fixed["channel"] = c_index
+    for d, n in sizes.items():
+        if n == 1 and d not in ("time", "y", "x", "channel"):
+            fixed[d] = 0
+    out_dims = xafm_dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
+    data = DimView(base, base_dims, tuple(out_dims), fixed)
+
+    # physical sizes (nm); without them one pixel is 1 nm, with a warning
+    dx = _length_nm(path, pix.get("PhysicalSizeX"), pix.get("PhysicalSizeXUnit"))
+    dy = _length_nm(path, pix.get("PhysicalSizeY"), pix.get("PhysicalSizeYUnit"))
+    if dx is None and dy is None:
+        warnings.warn(f"{path}: OME-XML gives no physical pixel size; using 1 nm per pixel", XafmWarning, stacklevel=3)
+    dx = dx or dy or 1.0
+    dy = dy or dx
+
+    # times: DeltaT of the first plane of each T (at the selected channel), else TimeIncrement
+    n_t = sizes.get("time", 1)
+    want_c = c_index or 0
+    deltas: dict[int, float] = {}
+    for plane in pix.findall(_q("Plane")):
+        try:
+            tz, tc, tt = (int(plane.get(a, 0)) for a in ("TheZ", "TheC", "TheT"))
+        except ValueError:
+            continue
+        if tz == 0 and tc == want_c and 0 <= tt < n_t and plane.get("DeltaT") is not None and tt not in deltas:
+            deltas[tt] = _time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+    recorded = None
+    if n_t >= 1 and len(deltas) == n_t:
+        recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)
+        times, _ = _bundle.times_or_index(path, recorded - recorded[0], n_t)
+    else:
+        inc = _time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit"))
+        times = np.arange(n_t, dtype=np.float64) * (inc if inc and np.isfinite(inc) and inc > 0 else 1.0)
+    start_ms = _epoch_ms(image.findtext(_q("AcquisitionDate")))
+    frame_metadata = None
+    if recorded is not None or start_ms is not None:
+        frame_metadata = [
+            {
+                **({"delta_t_s": float(recorded[i])} if recorded is not None else {}),
+                **({"start_epoch_ms": start_ms + 1e3 * float(recorded[i] if recorded is not None else times[i])} if start_ms is not None else {}),
+            }
+            for i in range(n_t)
+        ]
+
+    coords: dict[str, xr.Variable] = {}
+    if "channel" in out_dims:
+        coords["channel"] = xr.Variable(("channel",), np.array(names))
+    if "z" in out_dims:
+        dz = _length_nm(path, pix.get("PhysicalSizeZ"), pix.get("PhysicalSizeZUnit"))
+        coords["z"] = (
+            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz, {"units": "nm"})
+            if dz
+            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+        )
+    for d in out_dims:
+        if d not in coords and d not in model.DIMS:
+            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+    acquisition = {
+        "format": "OME-TIFF",
+        "creator": root.get("Creator"),
+        "image": series,
+        "image_name": image.get("Name"),
+        "acquisition_date": image.findtext(_q("AcquisitionDate")),
+        "pixels": dict(pix.attrib),
+        "channels": [dict(c.attrib) for c in chan_els],
+        "tiff_axes": axes,
+        "tiff_shape": list(shape),
+    }
+    if "channel" in out_dims:
+        name = MULTI_CHANNEL_NAME
+    else:
+        name = _bundle.safe_channel(names[c_index or 0])
+    recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel, series=int(series))]
+    return labeled_dataset(
+        path,
+        data,
+        tuple(out_dims),
+        name=name,
+        units="",
+        pixel_size_nm=(dy, dx),
+        times=times,
+        coords=coords,
+        frame_metadata=frame_metadata,
+        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        provenance_records=recs,
+    )

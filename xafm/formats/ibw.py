@@ -1,0 +1,323 @@
+"""Asylum Research / Igor Pro binary wave (``.ibw``), read with igor2.
+
+An Asylum image is one version-5 wave of shape (points, lines, channels) stored
+column-major (points fastest), with one dimension label per channel (``HeightRetrace``,
+``AmplitudeRetrace``, ...) and the instrument settings as ``Key: value`` lines in the
+wave note. See docs/formats/ibw.md for the layout and the choices made here.
+
+igor2 is LGPL-3.0, so it is imported only inside the functions that parse a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import ChannelError, CorruptFileError
+from . import _bundle
+from ._lazy import RawFramesArray
+from .gwy import length_unit_nm
+
+NAME = "ibw"
+SUFFIXES = (".ibw",)
+
+BIN_HEADER5 = "hhiiii4i4iiii"  # 64 bytes; the byte order is prefixed at use
+WAVE_HEADER5_SIZE = 320
+HEADERS_SIZE = 64 + WAVE_HEADER5_SIZE
+LABEL_BYTES = 32  # MAX_DIM_LABEL_CHARS + 1
+#: Igor numeric type codes (without the complex bit 0x01).
+IGOR_TYPES = {0x02: "f4", 0x04: "f8", 0x08: "i1", 0x10: "i2", 0x20: "i4", 0x48: "u1", 0x50: "u2", 0x60: "u4"}
+HEIGHT_PREFERENCE = ("HeightRetrace", "HeightTrace", "Height")
+#: Gwyddion's channel-name -> unit table for Asylum files (name prefix, unit; None = wave units).
+_UNIT_BY_PREFIX = (
+    ("Height", "m"), ("ZSensor", "m"), ("Deflection", "m"), ("Amplitude", "m"), ("Phase", "deg"),
+    ("Current", "A"), ("Frequency", "Hz"), ("Capacitance", "F"), ("Potential", "V"),
+    ("Count", None), ("QFactor", None),
+)
+_IGOR_EPOCH_TO_UNIX_S = 2082844800  # 1904-01-01 -> 1970-01-01
+
+
+def _igor2() -> Any:
+    try:
+        from igor2 import binarywave
+    except ImportError as exc:  # pragma: no cover - exercised by monkeypatching
+        raise ImportError(
+            "reading .ibw files needs the igor2 package (LGPL-3.0): `pip install igor2` or `pip install xafm[ibw]`"
+        ) from exc
+    return binarywave
+
+
+def _headers(path: str) -> dict[str, Any]:
+    """Parse and check the v5 headers ourselves, so igor2 never sees a lying file."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(HEADERS_SIZE)
+        if len(head) < 2:
+            raise CorruptFileError(path, f"file is {size} bytes, too short for an Igor binary wave")
+        little = head[0] != 0
+        bo = "<" if little else ">"
+        version = struct.unpack(bo + "h", head[:2])[0]
+        if version in (1, 2, 3):
+            raise CorruptFileError(path, f"Igor binary wave version {version} holds only 1-D waves, not an image")
+        if version != 5:
+            raise CorruptFileError(path, f"not an Igor binary wave (unknown version {version})")
+        if len(head) < HEADERS_SIZE:
+            raise CorruptFileError(path, f"file is {size} bytes; the version-5 headers need {HEADERS_SIZE}")
+        if int(np.frombuffer(head, dtype=bo + "u2").sum()) & 0xFFFF:
+            raise CorruptFileError(path, "header checksum does not match: damaged Igor binary wave")
+        h = struct.unpack(bo + BIN_HEADER5, head[:64])
+        wfm_size, formula_size, note_size, data_e_units_size = h[2:6]
+        dim_e_units, dim_labels = h[6:10], h[10:14]
+        sizes = [wfm_size, formula_size, note_size, data_e_units_size, *dim_e_units, *dim_labels]
+        if any(s < 0 for s in sizes):
+            raise CorruptFileError(path, f"negative section size in the header: {sizes}")
+        n_dim = struct.unpack(bo + "4i", head[64 + 68 : 64 + 84])
+        wave_type = struct.unpack(bo + "h", head[64 + 16 : 64 + 18])[0]
+        npnts = struct.unpack(bo + "i", head[64 + 12 : 64 + 16])[0]
+        if any(n < 0 for n in n_dim):
+            raise CorruptFileError(path, f"negative wave dimension in {tuple(n_dim)}")
+        k = next((i for i, n in enumerate(n_dim) if n == 0), 4)
+        dims = list(n_dim[:k])
+        if any(n_dim[k:]) or k not in (2, 3):
+            raise CorruptFileError(path, f"wave dimensions {tuple(n_dim)} are not an image or image set (points, lines[, channels])")
+        if wave_type & 0x01:
+            raise CorruptFileError(path, "complex waves are not AFM images; not supported")
+        code = IGOR_TYPES.get(wave_type)
+        if code is None:
+            raise CorruptFileError(path, f"unsupported Igor data type 0x{wave_type:x} (text or unknown)")
+        dtype = np.dtype(bo + code)
+        count = int(np.prod(dims, dtype=np.int64))
+        if count != npnts or count * dtype.itemsize != wfm_size - WAVE_HEADER5_SIZE:
+            raise CorruptFileError(
+                path, f"wave dimensions {tuple(dims)} x {dtype.itemsize} bytes disagree with npnts={npnts} / wfmSize={wfm_size}"
+            )
+        end = 64 + sum(sizes)
+        if end > size:
+            raise CorruptFileError(path, f"file is {size} bytes; its header describes {end}")
+        fh.seek(64 + wfm_size + formula_size + note_size + data_e_units_size + sum(dim_e_units))
+        labels_raw = fh.read(sum(dim_labels))
+    return {
+        "byteorder": bo,
+        "dtype": dtype,
+        "dims": dims,
+        "sizes": dict(zip(("wfm", "formula", "note", "data_e_units"), sizes[:4])),
+        "dim_labels": _labels(labels_raw, dim_labels),
+    }
+
+
+def _labels(raw: bytes, sizes: tuple[int, ...]) -> list[list[str]]:
+    """Dimension labels: fixed 32-byte NUL-terminated fields (igor2 mangles the tails)."""
+    out, pos = [], 0
+    for n in sizes:
+        block = raw[pos : pos + n]
+        pos += n
+        out.append([block[i : i + LABEL_BYTES].split(b"\0", 1)[0].decode("latin-1") for i in range(0, len(block) - LABEL_BYTES + 1, LABEL_BYTES)])
+    return out
+
+
+def _parse_note(note: bytes | str) -> dict[str, str]:
+    text = note.decode("latin-1") if isinstance(note, bytes) else str(note)
+    out: dict[str, str] = {}
+    for line in re.split(r"\r\n|\r|\n", text):
+        if ":" in line:
+            key, value = line.split(":", 1)
+            if key.strip():
+                out[key.strip()] = value.strip()
+    return out
+
+
+def _float(notes: dict[str, str], key: str) -> float | None:
+    try:
+        v = float(notes[key])
+    except (KeyError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _canonical(title: str) -> str:
+    name = re.sub(r"Mod\d*$", "", title)
+    for suffix in ("Retrace", "Trace"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _channel_unit(title: str, notes: dict[str, str], wave_units: str) -> str:
+    """Unit of one channel: the note's ``<Name>Unit`` entry, else Gwyddion's name table."""
+    name = _canonical(title)
+    if notes.get(name + "Unit"):
+        return notes[name + "Unit"]
+    stripped = name[3:] if name.startswith(("DAC", "Nap")) else name
+    for prefix, unit in _UNIT_BY_PREFIX:
+        if stripped.startswith(prefix):
+            return wave_units if unit is None else unit
+    return "V"
+
+
+def _describe(path: str) -> dict[str, Any]:
+    hdr = _headers(path)
+    binarywave = _igor2()
+    try:
+        wave = binarywave.load(path)["wave"]
+    except (ValueError, struct.error, AssertionError, IndexError, KeyError) as exc:
+        raise CorruptFileError(path, f"igor2 could not parse the wave: {type(exc).__name__}: {exc}") from None
+    wh = wave["wave_header"]
+    dims = hdr["dims"]
+    n_points, n_lines = dims[0], dims[1]
+    n_channels = dims[2] if len(dims) == 3 else 1
+    labels = hdr["dim_labels"][2] if len(dims) == 3 else []
+    names = [labels[i + 1] if i + 1 < len(labels) and labels[i + 1] else "" for i in range(n_channels)]
+    labelled = [bool(n) for n in names]
+    bname = bytes(wh.get("bname", b"")).split(b"\0", 1)[0].decode("latin-1") or "wave"
+    if n_channels == 1 and not names[0]:
+        names = [bname]
+    names = [n or f"channel{i}" for i, n in enumerate(names)]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # duplicate labels: keep them apart
+        if n in seen:
+            names[i] = f"{n}#{i}"
+        seen[n] = i
+    # igor2's (and so AFMReader's) label strings keep bytes after the NUL, e.g.
+    # 'DeflectionRetracee': accepted as aliases of the clean names
+    aliases = {}
+    if len(dims) == 3:
+        mangled = list(wave.get("labels", [[], [], []])[2] or [])[1 : n_channels + 1]
+        for clean, raw in zip(names, mangled):
+            alias = raw.decode("latin-1", errors="replace") if isinstance(raw, bytes) else str(raw)
+            if alias and alias != clean and alias not in names:
+                aliases[alias] = clean
+    notes = _parse_note(wave.get("note", b""))
+    units_raw = wh.get("dataUnits")
+    wave_units = b"".join(bytes(u) for u in np.atleast_1d(units_raw)).split(b"\0", 1)[0].decode("latin-1") if units_raw is not None else ""
+    dim_units = []
+    for row in np.atleast_2d(wh.get("dimUnits", np.zeros((4, 4), "S1"))):
+        dim_units.append(b"".join(bytes(u) for u in row).split(b"\0", 1)[0].decode("latin-1"))
+    sf_a = [float(v) for v in np.asarray(wh.get("sfA", [1.0] * 4), dtype=np.float64)]
+    return {
+        "hdr": hdr,
+        "names": names,
+        "labelled": labelled,
+        "aliases": aliases,
+        "notes": notes,
+        "wave_units": wave_units,
+        "dim_units": dim_units,
+        "sfA": sf_a,
+        "n_points": n_points,
+        "n_lines": n_lines,
+        "bname": bname,
+        "creation": int(wh.get("creationDate", 0) or 0),
+    }
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    return list(_describe(os.fspath(path))["names"])
+
+
+def default_channel(names: list[str]) -> str:
+    """The height channel: HeightRetrace, HeightTrace, Height, any *Height*, else the first."""
+    for pref in HEIGHT_PREFERENCE:
+        if pref in names:
+            return pref
+    for n in names:
+        if "height" in n.lower():
+            return n
+    return names[0]
+
+
+def _pixel_size(path: str, info: dict[str, Any]) -> tuple[tuple[float, float], str]:
+    """(dy, dx) in nm: the note's scan sizes over the pixel counts, as AFMReader does."""
+    notes = info["notes"]
+    fast = _float(notes, "FastScanSize") or _float(notes, "ScanSize")
+    slow = _float(notes, "SlowScanSize") or _float(notes, "ScanSize")
+    if fast and slow and fast > 0 and slow > 0:
+        return (slow * 1e9 / info["n_lines"], fast * 1e9 / info["n_points"]), "note ScanSize / pixels"
+    out = []
+    for axis in (1, 0):
+        factor = length_unit_nm(info["dim_units"][axis])
+        step = info["sfA"][axis] * (factor if factor is not None else 1.0)
+        out.append(step if np.isfinite(step) and step > 0 else 1.0)
+    return (out[0], out[1]), "wave scaling sfA"
+
+
+def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+    path = os.fspath(path)
+    info = _describe(path)
+    names = info["names"]
+    if channel is None:
+        channel = default_channel(names)
+    elif channel in info["aliases"]:
+        channel = info["aliases"][channel]
+    elif channel not in names:
+        raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+    index = names.index(channel)
+    hdr = info["hdr"]
+    notes = info["notes"]
+    # Asylum labels name the quantity (Gwyddion's table); an unlabelled wave has its own units
+    unit = _channel_unit(channel, notes, info["wave_units"]) if info["labelled"][index] else info["wave_units"]
+    factor = length_unit_nm(unit)
+    out_units = "nm" if factor is not None else unit
+    raw_dtype = hdr["dtype"]
+    out_dtype = raw_dtype.newbyteorder("=") if raw_dtype.kind == "f" else np.dtype(np.float64)
+    n_lines, n_points = info["n_lines"], info["n_points"]
+    # column-major (points, lines, channels) == C-order (channels, lines, points); Igor's
+    # first line is the bottom one, so rows are flipped to put the top first (as AFMReader).
+    data = RawFramesArray(
+        path,
+        offset=HEADERS_SIZE + index * n_lines * n_points * raw_dtype.itemsize,
+        n_frames=1,
+        frame_shape=(n_lines, n_points),
+        raw_dtype=raw_dtype,
+        scale=factor if factor not in (None, 1.0) else None,
+        out_dtype=out_dtype if factor not in (None, 1.0) or raw_dtype.kind == "f" else None,
+        flip_y=True,
+    )
+    pixel, pixel_source = _pixel_size(path, info)
+    scan_rate = _float(notes, "ScanRate")
+    fm: dict[str, Any] = {
+        "line_rate": scan_rate,
+        "frame_duration_s": (n_lines / scan_rate) if scan_rate else None,
+        "scan_direction": {"0": "bottomUp", "1": "topDown"}.get(notes.get("ScanDown", "").strip()),
+    }
+    created = info["creation"]
+    acquisition = {
+        "format": "Igor binary wave v5",
+        "wave_name": info["bname"],
+        "channels": names,
+        "channel_unit": unit,
+        "wave_units": info["wave_units"],
+        "dim_units": info["dim_units"],
+        "sfA": info["sfA"],
+        "pixel_size_source": pixel_source,
+        "creation_date_igor_s": created,
+        "creation_date_local": _igor_date(created),
+        "note": notes,
+    }
+    return model.assemble(
+        data,
+        pixel_size_nm=pixel,
+        times=[0.0],
+        channel=_bundle.safe_channel(channel),
+        units=out_units,
+        frame_metadata=[fm],
+        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)],
+    )
+
+
+def _igor_date(seconds: int) -> str | None:
+    """Igor stores local wall-clock seconds since 1904-01-01 (no time zone)."""
+    import datetime as dt
+
+    if seconds <= 0:
+        return None
+    try:
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(seconds) - _IGOR_EPOCH_TO_UNIX_S)).isoformat()
+    except (OverflowError, ValueError):
+        return None

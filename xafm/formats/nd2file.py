@@ -1,0 +1,323 @@
+"""Nikon NIS-Elements ND2 (``.nd2``), read with the ``nd2`` package.
+
+Each ND2 "sequence frame" holds every channel of one (time, position, z) point; frames are
+numbered in C order over the experiment loops (as ``nd2.ND2File.sizes`` lists them). The
+values are read per request by :class:`ND2FramesArray`, which opens the file for each read
+and keeps no handle (``nd2``'s own dask arrays keep an ``ND2File`` object in the graph).
+See docs/formats/nd2.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import ChannelError, CorruptFileError, XafmWarning
+from . import _bundle
+from ._lazy import InMemoryArray, LazyArray, outer_index
+from .ometiff import MULTI_CHANNEL_NAME, DimView, labeled_dataset, xafm_dim_order
+
+NAME = "nd2"
+SUFFIXES = (".nd2",)
+#: xafm names of nd2's axis letters.
+AXIS_NAMES = {"T": "time", "P": "position", "Z": "z", "C": "channel", "S": "sample", "Y": "y", "X": "x", "U": "loop"}
+FRAME_AXES = ("C", "S", "Y", "X")
+#: zlib shrinks at most ~1032:1; a compressed file claiming more is lying.
+MAX_COMPRESSION_RATIO = 1100
+_JDN_UNIX_EPOCH = 2440587.5
+
+
+def _nd2() -> Any:
+    import nd2
+
+    return nd2
+
+
+class ND2FramesArray(LazyArray):
+    """ND2 image data with dims (loop dims..., [channel], [sample], y, x); the file is
+    opened for each read and closed after it."""
+
+    def __init__(self, path: str, *, loop_shape: tuple[int, ...], n_channels: int, n_comps: int, rgb: bool, ny: int, nx: int, dtype: Any):
+        self.path = path
+        self.loop_shape = tuple(int(n) for n in loop_shape)
+        self.n_channels, self.n_comps, self.rgb = int(n_channels), int(n_comps), bool(rgb)
+        self.ny, self.nx = int(ny), int(nx)
+        if rgb:
+            frame = ((self.n_channels,) if self.n_channels > 1 else ()) + (self.n_comps, self.ny, self.nx)
+        else:
+            c = self.n_channels * self.n_comps
+            frame = ((c,) if c > 1 else ()) + (self.ny, self.nx)
+        self.frame_shape = frame
+        self.shape = self.loop_shape + frame
+        self.dtype = np.dtype(dtype)
+
+    def _frame(self, f: Any, seq: int) -> np.ndarray:
+        raw = np.asarray(f.read_frame(int(seq))).reshape(self.n_channels, self.ny, self.nx, self.n_comps)
+        if self.rgb:
+            out = raw.transpose(0, 3, 1, 2)
+        else:
+            out = raw.transpose(0, 3, 1, 2).reshape(self.n_channels * self.n_comps, self.ny, self.nx)
+        return out.reshape(self.frame_shape)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        n = len(self.loop_shape)
+        grid = outer_index(np.arange(int(np.prod(self.loop_shape, dtype=np.int64))).reshape(self.loop_shape), key[:n])
+        flat = np.asarray(grid).reshape(-1)
+        frame_key = tuple(key[n:])
+        frame_out = outer_index(np.empty(self.frame_shape, np.uint8), frame_key).shape
+        out = np.empty((flat.size,) + frame_out, self.dtype)
+        if flat.size:
+            with _nd2().ND2File(self.path) as f:
+                for i, seq in enumerate(flat):
+                    out[i] = outer_index(self._frame(f, int(seq)), frame_key)
+        return out.reshape(np.shape(grid) + frame_out)
+
+
+def _asdict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_asdict(o) for o in obj]
+    return obj
+
+
+def _open(path: str) -> Any:
+    nd2 = _nd2()
+    try:
+        return nd2.ND2File(path)
+    except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as exc:
+        raise CorruptFileError(path, f"not a readable ND2 file: {type(exc).__name__}: {exc}") from None
+
+
+def _describe(path: str) -> dict[str, Any]:
+    """Everything the reader needs from the file's metadata (no image data is read)."""
+    size = os.path.getsize(path)
+    f = _open(path)
+    with f:
+        attrs = f.attributes
+        sizes = dict(f.sizes)
+        dtype = np.dtype(f.dtype)
+        ny, nx = int(attrs.heightPx or 0), int(attrs.widthPx or 0)
+        n_channels = int(attrs.channelCount or 1)
+        n_comp_total = int(attrs.componentCount or 1)
+        if ny < 1 or nx < 1 or n_channels < 1 or n_comp_total < n_channels or n_comp_total % n_channels:
+            raise CorruptFileError(path, f"implausible frame geometry: {ny}x{nx} px, {n_channels} channels, {n_comp_total} components")
+        n_comps = n_comp_total // n_channels
+        loop_axes = [a for a in sizes if a not in FRAME_AXES]
+        loop_shape = tuple(int(sizes[a]) for a in loop_axes)
+        if any(n < 1 for n in loop_shape):
+            raise CorruptFileError(path, f"implausible loop sizes {sizes}")
+        n_frames = math.prod(loop_shape)
+        frame_bytes = ny * nx * n_comp_total * dtype.itemsize
+        limit = size if not attrs.compressionType else size * MAX_COMPRESSION_RATIO + 2**20
+        if n_frames * frame_bytes > limit:
+            raise CorruptFileError(path, f"{n_frames} frames of {frame_bytes} bytes cannot fit in a {size}-byte file")
+        rgb = "S" in sizes
+        chans = list(getattr(f.metadata, "channels", None) or [])
+        names = _describe_names(f)
+        vol = chans[0].volume if chans else None
+        calibrated = bool(vol and all(vol.axesCalibrated[:2]))
+        voxel = f.voxel_size()
+        info: dict[str, Any] = {
+            "sizes": sizes,
+            "loop_axes": loop_axes,
+            "loop_shape": loop_shape,
+            "dtype": dtype,
+            "ny": ny,
+            "nx": nx,
+            "n_channels": n_channels,
+            "n_comps": n_comps,
+            "rgb": rgb,
+            "names": names,
+            "voxel_um": (float(voxel.x), float(voxel.y), float(voxel.z)),
+            "calibrated": calibrated,
+            "z_calibrated": bool(vol and vol.axesCalibrated[2]),
+        }
+        info["times"], info["recorded"], info["start_ms"] = _times(path, f, loop_axes, loop_shape)
+        info["positions"] = _positions(f, sizes.get("P", 0))
+        info["masks"] = _binary_masks(path, f, loop_shape, ny, nx)
+        info["acquisition"] = {
+            "format": "Nikon ND2",
+            "version": list(f.version),
+            "is_legacy": bool(f.is_legacy),
+            "sizes": sizes,
+            "voxel_size_um": list(info["voxel_um"]),
+            "channels": names,
+            "text_info": dict(f.text_info or {}),
+            "attributes": _asdict(attrs),
+            "experiment": _asdict(list(f.experiment)),
+            "channel_meta": _asdict(chans),
+        }
+    return info
+
+
+def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """Frame times (s from the first) of the first frame of each time point."""
+    if "T" not in loop_axes:
+        return np.zeros(1), None, None
+    n_t = loop_shape[loop_axes.index("T")]
+    index = [0] * len(loop_axes)
+    seqs = []
+    for t in range(n_t):
+        index[loop_axes.index("T")] = t
+        seqs.append(int(np.ravel_multi_index(index, loop_shape)))
+    stamps: list[float] | None = None
+    try:
+        events = f.events(orient="list")
+        col = events.get("Time [s]") if isinstance(events, dict) else None
+        if col is not None and len(col) > max(seqs):
+            stamps = [float(col[s]) for s in seqs]
+    except Exception:  # noqa: BLE001 - nd2 raises many kinds on odd metadata; fall back below
+        stamps = None
+    start_ms = None
+    try:
+        ts = f.frame_metadata(0).channels[0].time
+        jdn, rel_ms = float(ts.absoluteJulianDayNumber), float(ts.relativeTimeMs)
+        if jdn >= 1:
+            start_ms = (jdn - _JDN_UNIX_EPOCH) * 86400e3 - rel_ms
+    except Exception:  # noqa: BLE001
+        start_ms = None
+    if stamps is None or not all(math.isfinite(s) for s in stamps):
+        return np.arange(n_t, dtype=np.float64), None, None
+    recorded = np.asarray(stamps, dtype=np.float64)
+    times, _ = _bundle.times_or_index(path, recorded - recorded[0], n_t)
+    return times, recorded, start_ms
+
+
+def _positions(f: Any, n: int) -> list[str] | None:
+    if not n:
+        return None
+    for loop in f.experiment:
+        if getattr(loop, "type", "") == "XYPosLoop":
+            points = getattr(loop.parameters, "points", None) or []
+            names = [str(getattr(p, "name", "") or "") for p in points]
+            if len(names) == n and all(names) and len(set(names)) == n:
+                return names
+    return None
+
+
+def _binary_masks(path: str, f: Any, loop_shape: tuple[int, ...], ny: int, nx: int) -> dict[str, np.ndarray]:
+    """Binary layers as boolean arrays over (loop dims..., y, x); frames without one are False."""
+    layers = f.binary_data
+    if layers is None:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    n = math.prod(loop_shape)
+    for i, layer in enumerate(layers):
+        arr = np.zeros((n, ny, nx), dtype=bool)
+        for seq, frame in enumerate(list(layer.data)[:n]):
+            if frame is not None:
+                frame = np.asarray(frame)
+                if frame.shape != (ny, nx):
+                    warnings.warn(f"{path}: binary layer {layer.name!r} frame {seq} has shape {frame.shape}; ignored", XafmWarning, stacklevel=4)
+                    continue
+                arr[seq] = frame != 0
+        name = str(layer.name or f"binary{i}")
+        out[name if name not in out else f"{name}#{i}"] = arr.reshape(loop_shape + (ny, nx))
+    return out
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    path = os.fspath(path)
+    with _open(path) as f:
+        return _describe_names(f)
+
+
+def _describe_names(f: Any) -> list[str]:
+    n_channels = int(f.attributes.channelCount or 1)
+    n_comps = int(f.attributes.componentCount or 1) // max(n_channels, 1)
+    chans = list(getattr(f.metadata, "channels", None) or [])
+    names = [str(c.channel.name) if c.channel.name else f"C{i}" for i, c in enumerate(chans[:n_channels])]
+    names += [f"C{i}" for i in range(len(names), n_channels)]
+    if "S" not in f.sizes and n_comps > 1:
+        names = [f"{nm}:{k}" for nm in names for k in range(n_comps)]
+    seen: set[str] = set()
+    for i, nm in enumerate(names):
+        if nm in seen:
+            names[i] = f"{nm}#{i}"
+        seen.add(names[i])
+    return names
+
+
+def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+    path = os.fspath(path)
+    info = _describe(path)
+    names = info["names"]
+    loop_dims = [AXIS_NAMES.get(a, f"dim_{a.lower()}") for a in info["loop_axes"]]
+    base = ND2FramesArray(
+        path, loop_shape=info["loop_shape"], n_channels=info["n_channels"], n_comps=info["n_comps"],
+        rgb=info["rgb"], ny=info["ny"], nx=info["nx"], dtype=info["dtype"],
+    )
+    frame_dims = []
+    if len(names) > 1:
+        frame_dims.append("channel")
+    if info["rgb"]:
+        frame_dims.append("sample")
+    base_dims = tuple(loop_dims + frame_dims + ["y", "x"])
+    fixed: dict[str, int] = {}
+    if channel is not None:
+        if channel not in names:
+            raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+        if "channel" in base_dims:
+            fixed["channel"] = names.index(channel)
+    out_dims = xafm_dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
+    data = DimView(base, base_dims, tuple(out_dims), fixed)
+    sizes = dict(zip(base_dims, base.shape))
+
+    vx, vy, vz = info["voxel_um"]
+    if info["calibrated"] and vx > 0 and vy > 0:
+        dy, dx = vy * 1e3, vx * 1e3
+    else:
+        warnings.warn(f"{path}: the ND2 file has no x/y calibration; using 1 nm per pixel", XafmWarning, stacklevel=2)
+        dy = dx = 1.0
+    coords: dict[str, xr.Variable] = {}
+    if "channel" in out_dims:
+        coords["channel"] = xr.Variable(("channel",), np.array(names))
+    if "z" in out_dims:
+        coords["z"] = (
+            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * vz * 1e3, {"units": "nm", "long_name": "z from the first plane"})
+            if info["z_calibrated"] and vz > 0
+            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+        )
+    if "position" in out_dims:
+        pos = info["positions"]
+        coords["position"] = xr.Variable(("position",), np.array(pos) if pos else np.arange(sizes["position"]))
+    for d in out_dims:
+        if d not in coords and d not in model.DIMS:
+            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+    times, recorded, start_ms = info["times"], info["recorded"], info["start_ms"]
+    fm = None
+    if recorded is not None:
+        fm = [
+            {"acquisition_time_s": float(r), **({"start_epoch_ms": start_ms + 1e3 * float(r)} if start_ms is not None else {})}
+            for r in recorded
+        ]
+    mask_dims = tuple(d for d in out_dims if d not in ("channel", "sample"))
+    masks = {}
+    for mname, arr in info["masks"].items():
+        view = DimView(InMemoryArray(path, arr), tuple(loop_dims + ["y", "x"]), mask_dims, {})
+        masks[mname] = (mask_dims, view)
+    name = MULTI_CHANNEL_NAME if "channel" in out_dims else _bundle.safe_channel(channel if channel is not None else names[0])
+    recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)]
+    return labeled_dataset(
+        path,
+        data,
+        tuple(out_dims),
+        name=name,
+        units="",
+        pixel_size_nm=(dy, dx),
+        times=times,
+        coords=coords,
+        frame_metadata=fm,
+        masks=masks,
+        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(info["acquisition"]), ensure_ascii=False)},
+        provenance_records=recs,
+    )

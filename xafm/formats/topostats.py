@@ -1,0 +1,174 @@
+"""TopoStats output files (``.topostats``): HDF5, read lazily with h5py.
+
+Root members: ``image`` (the flattened height image, nm, 2-D float), ``pixel_to_nm_scaling``
+(scalar), ``topostats_file_version`` (<= 0.3) or ``topostats_version``; newer files add
+``image_original`` (before flattening), ``filename``, ``img_path``, grain masks
+(``grain_masks/<direction>``, 2-D) and ``image_grain_crops/<direction>/full_mask_tensor``
+(H, W, classes). See docs/formats/topostats.md.
+
+Channels are the 2-D float images of the image's shape; boolean or integer arrays of that
+shape become masks; a (H, W, C) mask tensor gives one mask per class 1..C-1 (class 0 is the
+background).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import model, provenance
+from ..exceptions import ChannelError, CorruptFileError
+from . import _bundle
+from ._lazy import HDF5_LOCK, LazyArray, bounding_box, outer_index
+
+NAME = "topostats"
+SUFFIXES = (".topostats",)
+DEFAULT_CHANNEL = "image"
+#: deflate can shrink at most ~1032:1; anything claiming more than this is a lying header.
+MAX_COMPRESSION_RATIO = 1100
+MAX_OBJECTS = 100_000
+MAX_TEXT_BYTES = 2**20
+
+
+class H5FrameArray(LazyArray):
+    """A 2-D (or one plane of a 3-D) HDF5 dataset seen as one frame, opened per read."""
+
+    def __init__(self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None):
+        self.path, self.name, self.plane = path, name, plane
+        self.frame_shape = (int(shape[0]), int(shape[1]))
+        self.shape = (1,) + self.frame_shape
+        self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        import h5py
+
+        bounds, rel = bounding_box(key, self.shape)
+        if any(b.stop <= b.start for b in bounds):
+            return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
+        sel = bounds[1:] + ((self.plane,) if self.plane is not None else ())
+        with HDF5_LOCK, h5py.File(self.path, "r") as f:
+            block = np.asarray(f[self.name][sel])
+        block = block[None]
+        out = outer_index(block, rel)
+        return (out != 0) if self.dtype == bool else np.asarray(out, dtype=self.dtype)
+
+
+def _scan(path: str) -> dict[str, Any]:
+    """Shapes, dtypes and small scalars of every dataset (no array values are read)."""
+    import h5py
+
+    size = os.path.getsize(path)
+    info: dict[str, Any] = {"datasets": {}, "scalars": {}}
+    try:
+        with HDF5_LOCK, h5py.File(path, "r") as f:
+            names: list[str] = []
+            f.visit(lambda n: names.append(n) if len(names) <= MAX_OBJECTS else True)
+            if len(names) > MAX_OBJECTS:
+                raise CorruptFileError(path, f"more than {MAX_OBJECTS} HDF5 objects: not a TopoStats file")
+            for name in names:
+                obj = f.get(name, getclass=False)
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                shape = tuple(int(s) for s in obj.shape) if obj.shape is not None else ()
+                dtype = obj.dtype
+                nbytes = int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 1)
+                limit = size if not obj.compression and obj.chunks is None else size * MAX_COMPRESSION_RATIO + 2**20
+                if nbytes > limit:
+                    raise CorruptFileError(path, f"dataset {name!r} claims {nbytes} bytes in a {size}-byte file")
+                info["datasets"][name] = (shape, dtype)
+                if shape == () or (len(shape) == 1 and shape[0] <= 16 and dtype.kind in "iuf"):
+                    if dtype.kind in "OSU" and obj.id.get_storage_size() > MAX_TEXT_BYTES:
+                        continue
+                    info["scalars"][name] = _plain(obj[()])
+    except CorruptFileError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise CorruptFileError(path, f"not a readable HDF5 file: {type(exc).__name__}: {exc}") from None
+    return info
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", errors="replace")
+    if isinstance(v, np.ndarray):
+        return v.tolist() if v.size <= 16 else f"<array {v.shape}>"
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _layout(path: str, info: dict[str, Any]) -> dict[str, Any]:
+    ds = info["datasets"]
+    if DEFAULT_CHANNEL not in ds:
+        raise CorruptFileError(path, "no 'image' dataset: not a TopoStats file")
+    shape, dtype = ds[DEFAULT_CHANNEL]
+    if len(shape) != 2 or dtype.kind not in "iuf" or min(shape) < 1:
+        raise CorruptFileError(path, f"'image' must be a 2-D numeric array, found shape {shape} dtype {dtype}")
+    chans: dict[str, tuple] = {}
+    masks: dict[str, tuple] = {}
+    for name, (s, dt) in sorted(ds.items()):
+        if name == DEFAULT_CHANNEL:
+            continue
+        if dt.kind in "biu":
+            if s == shape:
+                masks[name] = (name, None, dt)
+            elif len(s) == 3 and s[:2] == shape and 2 <= s[2] <= 64:
+                for c in range(1, s[2]):
+                    masks[f"{name}/class_{c}"] = (name, c, dt)
+        elif dt.kind == "f" and s == shape:
+            chans[name] = (name, dt)
+    return {"shape": shape, "channels": chans, "masks": masks}
+
+
+def channels(path: str | os.PathLike) -> list[str]:
+    path = os.fspath(path)
+    chans = _layout(path, _scan(path))["channels"]
+    return [DEFAULT_CHANNEL] + [c for c in chans if c != DEFAULT_CHANNEL]
+
+
+def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+    path = os.fspath(path)
+    info = _scan(path)
+    lay = _layout(path, info)
+    names = [DEFAULT_CHANNEL] + [c for c in lay["channels"] if c != DEFAULT_CHANNEL]
+    channel = DEFAULT_CHANNEL if channel is None else channel
+    if channel not in names:
+        raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+    shape = lay["shape"]
+    _, dtype = info["datasets"][channel]
+    data = H5FrameArray(path, channel, shape, dtype, out_dtype=np.float64 if dtype.kind != "f" else dtype)
+    scalars = info["scalars"]
+    px = scalars.get("pixel_to_nm_scaling")
+    if isinstance(px, list) and len(px) == 1:
+        px = px[0]
+    if isinstance(px, bool) or not isinstance(px, (int, float)) or not (math.isfinite(px) and px > 0):
+        raise CorruptFileError(path, f"pixel_to_nm_scaling must be a positive number, found {px!r}")
+    masks = {name: H5FrameArray(path, src, shape, dt, plane=plane, out_dtype=bool) for name, (src, plane, dt) in lay["masks"].items()}
+    layers = {}
+    if channel == DEFAULT_CHANNEL and "image_original" in lay["channels"]:
+        _, odt = lay["channels"]["image_original"]
+        layers["raw"] = H5FrameArray(path, "image_original", shape, odt, out_dtype=np.float64 if odt.kind != "f" else odt)
+    version = scalars.get("topostats_file_version", scalars.get("topostats_version"))
+    acquisition = {
+        "format": "TopoStats HDF5",
+        "topostats_version": version,
+        "channels": names,
+        "members": sorted(info["datasets"]),
+        **{k: v for k, v in scalars.items() if k not in ("pixel_to_nm_scaling",) and "/" not in k},
+    }
+    return model.assemble(
+        data,
+        pixel_size_nm=float(px),
+        times=[0.0],
+        channel=_bundle.safe_channel(channel),
+        units="nm",
+        masks=masks,
+        layers=layers,
+        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)],
+    )
