@@ -426,6 +426,78 @@ def stack(
     )[check_netcdf_name(channel, "channel")]
 
 
+#: Variable name of an array that keeps several channels as a ``channel`` dim.
+MULTI_CHANNEL_NAME = "intensity"
+
+
+def dim_order(dims: list[str]) -> list[str]:
+    """time, z, channel, the others in file order, y, x (as OME-Zarr and nd2 readers do)."""
+    head = [d for d in ("time", "z", "channel") if d in dims]
+    tail = [d for d in ("y", "x") if d in dims]
+    return head + [d for d in dims if d not in head and d not in tail] + tail
+
+
+def assemble_dims(
+    data: Any,
+    dims: tuple[str, ...],
+    *,
+    name: str,
+    units: str,
+    pixel_size_nm: tuple[float, float],
+    times: Any,
+    coords: dict[str, xr.Variable] | None = None,
+    frame_metadata: Any = None,
+    masks: dict[str, tuple[tuple[str, ...], Any]] | None = None,
+    attrs: dict[str, Any] | None = None,
+    provenance: list[dict] | None = None,
+) -> xr.Dataset:
+    """``assemble`` for (time, y, x); the same conventions when more dims are kept.
+
+    ``coords`` are the extra dims' coordinates; ``masks`` map a name to (dims, boolean
+    array), the dims a subset of ``dims``.
+    """
+    from . import provenance as _prov
+
+    dims = tuple(dims)
+    masks = masks or {}
+    if dims == DIMS:
+        return assemble(
+            data,
+            pixel_size_nm=pixel_size_nm,
+            times=times,
+            channel=name,
+            units=units,
+            frame_metadata=frame_metadata,
+            masks={k: arr for k, (_, arr) in masks.items()},
+            attrs=attrs,
+            provenance=provenance,
+        )
+    shape = tuple(int(n) for n in data.shape)
+    sizes = dict(zip(dims, shape))
+    dy, dx = (float(pixel_size_nm[0]), float(pixel_size_nm[1]))
+    name = check_netcdf_name(name, "channel")
+    t = check_times(times, sizes[TIME])
+    all_coords: dict[str, xr.Variable] = {
+        TIME: xr.Variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}),
+        Y: xr.Variable((Y,), np.arange(sizes[Y], dtype=np.float64) * dy, {"units": "nm"}),
+        X: xr.Variable((X,), np.arange(sizes[X], dtype=np.float64) * dx, {"units": "nm"}),
+    }
+    all_coords.update(frame_metadata_to_coords(frame_metadata, sizes[TIME]))
+    all_coords.update(coords or {})
+    for mname, (mdims, arr) in masks.items():
+        if tuple(int(n) for n in arr.shape) != tuple(sizes[d] for d in mdims):
+            raise StackError(f"mask {mname!r} has shape {tuple(arr.shape)}, expected {tuple(sizes[d] for d in mdims)} for {mdims}")
+        all_coords[mask_coord(mname)] = as_variable(tuple(mdims), arr)
+    if name in all_coords:
+        raise StackError(f"channel {name!r} clashes with a coordinate name")
+    all_attrs = check_attrs(attrs or {})
+    all_attrs.update({"units": units, "channel": name, "long_name": name, PIXEL_SIZE_ATTR: dx})
+    if dy != dx:
+        all_attrs[PIXEL_SIZE_Y_ATTR] = dy
+    all_attrs[PROVENANCE_ATTR] = _prov.dumps(provenance or [])
+    return xr.Dataset({name: as_variable(dims, data, all_attrs)}, coords=all_coords)
+
+
 # --------------------------------------------------------------------------------------
 # reading a stack
 # --------------------------------------------------------------------------------------

@@ -224,3 +224,32 @@ class InMemoryArray(LazyArray):
 
     def _read(self, key: tuple) -> np.ndarray:
         return np.array(outer_index(self.values, key))
+
+
+class DimView(LazyArray):
+    """A lazy array with named dims seen with some dims fixed (dropped), some added
+    (length 1) and the rest reordered: how readers map a file's dims onto xafm's order."""
+
+    def __init__(self, base: LazyArray, base_dims: tuple[str, ...], out_dims: tuple[str, ...], fixed: dict[str, int] | None = None):
+        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.base_dims, self.out_dims = tuple(base_dims), tuple(out_dims)
+        self.fixed = dict(fixed or {})
+        self.kept = [d for d in self.base_dims if d not in self.fixed]
+        self.added = [d for d in self.out_dims if d not in self.base_dims]
+        if sorted(self.kept + self.added) != sorted(self.out_dims):
+            raise ValueError(f"dims {self.out_dims} do not match {self.base_dims} minus {sorted(self.fixed)}")
+        self.shape = tuple(base.shape[self.base_dims.index(d)] if d in self.base_dims else 1 for d in self.out_dims)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        kd = dict(zip(self.out_dims, key))
+        got = self.base._read(tuple(self.fixed[d] if d in self.fixed else kd[d] for d in self.base_dims))
+        have = [d for d in self.kept if not isinstance(kd[d], (int, np.integer))]
+        for d in self.added:  # a length-1 axis, indexed like any other
+            if isinstance(kd[d], (int, np.integer)):
+                if kd[d] not in (0, -1):
+                    raise IndexError(f"index {kd[d]} out of range for {d} of length 1")
+                continue
+            got = np.expand_dims(got, -1)
+            got = outer_index(got, (slice(None),) * (got.ndim - 1) + (kd[d],))
+            have.append(d)
+        return np.transpose(got, [have.index(d) for d in self.out_dims if d in have])

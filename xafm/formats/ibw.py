@@ -23,7 +23,7 @@ from .. import model, provenance
 from ..exceptions import ChannelError, CorruptFileError
 from . import _bundle
 from ._lazy import RawFramesArray
-from .gwy import length_unit_nm
+from ._units import length_unit_nm
 
 NAME = "ibw"
 SUFFIXES = (".ibw",)

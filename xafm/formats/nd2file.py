@@ -22,8 +22,7 @@ import xarray as xr
 from .. import model, provenance
 from ..exceptions import ChannelError, CorruptFileError, XafmWarning
 from . import _bundle
-from ._lazy import InMemoryArray, LazyArray, outer_index
-from .ometiff import MULTI_CHANNEL_NAME, DimView, labeled_dataset, xafm_dim_order
+from ._lazy import DimView, InMemoryArray, LazyArray, outer_index
 
 NAME = "nd2"
 SUFFIXES = (".nd2",)
@@ -268,7 +267,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
             raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
         if "channel" in base_dims:
             fixed["channel"] = names.index(channel)
-    out_dims = xafm_dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
+    out_dims = model.dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
     data = DimView(base, base_dims, tuple(out_dims), fixed)
     sizes = dict(zip(base_dims, base.shape))
 
@@ -305,10 +304,9 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     for mname, arr in info["masks"].items():
         view = DimView(InMemoryArray(path, arr), tuple(loop_dims + ["y", "x"]), mask_dims, {})
         masks[mname] = (mask_dims, view)
-    name = MULTI_CHANNEL_NAME if "channel" in out_dims else _bundle.safe_channel(channel if channel is not None else names[0])
+    name = model.MULTI_CHANNEL_NAME if "channel" in out_dims else _bundle.safe_channel(channel if channel is not None else names[0])
     recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)]
-    return labeled_dataset(
-        path,
+    return model.assemble_dims(
         data,
         tuple(out_dims),
         name=name,
@@ -319,5 +317,5 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         frame_metadata=fm,
         masks=masks,
         attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(info["acquisition"]), ensure_ascii=False)},
-        provenance_records=recs,
+        provenance=recs,
     )

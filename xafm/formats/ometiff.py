@@ -31,7 +31,7 @@ from .. import model, provenance
 from .._version import __version__
 from ..exceptions import ChannelError, CorruptFileError, FormatError, StackError, XafmWarning
 from . import _bundle
-from ._lazy import LazyArray, RawFramesArray, outer_index
+from ._lazy import DimView, LazyArray, RawFramesArray, outer_index
 from ._output import atomic_output, in_memory_or_frames
 
 NAME = "tif"
@@ -381,12 +381,8 @@ def read(path: str | os.PathLike, *, channel: str | None = None, series: int = 0
     full = _Reshaped(base, lead_sizes, perm)  # dims T, Z, C, Y, X
 
     names = [c["name"] for c in info["channels"]]
-    if channel is not None:
-        if channel not in names:
-            raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
-        c_index = names.index(channel)
-    else:
-        c_index = None if sizes["C"] > 1 and not ann else 0
+    if channel is not None and channel not in names:
+        raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
 
     # DeltaT of the planes of the first Z/C, in s
     deltas: dict[int, float] = {}
@@ -472,8 +468,6 @@ AXIS_NAMES = {
     "P": "phase", "R": "tile", "H": "lifetime", "E": "lambda", "L": "exposure", "V": "event",
     "Q": "other", "M": "mosaic", "I": "sequence",
 }
-#: Variable name when the channel dim is kept (several channels in one array).
-MULTI_CHANNEL_NAME = "intensity"
 
 
 class TiffPlanesArray(LazyArray):
@@ -535,102 +529,6 @@ def _check_page(path: str, page: Any, file_size: int, page_shape: tuple[int, ...
         raise CorruptFileError(path, f"page {page.index} has shape {page.shape}, the series expects {page_shape}")
     if page.compression == 1 and nbytes > file_size or nbytes > stored * MAX_COMPRESSION_RATIO + 2**16:
         raise CorruptFileError(path, f"page {page.index} decodes to {nbytes} bytes from {stored} stored bytes")
-
-
-class DimView(LazyArray):
-    """A lazy array with named dims seen with some dims fixed (dropped), some added
-    (length 1) and the rest reordered: how readers map a file's dims onto xafm's order."""
-
-    def __init__(self, base: LazyArray, base_dims: tuple[str, ...], out_dims: tuple[str, ...], fixed: dict[str, int] | None = None):
-        self.base, self.path, self.dtype = base, base.path, base.dtype
-        self.base_dims, self.out_dims = tuple(base_dims), tuple(out_dims)
-        self.fixed = dict(fixed or {})
-        self.kept = [d for d in self.base_dims if d not in self.fixed]
-        self.added = [d for d in self.out_dims if d not in self.base_dims]
-        if sorted(self.kept + self.added) != sorted(self.out_dims):
-            raise ValueError(f"dims {self.out_dims} do not match {self.base_dims} minus {sorted(self.fixed)}")
-        self.shape = tuple(base.shape[self.base_dims.index(d)] if d in self.base_dims else 1 for d in self.out_dims)
-
-    def _read(self, key: tuple) -> np.ndarray:
-        kd = dict(zip(self.out_dims, key))
-        got = self.base._read(tuple(self.fixed[d] if d in self.fixed else kd[d] for d in self.base_dims))
-        have = [d for d in self.kept if not isinstance(kd[d], (int, np.integer))]
-        for d in self.added:  # a length-1 axis, indexed like any other
-            if isinstance(kd[d], (int, np.integer)):
-                if kd[d] not in (0, -1):
-                    raise IndexError(f"index {kd[d]} out of range for {d} of length 1")
-                continue
-            got = np.expand_dims(got, -1)
-            got = outer_index(got, (slice(None),) * (got.ndim - 1) + (kd[d],))
-            have.append(d)
-        return np.transpose(got, [have.index(d) for d in self.out_dims if d in have])
-
-
-def labeled_dataset(
-    path: str,
-    data: Any,
-    dims: tuple[str, ...],
-    *,
-    name: str,
-    units: str,
-    pixel_size_nm: tuple[float, float],
-    times: Any,
-    coords: dict[str, xr.Variable] | None = None,
-    frame_metadata: Any = None,
-    masks: dict[str, tuple[tuple[str, ...], Any]] | None = None,
-    attrs: dict[str, Any] | None = None,
-    provenance_records: list[dict] | None = None,
-) -> xr.Dataset:
-    """``model.assemble`` for (time, y, x); the same conventions when more dims are kept.
-
-    ``coords`` are the extra dims' coordinates; ``masks`` map a name to (dims, boolean
-    array), the dims a subset of ``dims``.
-    """
-    dims = tuple(dims)
-    masks = masks or {}
-    if dims == model.DIMS:
-        return model.assemble(
-            data,
-            pixel_size_nm=pixel_size_nm,
-            times=times,
-            channel=name,
-            units=units,
-            frame_metadata=frame_metadata,
-            masks={k: arr for k, (_, arr) in masks.items()},
-            attrs=attrs,
-            provenance=provenance_records,
-        )
-    shape = tuple(int(n) for n in data.shape)
-    sizes = dict(zip(dims, shape))
-    dy, dx = (float(pixel_size_nm[0]), float(pixel_size_nm[1]))
-    name = model.check_netcdf_name(name, "channel")
-    t = model.check_times(times, sizes[model.TIME])
-    all_coords: dict[str, xr.Variable] = {
-        model.TIME: xr.Variable((model.TIME,), t, {"units": "s", "long_name": "time since first frame"}),
-        model.Y: xr.Variable((model.Y,), np.arange(sizes[model.Y], dtype=np.float64) * dy, {"units": "nm"}),
-        model.X: xr.Variable((model.X,), np.arange(sizes[model.X], dtype=np.float64) * dx, {"units": "nm"}),
-    }
-    all_coords.update(model.frame_metadata_to_coords(frame_metadata, sizes[model.TIME]))
-    all_coords.update(coords or {})
-    for mname, (mdims, arr) in masks.items():
-        if tuple(int(n) for n in arr.shape) != tuple(sizes[d] for d in mdims):
-            raise StackError(f"mask {mname!r} has shape {tuple(arr.shape)}, expected {tuple(sizes[d] for d in mdims)} for {mdims}")
-        all_coords[model.mask_coord(mname)] = model.as_variable(tuple(mdims), arr)
-    if name in all_coords:
-        raise StackError(f"channel {name!r} clashes with a coordinate name")
-    all_attrs = model.check_attrs(attrs or {})
-    all_attrs.update({"units": units, "channel": name, "long_name": name, model.PIXEL_SIZE_ATTR: dx})
-    if dy != dx:
-        all_attrs[model.PIXEL_SIZE_Y_ATTR] = dy
-    all_attrs[model.PROVENANCE_ATTR] = provenance.dumps(provenance_records or [])
-    return xr.Dataset({name: model.as_variable(dims, data, all_attrs)}, coords=all_coords)
-
-
-def xafm_dim_order(dims: list[str]) -> list[str]:
-    """time, z, channel, the others in file order, y, x (as OME-Zarr and nd2 readers do)."""
-    head = [d for d in ("time", "z", "channel") if d in dims]
-    tail = [d for d in ("y", "x") if d in dims]
-    return head + [d for d in dims if d not in head and d not in tail] + tail
 
 
 def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[str, int] | None], str]:
@@ -724,7 +622,7 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
     for d, n in sizes.items():
         if n == 1 and d not in ("time", "y", "x", "channel"):
             fixed[d] = 0
-    out_dims = xafm_dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
+    out_dims = model.dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
     data = DimView(base, base_dims, tuple(out_dims), fixed)
 
     # physical sizes (nm); without them one pixel is 1 nm, with a warning
@@ -789,12 +687,11 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
         "tiff_shape": list(shape),
     }
     if "channel" in out_dims:
-        name = MULTI_CHANNEL_NAME
+        name = model.MULTI_CHANNEL_NAME
     else:
         name = _bundle.safe_channel(names[c_index or 0])
     recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel, series=int(series))]
-    return labeled_dataset(
-        path,
+    return model.assemble_dims(
         data,
         tuple(out_dims),
         name=name,
@@ -804,5 +701,5 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
         coords=coords,
         frame_metadata=frame_metadata,
         attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
-        provenance_records=recs,
+        provenance=recs,
     )

@@ -1063,33 +1063,24 @@ def _read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: 
     times = np.arange(n_t) * dt
     dy, dx = (dy if dy > 0 else 1.0), (dx if dx > 0 else 1.0)
     recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, ngff_version=version, level=level)]
-    if dims == ["time", "y", "x"]:
-        ds = model.assemble(
-            src,
-            pixel_size_nm=(dy, dx),
-            times=times,
-            channel=_bundle.safe_channel(names[c_index or 0]),
-            units="",
-            attrs={"ngff_version": str(version)} if version else None,
-            provenance=recs,
-        )
-        var = next(iter(ds.data_vars))
-    else:
-        coords = {
-            "time": xr.Variable(("time",), times, {"units": "s"}),
-            "y": xr.Variable(("y",), np.arange(shape[iy]) * dy, {"units": "nm"}),
-            "x": xr.Variable(("x",), np.arange(shape[ix]) * dx, {"units": "nm"}),
-        }
-        if "channel" in dims:
-            coords["channel"] = xr.Variable(("channel",), np.array(names))
-        if "z" in dims:
-            dz, oz = physical(iz, SPACE_NM)
-            coords["z"] = xr.Variable(("z",), oz + np.arange(shape[iz]) * (dz if dz > 0 else 1.0), {"units": "nm"})
-        attrs = {"units": "", model.PIXEL_SIZE_ATTR: dx, model.PROVENANCE_ATTR: provenance.dumps(recs)}
-        if version:
-            attrs["ngff_version"] = str(version)
-        var = "intensity"
-        ds = xr.Dataset({var: model.as_variable(tuple(dims), src, attrs)}, coords=coords)
+    coords: dict[str, xr.Variable] = {}
+    if "channel" in dims:
+        coords["channel"] = xr.Variable(("channel",), np.array(names))
+    if "z" in dims:
+        dz, oz = physical(iz, SPACE_NM)
+        coords["z"] = xr.Variable(("z",), oz + np.arange(shape[iz]) * (dz if dz > 0 else 1.0), {"units": "nm"})
+    var = model.MULTI_CHANNEL_NAME if "channel" in dims else _bundle.safe_channel(names[c_index or 0])
+    ds = model.assemble_dims(
+        src,
+        tuple(dims),
+        name=var,
+        units="",
+        pixel_size_nm=(dy, dx),
+        times=times,
+        coords=coords,
+        attrs={"ngff_version": str(version)} if version else None,
+        provenance=recs,
+    )
     if oy or ox or ot:
         ds = ds.assign_coords(
             y=("y", ds.y.values + oy, ds.y.attrs), x=("x", ds.x.values + ox, ds.x.attrs), time=("time", ds.time.values + ot, ds.time.attrs)
