@@ -48,3 +48,16 @@ def test_convert_and_errors(tmp_path, capsys):
 def test_console_script_runs():
     res = subprocess.run([sys.executable, "-m", "xafm.cli", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == f"xafm {xafm.__version__}"
+
+
+@pytest.mark.parametrize("group,name", __import__("tests.test_fuzz", fromlist=["REAL_FILES"]).REAL_FILES + [("other", "blobs_image_v04.ome.zarr")])
+def test_info_works_on_every_real_file(group, name, capsys):
+    from tests.helpers import shared_file
+
+    path = shared_file(group, name)
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    da = xafm.open(path, chunks={})
+    assert f"dims:        {dict(da.sizes)}" in out
+    assert f"channels:    {', '.join(xafm.channels(path))}" in out
+    assert "provenance:" in out and "- read" in out

@@ -46,7 +46,7 @@ FORMATS: dict[str, Format] = {
         Format("h5-jpk", "h5jpk", "JPK/Bruker NanoWizard high-speed video", (".h5-jpk",), True, False, True),
         Format("jpk", "jpk", "JPK single image (TIFF with JPK tags)", (".jpk", ".jpk-qi-image"), True, False, True),
         Format("nanoscope", "nanoscope", "Bruker Nanoscope image", (".spm",), True, False, True, pattern=r"\.\d{3}$"),
-        Format("ibw", "ibw", "Asylum Research / Igor binary wave", (".ibw",), True, False, False),
+        Format("ibw", "ibw", "Asylum Research / Igor binary wave", (".ibw",), True, False, True),
         Format("gwy", "gwy", "Gwyddion", (".gwy",), True, False, False),
         Format("sxm", "sxm", "Nanonis SXM", (".sxm",), True, False, True),
         Format("wsxm", "wsxm", "WSxM", (".stp", ".top"), True, False, True),
