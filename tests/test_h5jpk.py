@@ -28,7 +28,7 @@ SAMPLE_CHANNELS = [
 
 
 # --------------------------------------------------------------------------------------
-# a writer of synthetic files following docs/formats/h5jpk.md (also used by the benchmark)
+# a writer of synthetic files following docs/formats.md (also used by the benchmark)
 # --------------------------------------------------------------------------------------
 def write_h5jpk(
     path,

@@ -31,7 +31,7 @@ def epoch_ms(text_utc: str) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# a writer of synthetic JPK images following docs/formats/jpk.md
+# a writer of synthetic JPK images following docs/formats.md
 # --------------------------------------------------------------------------------------
 def slot_tags(n, name, *, scaling="LinearScaling", multiplier=1.0, offset=0.0, unit="m", parent="raw"):
     base = 32912 + 48 * n

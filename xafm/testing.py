@@ -2,7 +2,7 @@
 
 xafm only reads vendor formats; these writers exist so that tests can build files of any
 size and shape (long videos, both channels, every file version, damaged headers) without
-shipping large binaries. They follow the layouts in ``docs/formats/``.
+shipping large binaries. They follow the layouts in ``docs/formats.md``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ header plus ``y * x`` little-endian int16 A/D levels. Frames sit at fixed offset
 stack is a :class:`RawFramesArray` (``frame_stride = frame header + 2 * x * y``) and opening
 reads the file header only: no frame data and no frame header, whatever the video length.
 The per-frame header fields (frame number, min/max level, x/y tilt) become lazy coordinates
-that are read, like the data, only when asked for. See ``docs/formats/asd.md``.
+that are read, like the data, only when asked for. See ``docs/formats.md``.
 """
 
 from __future__ import annotations

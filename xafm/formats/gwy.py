@@ -3,7 +3,7 @@
 A ``.gwy`` file is ``GWYP`` followed by one serialized ``GwyContainer``; each channel is a
 ``GwyDataField`` at ``/<id>/data`` (title at ``/<id>/data/title``, optional mask at
 ``/<id>/mask``, metadata container at ``/<id>/meta``). Values and real sizes are in the
-base units of ``si_unit_z`` / ``si_unit_xy``. See docs/formats/gwy.md.
+base units of ``si_unit_z`` / ``si_unit_xy``. See docs/formats.md.
 
 gwyfile trusts every size and string in the file, so the whole serialization is first
 walked by :func:`check_structure` (bounded, allocation-free) before gwyfile parses it.

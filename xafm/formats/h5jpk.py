@@ -1,6 +1,6 @@
 """JPK / Bruker NanoWizard high-speed videos (``.h5-jpk``, HDF5 "JPK SCAN").
 
-Layout and the choices made where public readers differ are in ``docs/formats/h5jpk.md``.
+Layout and the choices made where public readers differ are in ``docs/formats.md``.
 In short: each channel is one int32 dataset of shape ``(ilength * jlength, n_frames)``
 (one column per frame, x fastest); values are ``raw * multiplier + offset`` with the
 channel's ``net-encoder.scaling`` attributes; frames are flipped vertically so that row 0

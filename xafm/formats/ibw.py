@@ -3,7 +3,7 @@
 An Asylum image is one version-5 wave of shape (points, lines, channels) stored
 column-major (points fastest), with one dimension label per channel (``HeightRetrace``,
 ``AmplitudeRetrace``, ...) and the instrument settings as ``Key: value`` lines in the
-wave note. See docs/formats/ibw.md for the layout and the choices made here.
+wave note. See docs/formats.md for the layout and the choices made here.
 
 igor2 is LGPL-3.0, so it is imported only inside the functions that parse a file.
 """

@@ -2,7 +2,7 @@
 
 Page 0 holds the file-wide tags (grid, scan rate, dates) and a thumbnail; every further
 page with a channel-name tag is one channel, stored as raw integers plus "slots" of
-linear scalings. The layout as understood is in ``docs/formats/jpk.md``. A file becomes
+linear scalings. The layout as understood is in ``docs/formats.md``. A file becomes
 a one-frame stack whose ``start_epoch_ms`` lets a folder reader order frames.
 """
 

@@ -8,7 +8,7 @@ is the value of ``@2:Z scale: V [Sens. Zscan] (... V/LSB) 439.9866 V`` (volts ov
 full integer range) and ``sensitivity`` the ``@Sens. Zscan: V 15.068 nm/V`` line it names,
 which also gives the unit. Rows are stored bottom line first and are flipped so row 0 is
 the top of the image (as Gwyddion, pySPM-based AFMReader and TopoStats show it).
-See docs/formats/nanoscope.md.
+See docs/formats.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each ND2 "sequence frame" holds every channel of one (time, position, z) point; 
 numbered in C order over the experiment loops (as ``nd2.ND2File.sizes`` lists them). The
 values are read per request by :class:`ND2FramesArray`, which opens the file for each read
 and keeps no handle (``nd2``'s own dask arrays keep an ``ND2File`` object in the graph).
-See docs/formats/nd2.md.
+See docs/formats.md.
 """
 
 from __future__ import annotations

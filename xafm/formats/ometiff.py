@@ -7,7 +7,7 @@ size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries th
 provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
 also in private TIFF tag 65000 and the JSON list of layer names in tag 65001.
 
-Reading accepts OME-TIFF from any tool (docs/formats/ometiff-foreign.md): every dim OME
+Reading accepts OME-TIFF from any tool (docs/formats.md): every dim OME
 and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... in the order
 (time, z, channel, others, y, x); length-1 dims other than time are dropped; ``channel=``
 selects one channel by name; physical sizes convert to nm and DeltaT to s.

@@ -1,6 +1,6 @@
 """OME-Zarr (NGFF 0.5 on Zarr v3 by default, NGFF 0.4 on Zarr v2 on request).
 
-Layout xafm writes (see docs/formats/omezarr.md)::
+Layout xafm writes (see docs/formats.md)::
 
     stack.ome.zarr/            image group: ome.multiscales, ome.omero, xafm (our metadata)
       0/ 1/ ...                pyramid levels, dims (t, y, x), 2x down in y and x per level

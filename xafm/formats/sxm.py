@@ -7,7 +7,7 @@ The header ends with ``:SCANIT_END:``; the binary part starts after the two byte
 converted m -> nm. Frames are turned into the image as shown by Nanonis and Gwyddion:
 backward frames are mirrored in x and ``SCAN_DIR up`` frames flipped in y (the first line
 recorded is the bottom one). Channels are named ``<signal>_forward`` / ``<signal>_backward``;
-the default is ``Z_forward``. See docs/formats/sxm.md.
+the default is ``Z_forward``. See docs/formats.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Root members: ``image`` (the flattened height image, nm, 2-D float), ``pixel_to_
 (scalar), ``topostats_file_version`` (<= 0.3) or ``topostats_version``; newer files add
 ``image_original`` (before flattening), ``filename``, ``img_path``, grain masks
 (``grain_masks/<direction>``, 2-D) and ``image_grain_crops/<direction>/full_mask_tensor``
-(H, W, classes). See docs/formats/topostats.md.
+(H, W, classes). See docs/formats.md.
 
 Channels are the 2-D float images of the image's shape; boolean or integer arrays of that
 shape become masks; a (H, W, C) mask tensor gives one mask per class 1..C-1 (class 0 is the

@@ -8,7 +8,7 @@ which xafm does too (the factor needs the frame's min/max, found when values are
 WSxM stores the bottom row first and each row right to left (WSxM's own description, and
 Gwyddion's reader and writer), so the frame is rotated 180 degrees to put row 0 at the top
 and x increasing to the right. The one channel is named after ``Acquisition channel``.
-See docs/formats/wsxm.md.
+See docs/formats.md.
 """
 
 from __future__ import annotations
