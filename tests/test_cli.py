@@ -61,3 +61,24 @@ def test_info_works_on_every_real_file(group, name, capsys):
     assert f"dims:        {dict(da.sizes)}" in out
     assert f"channels:    {', '.join(xafm.channels(path))}" in out
     assert "provenance:" in out and "- read" in out
+
+
+def test_convert_makes_animations_with_playnano_flags(tmp_path, capsys):
+    from PIL import Image
+
+    src = xafm.stack(np.random.default_rng(0).normal(size=(4, 16, 16)), pixel_size_nm=2.0).afm.to_h5(tmp_path / "in.h5")
+    args = ["convert", str(src), "--make-gif", "--make-video", "avi", "--make-sequence", "--fps", "8", "--cmap", "gray",
+            "--zmin", "-1", "--zmax", "1", "--scale-bar-nm", "10", "--no-draw-ts", "--output-folder", str(tmp_path / "o"), "--output-name", "v"]
+    assert cli.main(args) == 0
+    with Image.open(tmp_path / "o" / "v.gif") as im:
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+    assert len(durations) == 4 and sum(durations) == 500  # 8 fps: 12.5 cs per frame, in whole cs
+    assert (tmp_path / "o" / "v.avi").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "o" / "v_frames").iterdir()) == [f"frame_{i:04d}.png" for i in range(4)]
+    recs = xafm.open(src).afm.provenance
+    assert recs[-1]["type"] == "read"
+    assert cli.main(["convert", str(src), "--output-folder", str(tmp_path / "p")]) == 2
+    assert "nothing to do" in capsys.readouterr().err

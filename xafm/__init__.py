@@ -22,6 +22,7 @@ from .exceptions import (
     FileError,
     FormatError,
     OutputExistsError,
+    RenderError,
     StackError,
     UnknownFormatError,
     UnsafeFileError,
@@ -47,6 +48,7 @@ __all__ = [
     "CorruptFileError",
     "UnsafeFileError",
     "OutputExistsError",
+    "RenderError",
     "WriteError",
 ]
 

@@ -74,7 +74,7 @@ class AfmAccessor:
 
     # -- writers --------------------------------------------------------------------
     def _write(self, fmt: str, path: str | os.PathLike, **kwargs: Any) -> Path:
-        return formats.get(fmt, for_writing=True).load().write(self._obj, path, **kwargs)
+        return formats.get(fmt, for_writing=True).write(self._obj, path, **kwargs)
 
     def to_h5(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, compression: str | None = None, compression_opts: Any = None) -> Path:
         """HDF5 bundle (playNano layout, netCDF-4 readable); see ``xafm.formats.h5bundle``."""
@@ -109,9 +109,43 @@ class AfmAccessor:
             version=version, append_dim=append_dim, overwrite=overwrite, raw=raw,
         )
 
+    # -- animations (see xafm.formats.animation and docs/animation.md) ------------------
+    def to_gif(self, path: str | os.PathLike, *, fps: float = 5.0, cmap: Any = "xafm_afm", zmin: Any = "auto", zmax: Any = "auto",
+               scale_bar_nm: float = 100, timestamps: bool = True, scale_bar: bool = True, overwrite: bool = False,
+               progress: Any = False, **options: Any) -> Path:
+        """Annotated, looping GIF written frame by frame (palette frames, no quantisation)."""
+        return animation().to_gif(self._obj, path, fps=fps, cmap=cmap, zmin=zmin, zmax=zmax, scale_bar_nm=scale_bar_nm,
+                                  timestamps=timestamps, scale_bar=scale_bar, overwrite=overwrite, progress=progress, **options)
+
+    def to_video(self, path: str | os.PathLike, *, fps: float = 5.0, codec: str | None = None, quality: float | None = 6,
+                 cmap: Any = "xafm_afm", zmin: Any = "auto", zmax: Any = "auto", scale_bar_nm: float = 100,
+                 timestamps: bool = True, scale_bar: bool = True, overwrite: bool = False, progress: Any = False,
+                 **options: Any) -> Path:
+        """Annotated video; the container follows the suffix (.mp4 H.264 yuv420p by default)."""
+        return animation().to_video(self._obj, path, fps=fps, codec=codec, quality=quality, cmap=cmap, zmin=zmin, zmax=zmax,
+                                    scale_bar_nm=scale_bar_nm, timestamps=timestamps, scale_bar=scale_bar,
+                                    overwrite=overwrite, progress=progress, **options)
+
+    def to_frames(self, folder: str | os.PathLike, *, fmt: str = "png", cmap: Any = "xafm_afm", zmin: Any = "auto",
+                  zmax: Any = "auto", scale_bar_nm: float = 100, timestamps: bool = True, scale_bar: bool = True,
+                  overwrite: bool = False, progress: Any = False, **options: Any) -> Path:
+        """One annotated image per frame (zero-padded names), PNG or JPEG, into a new folder."""
+        return animation().to_frames(self._obj, folder, fmt=fmt, cmap=cmap, zmin=zmin, zmax=zmax, scale_bar_nm=scale_bar_nm,
+                                     timestamps=timestamps, scale_bar=scale_bar, overwrite=overwrite, progress=progress, **options)
+
+    def preview(self, *, fps: float = 5.0, **options: Any) -> Any:
+        """An object that shows the animation inline in Jupyter (HTML5 video or GIF)."""
+        return animation().preview(self._obj, fps=fps, **options)
+
     def export(self, folder: str | os.PathLike, name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
         """Write several formats at once as ``folder/name<suffix>``; returns format -> path."""
         return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite)
+
+
+def animation() -> Any:
+    from .formats import animation as module
+
+    return module
 
 
 def export(da: xr.DataArray, folder: str | os.PathLike, name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
@@ -125,5 +159,6 @@ def export(da: xr.DataArray, folder: str | os.PathLike, name: str, fmts: Iterabl
     out = {}
     for fmt in chosen:
         path = Path(folder) / f"{name}{fmt.suffixes[0]}"
-        out[fmt.name] = fmt.load().write(da, path, raw=raw, overwrite=overwrite)
+        kwargs = {"overwrite": overwrite} if fmt.module == "animation" else {"raw": raw, "overwrite": overwrite}
+        out[fmt.name] = fmt.write(da, path, **kwargs)
     return out

@@ -79,14 +79,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     import xafm
+
     from . import formats
+    from .exceptions import FormatError
+
+    from .formats import animation
 
     for f in args.export:
         formats.get(f, for_writing=True)
+    if not (args.export or args.make_gif or args.make_video or args.make_sequence):
+        raise FormatError("nothing to do: give --export FMT ... and/or --make-gif / --make-video / --make-sequence")
     da = xafm.open(args.input, chunks={}, channel=args.channel)
     name = args.output_name or Path(args.input).name.split(".")[0]
     out = Path(args.output_folder)
     written = da.afm.export(out, name, args.export, raw=args.raw, overwrite=args.overwrite) if args.export else {}
+    written.update(
+        animation.export_animations(
+            da, out, name, gif=args.make_gif, video=args.make_video, sequence=args.make_sequence,
+            overwrite=args.overwrite, fps=args.fps, cmap=args.cmap, zmin=args.zmin, zmax=args.zmax,
+            scale_bar_nm=args.scale_bar_nm, timestamps=args.draw_ts, scale_bar=args.draw_scale,
+        )
+    )
     for fmt, path in written.items():
         print(f"{fmt}: {path}")
     return 0
@@ -118,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--raw", action="store_true", help="write the raw layer instead of the processed data")
     c.add_argument("--channel", default=None)
     c.add_argument("--overwrite", action="store_true")
+    from .formats import animation
+
+    a = c.add_argument_group("animations (playNano's flags)")
+    a.add_argument("--make-gif", action="store_true", help="write NAME.gif")
+    a.add_argument("--make-video", nargs="?", const="mp4", default=None, choices=animation.VIDEO_FORMATS, help="write NAME.mp4 (or avi, mkv, webm)")
+    a.add_argument("--make-sequence", nargs="?", const="png", default=None, choices=["png", "jpg"], help="write NAME_frames/ with one image per frame")
+    a.add_argument("--fps", type=float, default=5.0)
+    a.add_argument("--cmap", default="xafm_afm", help="any matplotlib colormap name (xafm_afm, xafm_afm_uniform, viridis, ...)")
+    a.add_argument("--zmin", type=animation.parse_zlimit, default="auto", help="auto (1st percentile), none (minimum) or a number")
+    a.add_argument("--zmax", type=animation.parse_zlimit, default="auto", help="auto (99th percentile), none (maximum) or a number")
+    a.add_argument("--scale-bar-nm", type=float, default=100.0)
+    a.add_argument("--draw-ts", action=argparse.BooleanOptionalAction, default=True, help="draw the frame time")
+    a.add_argument("--draw-scale", action=argparse.BooleanOptionalAction, default=True, help="draw the scale bar")
     c.set_defaults(func=_cmd_convert)
     return p
 

@@ -26,6 +26,10 @@ class FormatError(XafmError, ValueError):
     """An unknown format name, or an operation a format does not support."""
 
 
+class RenderError(XafmError, ValueError):
+    """Bad rendering options for an animation (colormap, z-scale, fps, sizes)."""
+
+
 class ChannelError(XafmError, ValueError):
     """A channel was asked for that the file does not hold."""
 

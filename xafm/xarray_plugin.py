@@ -33,7 +33,8 @@ class XafmBackendEntrypoint(BackendEntrypoint):
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             return False
         p = Path(filename_or_obj)
-        if _suffix_match(p) is not None:
+        fmt = _suffix_match(p)
+        if fmt is not None and fmt.can_read:
             return True
         return p.is_dir() and any(f.folder for f in FORMATS.values()) and _folder_ok(p)
 

@@ -30,9 +30,16 @@ class Format:
     folder: bool = False
     #: regex (on the lower-case file name) for names suffixes cannot express, e.g. ``.001``
     pattern: str | None = None
+    #: name of the module's writer function
+    writer: str = "write"
 
     def load(self) -> ModuleType:
         return importlib.import_module(f"{__name__}.{self.module}")
+
+    def write(self, da: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+        if not self.can_write:
+            raise FormatError(f"xafm reads {self.description} but does not write it")
+        return getattr(self.load(), self.writer)(da, path, **kwargs)
 
 
 FORMATS: dict[str, Format] = {
@@ -53,6 +60,13 @@ FORMATS: dict[str, Format] = {
         Format("topostats", "topostats", "TopoStats HDF5", (".topostats",), True, False, True),
         Format("nd2", "nd2file", "Nikon NIS-Elements ND2", (".nd2",), True, False, True),
         Format("zarr", "omezarr", "OME-Zarr (NGFF 0.4 / 0.5)", (".ome.zarr", ".zarr"), True, True, True, folder=True),
+        # animations (issue 4): write-only
+        Format("gif", "animation", "animated GIF", (".gif",), False, True, False, writer="to_gif"),
+        Format("mp4", "animation", "MP4 video (H.264)", (".mp4",), False, True, False, writer="to_video"),
+        Format("avi", "animation", "AVI video", (".avi",), False, True, False, writer="to_video"),
+        Format("mkv", "animation", "Matroska video", (".mkv",), False, True, False, writer="to_video"),
+        Format("webm", "animation", "WebM video", (".webm",), False, True, False, writer="to_video"),
+        Format("png", "animation", "PNG frame sequence (a folder)", ("_frames",), False, True, False, writer="to_frames"),
         Format("folder", "framefolder", "folder of single-frame files (.jpk, .spm, .00N)", (), True, False, True, folder=True),
     )
 }

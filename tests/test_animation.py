@@ -1,0 +1,361 @@
+"""Animated exports: GIF, video, numbered frames and the notebook preview
+(xafm.formats.animation), read back with Pillow, imageio and ffmpeg."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import tracemalloc
+
+import dask.array as dsa
+import imageio.v2 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import GifImagePlugin, Image
+
+import xafm
+from xafm import provenance, render
+from xafm.exceptions import FormatError, OutputExistsError, StackError, XafmWarning
+from xafm.formats import animation
+from xafm.render import N_DATA, NAN_INDEX, RenderError
+
+GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
+
+
+def known_stack(n: int = 3, h: int = 96, w: int = 96):
+    """Frames with known values: left third 0 (zmin), middle third 0.5, right third 1
+    (zmax), a 2.0 band (clipped to zmax) and -1 band (clipped to zmin), a NaN block."""
+    data = np.zeros((n, h, w))
+    data[:, :, w // 3 : 2 * w // 3] = 0.5
+    data[:, :, 2 * w // 3 :] = 1.0
+    data[:, h // 2 - 4 : h // 2 + 4, 2 * w // 3 :] = 2.0
+    data[:, h // 2 - 4 : h // 2 + 4, : w // 3] = -1.0
+    data[:, 20:26, w // 2 - 3 : w // 2 + 3] = np.nan
+    return xafm.stack(data, pixel_size_nm=2.0, times=np.arange(n) * 0.5)
+
+
+OPTS = dict(zmin=0.0, zmax=1.0, upscale=1)
+
+
+def gif_frames(path) -> list[np.ndarray]:
+    with Image.open(path) as im:
+        out = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            out.append(np.asarray(im.convert("RGB")))
+        return out
+
+
+def ffmpeg_rgb(path, w: int, h: int) -> np.ndarray:
+    out = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return np.frombuffer(out.stdout, np.uint8).reshape(-1, h, w, 3)
+
+
+def expected_colours(cmap="xafm_afm"):
+    pal = render.build_palette(cmap)
+    return pal[0], pal[N_DATA // 2], pal[N_DATA - 1], pal[NAN_INDEX]
+
+
+# --------------------------------------------------------------------------------------
+# GIF
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("compression", ["fast", "lzw"])
+def test_gif_frames_size_duration_loop_and_colours(tmp_path, compression):
+    da = known_stack()
+    path = animation.to_gif(da, tmp_path / "a.gif", fps=4, compression=compression, **OPTS)
+    with Image.open(path) as im:
+        assert im.n_frames == 3 and im.size == (96, 96)
+        assert im.info["loop"] == 0
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+    assert durations == [250, 250, 250]
+    lo, mid, hi, nan = expected_colours()
+    for frame in gif_frames(path):  # regions away from the timestamp (top left) and bar (bottom left)
+        assert np.all(frame[56:70, 4:28] == lo) and np.all(frame[56:70, 36:60] == mid) and np.all(frame[56:70, 68:92] == hi)
+        assert np.all(frame[45:51, 68:92] == hi)  # 2.0 clipped to zmax
+        assert np.all(frame[45:51, 4:28] == lo)  # -1 clipped to zmin
+        assert np.all(frame[20:26, 45:51] == nan)
+
+
+def test_gif_decodes_identically_in_pillow_and_ffmpeg(tmp_path, rng):
+    da = xafm.stack(rng.normal(0, 1, (4, 37, 251)), pixel_size_nm=1.0, times=[0, 1, 2, 3])
+    r = render.FrameRenderer(da, upscale=1)
+    expected = [r.rgb(r.indices(f, i)) for i, f in r.frames()]
+    for compression in ("fast", "lzw"):
+        path = animation.to_gif(da, tmp_path / f"{compression}.gif", upscale=1, compression=compression)
+        for got, exp in zip(gif_frames(path), expected):
+            np.testing.assert_array_equal(got, exp)
+        np.testing.assert_array_equal(ffmpeg_rgb(path, 251, 37), np.stack(expected))
+
+
+def test_gif_delays_follow_fps():
+    assert animation.gif_delays_cs(3, 5.0) == [20, 20, 20]
+    d = animation.gif_delays_cs(30, 3.0)
+    assert set(d) == {33, 34} and sum(d) == 1000  # 30 frames at 3 fps: 10 s
+    assert animation.gif_delays_cs(4, 100.0) == [2, 2, 2, 2]
+
+
+def test_gif_fast_fps_warns_and_bad_fps_raises(tmp_path):
+    da = known_stack(2)
+    with pytest.warns(XafmWarning, match="50 fps"):
+        animation.to_gif(da, tmp_path / "f.gif", fps=100, **OPTS)
+    for bad in (0, -1, "x", float("nan")):
+        with pytest.raises(RenderError, match="fps"):
+            animation.to_gif(da, tmp_path / "b.gif", fps=bad, **OPTS)
+    with pytest.raises(FormatError, match="compression"):
+        animation.to_gif(da, tmp_path / "c.gif", compression="zip", **OPTS)
+    assert not (tmp_path / "b.gif").exists()
+
+
+def test_gif_overwrite_and_provenance(tmp_path):
+    da = known_stack(2)
+    path = animation.to_gif(da, tmp_path / "a.gif", **OPTS)
+    with pytest.raises(OutputExistsError):
+        animation.to_gif(da, path, **OPTS)
+    animation.to_gif(da, path, overwrite=True, **OPTS)
+    rec = provenance.records(da)[-1]
+    assert rec["type"] == "export" and rec["format"] == "gif" and rec["path"] == str(path)
+    assert rec["zmin"] == 0.0 and rec["zmax"] == 1.0 and rec["frames"] == 2 and rec["fps"] == 5.0
+
+
+# --------------------------------------------------------------------------------------
+# video
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("suffix", "codec"), [(".mp4", "h264"), (".avi", "mpeg4"), (".mkv", "h264"), (".webm", "vp9"), (".mov", "h264")])
+def test_video_frames_size_fps_codec(tmp_path, suffix, codec):
+    da = known_stack(4, 48, 64)
+    path = animation.to_video(da, tmp_path / f"v{suffix}", fps=8, **OPTS)
+    reader = iio.get_reader(path, "ffmpeg")
+    try:
+        meta = reader.get_meta_data()
+        assert meta["fps"] == 8.0 and meta["size"] == (64, 48) and meta["codec"] == codec
+        assert reader.count_frames() == 4
+    finally:
+        reader.close()
+    if suffix == ".mp4":
+        assert "yuv420p" in meta.get("pix_fmt", "yuv420p")
+
+
+def test_video_colours_away_from_annotations(tmp_path):
+    da = known_stack(2)
+    path = animation.to_video(da, tmp_path / "v.mp4", quality=10, **OPTS)
+    frames = ffmpeg_rgb(path, 96, 96).astype(int)
+    lo, mid, hi, nan = (c.astype(int) for c in expected_colours())
+    for f in frames:
+        for region, colour in (((slice(58, 68), slice(6, 26)), lo), ((slice(58, 68), slice(38, 58)), mid), ((slice(58, 68), slice(70, 90)), hi)):
+            assert np.abs(f[region].reshape(-1, 3).mean(0) - colour).max() < 6
+
+
+def test_video_odd_sizes_are_padded_not_rescaled(tmp_path):
+    ramp = np.add.outer(np.arange(17.0), np.arange(33.0))
+    da = xafm.stack(np.stack([ramp, ramp + 1, ramp + 2]), pixel_size_nm=1.0)
+    path = animation.to_video(da, tmp_path / "odd.mp4", upscale=1, scale_bar=False, timestamps=False, quality=10)
+    frames = ffmpeg_rgb(path, 34, 18)
+    assert frames.shape == (3, 18, 34, 3)
+    assert frames[:, 17, :, :].max() < 40 and frames[:, :, 33, :].max() < 40  # black padding
+    # the image itself is not rescaled: its pixels keep their colours (within codec loss)
+    r = render.FrameRenderer(da, upscale=1, scale_bar=False, timestamps=False)
+    first = r.rgb(r.indices(next(r.frames())[1], 0)).astype(int)
+    assert np.abs(frames[0, :17, :33].astype(int) - first).mean() < 4
+
+
+def test_video_errors(tmp_path):
+    da = known_stack(2)
+    with pytest.raises(FormatError, match="unknown video container '.flv'"):
+        animation.to_video(da, tmp_path / "v.flv", **OPTS)
+    with pytest.raises(RenderError, match="quality"):
+        animation.to_video(da, tmp_path / "v.mp4", quality=11, **OPTS)
+    assert not (tmp_path / "v.mp4").exists()
+
+
+# --------------------------------------------------------------------------------------
+# numbered frames
+# --------------------------------------------------------------------------------------
+def test_frames_png_names_palette_and_indices(tmp_path):
+    da = known_stack(12)
+    folder = animation.to_frames(da, tmp_path / "seq", **OPTS)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"frame_{i:04d}.png" for i in range(12)]
+    r = render.FrameRenderer(da, **OPTS)
+    frames = {i: f for i, f in r.frames()}
+    with Image.open(folder / "frame_0007.png") as im:
+        assert im.mode == "P" and im.size == (96, 96)
+        np.testing.assert_array_equal(np.asarray(im), r.indices(frames[7], 7))
+        np.testing.assert_array_equal(np.asarray(im.getpalette(), np.uint8).reshape(-1, 3)[:256], r.palette)
+
+
+def test_frames_jpeg_and_errors(tmp_path):
+    da = known_stack(2)
+    folder = animation.to_frames(da, tmp_path / "jpg", fmt="jpeg", prefix="img", **OPTS)
+    assert sorted(p.name for p in folder.iterdir()) == ["img_0000.jpg", "img_0001.jpg"]
+    with Image.open(folder / "img_0000.jpg") as im:
+        assert im.format == "JPEG" and im.size == (96, 96)
+        lo = expected_colours()[0].astype(int)
+        assert np.abs(np.asarray(im)[58:68, 6:26].astype(int) - lo).mean() < 8
+    with pytest.raises(OutputExistsError):
+        animation.to_frames(da, folder, **OPTS)
+    with pytest.raises(FormatError, match="fmt must be one of"):
+        animation.to_frames(da, tmp_path / "x", fmt="bmp", **OPTS)
+    with pytest.raises(FormatError, match="prefix"):
+        animation.to_frames(da, tmp_path / "x", prefix="a/b", **OPTS)
+
+
+def test_frames_failure_leaves_nothing(tmp_path, monkeypatch):
+    da = known_stack(3)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(animation, "png_bytes", boom)
+    with pytest.raises(xafm.WriteError, match="disk full"):
+        animation.to_frames(da, tmp_path / "seq", **OPTS)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# edge cases
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "case",
+    ["one_frame", "constant", "all_nan", "tiny", "odd"],
+)
+def test_edge_case_stacks_export_everywhere(tmp_path, case, rng):
+    data = {
+        "one_frame": lambda: rng.normal(0, 1, (1, 40, 40)),
+        "constant": lambda: np.full((3, 32, 32), 4.2),
+        "all_nan": lambda: np.full((2, 16, 16), np.nan),
+        "tiny": lambda: rng.normal(0, 1, (2, 8, 8)),
+        "odd": lambda: rng.normal(0, 1, (2, 13, 27)),
+    }[case]()
+    da = xafm.stack(data, pixel_size_nm=1.0)
+    n, h, w = data.shape
+    k = render.upscale_factor(h, w)
+    opts = dict(scale_bar_nm=None)
+    gif = animation.to_gif(da, tmp_path / "a.gif", **opts)
+    frames = gif_frames(gif)
+    assert len(frames) == n and frames[0].shape == (h * k, w * k, 3)
+    video = animation.to_video(da, tmp_path / "a.mp4", **opts)
+    reader = iio.get_reader(video, "ffmpeg")
+    try:
+        assert reader.count_frames() == n
+        assert reader.get_meta_data()["size"] == (w * k + (w * k) % 2, h * k + (h * k) % 2)
+    finally:
+        reader.close()
+    folder = animation.to_frames(da, tmp_path / "seq", **opts)
+    assert len(list(folder.iterdir())) == n
+    centre = frames[0][h * k // 2 - 2 : h * k // 2 + 2, w * k // 2 - 2 : w * k // 2 + 2].reshape(-1, 3)
+    lo, mid, hi, nan = expected_colours()
+    if case == "all_nan":
+        assert np.all(centre == nan)
+    if case == "constant":
+        assert np.all(centre == mid)
+    if case == "tiny":
+        assert k == 40  # 8 px frames grow to 320 px so the annotations are legible
+
+
+def test_extra_dims_error_names_them(tmp_path):
+    da = xafm.stack(np.zeros((2, 4, 4)), pixel_size_nm=1.0).expand_dims(tip=3).transpose("time", "tip", "y", "x")
+    for fn, target in ((animation.to_gif, "a.gif"), (animation.to_video, "a.mp4"), (animation.to_frames, "f")):
+        with pytest.raises(StackError, match="extra dims \\('tip',\\)"):
+            fn(da, tmp_path / target)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# streaming
+# --------------------------------------------------------------------------------------
+def test_dask_stack_streams_chunk_by_chunk(tmp_path):
+    n, size, chunk = 640, 128, 8
+    calls: list[int] = []
+
+    def make(block_id=None):
+        calls.append(block_id[0])
+        rng = np.random.default_rng(block_id[0])
+        return rng.normal(0, 1, (chunk, size, size))
+
+    arr = dsa.map_blocks(make, chunks=((chunk,) * (n // chunk), (size,), (size,)), dtype=np.float64, meta=np.empty((0, 0, 0)))
+    da = xafm.stack(arr, pixel_size_nm=1.0)
+    stack_mb = n * size * size * 8 / 2**20  # 80 MiB
+    old = render.RENDER_BLOCK_BYTES
+    render.RENDER_BLOCK_BYTES = chunk * size * size * 8  # one chunk per block
+    tracemalloc.start()
+    try:
+        animation.to_frames(da, tmp_path / "seq", upscale=1, timestamps=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        render.RENDER_BLOCK_BYTES = old
+    assert len(list((tmp_path / "seq").iterdir())) == n
+    # every chunk computed once for the z-scale pass and once for rendering, never all at once
+    assert sorted(calls) == sorted(list(range(n // chunk)) * 2)
+    assert peak / 2**20 < stack_mb / 3, f"peak {peak / 2**20:.1f} MiB for a {stack_mb:.0f} MiB stack"
+
+
+def test_dask_and_numpy_render_the_same(tmp_path, rng):
+    data = rng.normal(0, 1, (6, 32, 32))
+    eager = xafm.stack(data, pixel_size_nm=1.0)
+    lazy = xafm.stack(dsa.from_array(data, chunks=(2, 32, 32)), pixel_size_nm=1.0)
+    a = animation.to_gif(eager, tmp_path / "a.gif", scale_bar_nm=10)
+    b = animation.to_gif(lazy, tmp_path / "b.gif", scale_bar_nm=10)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_progress_callable(tmp_path):
+    seen = []
+    animation.to_gif(known_stack(5), tmp_path / "a.gif", progress=lambda d, t: seen.append((d, t)), **OPTS)
+    assert seen == [(i, 5) for i in range(1, 6)]
+
+
+# --------------------------------------------------------------------------------------
+# preview
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("fmt", "mime", "tag"), [("mp4", "video/mp4", "<video"), ("gif", "image/gif", "<img")])
+def test_preview_inline_html(tmp_path, fmt, mime, tag):
+    da = known_stack(6)
+    p = animation.preview(da, format=fmt, max_frames=4, **OPTS)
+    html = p._repr_html_()
+    assert html.startswith(tag) and f"data:{mime};base64," in html
+    payload = base64.b64decode(html.split("base64,", 1)[1].split('"', 1)[0])
+    assert payload == p.data and p.n_frames == 4
+    saved = p.save(tmp_path / f"p.{fmt}")
+    if fmt == "gif":
+        assert len(gif_frames(saved)) == 4
+    else:
+        reader = iio.get_reader(saved, "ffmpeg")
+        try:
+            assert reader.count_frames() == 4
+        finally:
+            reader.close()
+    assert "xafm Preview: 4 frames" in repr(p)
+    assert all(r.get("type") != "export" for r in provenance.records(da))  # a preview is not an export
+    with pytest.raises(FormatError):
+        animation.preview(da, format="avi")
+
+
+# --------------------------------------------------------------------------------------
+# command-line helpers
+# --------------------------------------------------------------------------------------
+def test_parse_zlimit():
+    assert animation.parse_zlimit("auto") == "auto"
+    assert animation.parse_zlimit("None") is None
+    assert animation.parse_zlimit("-2.5") == -2.5
+    with pytest.raises(RenderError, match="z limit"):
+        animation.parse_zlimit("high")
+
+
+def test_export_animations_writes_what_is_asked(tmp_path):
+    da = known_stack(3)
+    out = animation.export_animations(da, tmp_path, "run1", gif=True, video="avi", sequence="png", fps=4, **OPTS)
+    assert out == {"gif": tmp_path / "run1.gif", "avi": tmp_path / "run1.avi", "frames": tmp_path / "run1_frames"}
+    assert len(list(out["frames"].iterdir())) == 3 and out["gif"].exists() and out["avi"].exists()
+    assert animation.export_animations(da, tmp_path, "none") == {}
+    with pytest.raises(FormatError, match="video format"):
+        animation.export_animations(da, tmp_path, "x", video="flv")
+    with pytest.raises(OutputExistsError):
+        animation.export_animations(da, tmp_path, "run1", gif=True, **OPTS)

@@ -1,0 +1,326 @@
+"""Colormaps, z-scale, colour indices, upscaling and annotations (xafm.render, xafm.colormaps)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dask.array as dsa
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from matplotlib import colormaps as registry
+
+import xafm
+from xafm import colormaps, render
+from xafm.exceptions import StackError, XafmWarning
+from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError
+
+from .helpers import raise_if_dask_computes
+
+
+# --------------------------------------------------------------------------------------
+# colormaps
+# --------------------------------------------------------------------------------------
+def test_colormaps_registered_with_matplotlib():
+    for name in ("xafm_afm", "xafm_afm_uniform", "xafm_afm_r", "xafm_afm_uniform_r"):
+        assert name in registry
+    assert render.colormap("xafm_afm").name == "xafm_afm"
+
+
+@pytest.mark.parametrize(
+    ("rgb", "lab"),
+    [
+        ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),
+        ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+        ((1.0, 0.0, 0.0), (53.2408, 80.0925, 67.2032)),
+        ((0.0, 0.0, 1.0), (32.2970, 79.1875, -107.8602)),
+        ((0.5, 0.5, 0.5), (53.3889, 0.0, 0.0)),
+    ],
+)
+def test_srgb_to_lab_matches_reference_values(rgb, lab):
+    # published CIELAB (D65) values of sRGB primaries and grey
+    np.testing.assert_allclose(colormaps.srgb_to_lab(np.array(rgb)), lab, atol=0.02)
+    np.testing.assert_allclose(colormaps.lab_to_srgb(np.array(lab)), rgb, atol=1e-3)
+
+
+def _lightness(name: str, n: int, bits8: bool) -> np.ndarray:
+    rgb = np.asarray(registry[name](np.linspace(0, 1, n)))[:, :3]
+    if bits8:
+        rgb = np.round(rgb * 255) / 255
+    return colormaps.srgb_to_lab(rgb)
+
+
+@pytest.mark.parametrize("name", ["xafm_afm", "xafm_afm_uniform"])
+def test_lightness_strictly_increases(name):
+    for n, bits8 in ((256, False), (N_DATA, True)):  # the colormap, and the 8-bit LUT xafm draws with
+        lab = _lightness(name, n, bits8)
+        assert np.all(np.diff(lab[:, 0]) > 0), f"{name}: L* not monotone ({n} entries, 8-bit={bits8})"
+
+
+def test_uniform_colormap_is_perceptually_uniform():
+    lab = _lightness("xafm_afm_uniform", 256, False)
+    step = np.linalg.norm(np.diff(lab, axis=0), axis=1)
+    assert step.max() / step.min() < 1.05  # equal CIE76 colour differences between neighbours
+    assert lab[0, 0] < 10 and lab[-1, 0] > 95  # dark to near white
+    assert np.all(np.diff(lab[:, 0]) > 0.2)
+
+
+def test_classic_afm_colormap_goes_dark_brown_gold_white():
+    rgb = np.asarray(registry["xafm_afm"]([0.0, 0.25, 0.7, 1.0]))[:, :3] * 255
+    dark, brown, gold, white = rgb
+    assert dark.max() < 30 and dark[0] >= dark[1] >= dark[2]
+    assert brown[0] > brown[1] > brown[2]  # brown: red > green > blue
+    assert gold[0] > 180 and gold[1] > 120 and gold[2] < 100
+    np.testing.assert_array_equal(white, [255, 255, 255])
+
+
+def test_palette_layout_and_distinct_nan_colour():
+    pal = render.build_palette("viridis")
+    assert pal.shape == (256, 3) and pal.dtype == np.uint8
+    np.testing.assert_array_equal(pal[FG_INDEX], [255, 255, 255])
+    np.testing.assert_array_equal(pal[BG_INDEX], [0, 0, 0])
+    lut = pal[:N_DATA].astype(float)
+    assert np.min(np.linalg.norm(lut - pal[NAN_INDEX].astype(float), axis=1)) > 60
+    np.testing.assert_array_equal(render.build_palette("gray", nan_color="red")[NAN_INDEX], [255, 0, 0])
+    # the LUT is the colormap sampled at 252 points
+    expected = np.round(np.asarray(registry["viridis"](np.linspace(0, 1, N_DATA)))[:, :3] * 255)
+    np.testing.assert_array_equal(pal[:N_DATA], expected)
+
+
+def test_bad_colormap_and_colour():
+    with pytest.raises(RenderError, match="unknown colormap 'nope'"):
+        render.colormap("nope")
+    with pytest.raises(RenderError, match="cmap must be"):
+        render.colormap(3)
+    with pytest.raises(RenderError, match="not a colour"):
+        render.build_palette(None, nan_color="notacolour")
+
+
+# --------------------------------------------------------------------------------------
+# z-scale
+# --------------------------------------------------------------------------------------
+def _check_percentiles(data: np.ndarray, qs=(1.0, 99.0)) -> None:
+    got = render.percentiles(xafm.stack(data, pixel_size_nm=1.0), qs)
+    finite = data[np.isfinite(data)].astype(np.float64)
+    if finite.size == 0:
+        assert got is None
+        return
+    expected = np.percentile(finite, qs)
+    spread = max(float(np.ptp(expected)), 1e-300)
+    # documented accuracy: within 1/1000 of the spread between the percentiles (plus the
+    # float32 rounding of values relative to the centre)
+    tol = spread / 1000 + 1e-6 * np.max(np.abs(finite - np.median(finite))) + 1e-12 * np.max(np.abs(finite)) + 1e-30
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 4), st.integers(1, 12), st.integers(1, 12)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32),
+    ),
+    st.floats(0, 100),
+)
+def test_percentiles_property(data, q):
+    _check_percentiles(data, (q, 100 - q))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["normal", "offset", "spikes", "ints", "nan_inf", "first_frame_flat", "negative"],
+)
+def test_percentiles_accuracy(case, rng):
+    data = {
+        "normal": lambda: rng.normal(5, 2, (20, 64, 64)),
+        "offset": lambda: rng.normal(1e6, 0.01, (10, 64, 64)),  # small spread on a big offset
+        "spikes": lambda: np.where(rng.random((10, 64, 64)) < 0.003, 1e9, rng.normal(0, 1, (10, 64, 64))),
+        "ints": lambda: rng.integers(-300, 300, (5, 32, 32)).astype(np.int16),
+        "nan_inf": lambda: np.where(rng.random((10, 64, 64)) < 0.2, np.nan, rng.normal(0, 1, (10, 64, 64))),
+        "first_frame_flat": lambda: np.concatenate([np.full((3, 64, 64), 50.0), rng.normal(0, 1, (8, 64, 64))]),
+        "negative": lambda: rng.normal(-196, 20, (10, 64, 64)).astype(np.float32),
+    }[case]()
+    if case == "nan_inf":
+        data.reshape(-1)[:300] = np.inf
+        data.reshape(-1)[300:500] = -np.inf
+    _check_percentiles(data)
+
+
+def test_percentiles_none_without_finite_values():
+    assert render.percentiles(xafm.stack(np.full((2, 4, 4), np.nan), pixel_size_nm=1.0)) is None
+
+
+def test_zscale_numbers_auto_none_and_errors(rng):
+    data = rng.normal(0, 1, (4, 32, 32))
+    data[0, 0, 0] = 40.0
+    da = xafm.stack(data, pixel_size_nm=1.0)
+    assert render.zscale(da, -1, 2) == (-1.0, 2.0)
+    lo, hi = render.zscale(da)
+    np.testing.assert_allclose([lo, hi], np.percentile(data, [1, 99]), atol=0.01)
+    lo, hi = render.zscale(da, None, None)
+    np.testing.assert_allclose([lo, hi], [data.min(), 40.0], rtol=2e-3)
+    assert render.zscale(da, "auto", 5.0)[1] == 5.0
+    with pytest.raises(RenderError, match="zmin .* above zmax"):
+        render.zscale(da, 3, 1)
+    with pytest.raises(RenderError, match="zmin must be a number, 'auto' or None"):
+        render.zscale(da, "automatic", 1)
+    with pytest.raises(RenderError, match="zmax must be finite"):
+        render.zscale(da, 0, float("inf"))
+
+
+def test_zscale_constant_and_all_nan_stacks_do_not_divide_by_zero():
+    lo, hi = render.zscale(xafm.stack(np.full((3, 8, 8), 7.0), pixel_size_nm=1.0))
+    assert lo < 7.0 < hi and hi - lo < 1e-3
+    idx = render.to_indices(np.full((8, 8), 7.0), lo, hi)
+    assert np.all(idx == N_DATA // 2)
+    assert render.zscale(xafm.stack(np.full((3, 8, 8), np.nan), pixel_size_nm=1.0)) == (0.0, 1.0)
+    with np.errstate(all="raise"):
+        idx = render.to_indices(np.full((4, 4), 3.0), 3.0, 3.0)  # equal ends given directly
+    assert np.all(idx == N_DATA // 2)
+
+
+def test_percentiles_stream_dask_block_by_block(rng):
+    data = rng.normal(0, 1, (40, 64, 64))
+    darr = dsa.from_array(data, chunks=(4, 64, 64))
+    old = render.RENDER_BLOCK_BYTES
+    render.RENDER_BLOCK_BYTES = 4 * 64 * 64 * 8  # one chunk per block
+    try:
+        with raise_if_dask_computes(max_computes=10) as sched:
+            got = render.percentiles(xafm.stack(darr, pixel_size_nm=1.0))
+    finally:
+        render.RENDER_BLOCK_BYTES = old
+    assert sched.total_computes == 10  # one compute per chunk, one pass
+    np.testing.assert_allclose(got, np.percentile(data, [1, 99]), atol=0.01)
+
+
+# --------------------------------------------------------------------------------------
+# indices
+# --------------------------------------------------------------------------------------
+def test_to_indices_scale_clip_and_nan():
+    frame = np.array([[0.0, 0.5, 1.0, 2.0], [-5.0, np.nan, np.inf, -np.inf]])
+    idx = render.to_indices(frame, 0.0, 1.0)
+    assert idx.dtype == np.uint8
+    assert idx[0, 0] == 0 and idx[0, 1] == N_DATA // 2 and idx[0, 2] == N_DATA - 1
+    assert idx[0, 3] == N_DATA - 1 and idx[1, 0] == 0  # clipped
+    assert list(idx[1, 1:]) == [NAN_INDEX] * 3  # NaN and inf: the NaN colour
+    ints = render.to_indices(np.array([[0, 10]], dtype=np.int16), 0, 10)
+    assert list(ints[0]) == [0, N_DATA - 1]
+
+
+def test_upscale_factor():
+    assert render.upscale_factor(8, 8) == 40  # 8 px -> 320 px
+    assert render.upscale_factor(512, 512) == 1
+    assert render.upscale_factor(200, 200) == 2
+    assert render.upscale_factor(10, 1000) == 2  # the long side caps it at 2048
+    assert render.upscale_factor(3000, 3000) == 1
+    assert render.upscale_factor(64, 64, 3) == 3
+    for bad in (0, -1, 1.5, "big", True):
+        with pytest.raises(RenderError, match="upscale"):
+            render.upscale_factor(64, 64, bad)
+
+
+def test_labels():
+    assert render.time_label(12.4) == "12.40 s"
+    assert render.length_label(100) == "100 nm"
+    assert render.length_label(2000) == "2 µm"
+    assert render.length_label(2.5) == "2.5 nm"
+    assert render.nice_length(73) == 50 and render.nice_length(0.3) == 0.2 and render.nice_length(1000) == 1000
+
+
+# --------------------------------------------------------------------------------------
+# renderer and overlays
+# --------------------------------------------------------------------------------------
+def _runs(row: np.ndarray, value: int) -> list[int]:
+    """Lengths of runs of ``value`` in a 1-D array."""
+    hit = np.concatenate([[0], (row == value).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(hit))
+    return list(edges[1::2] - edges[::2])
+
+
+@pytest.mark.parametrize(("shape", "px", "bar_nm"), [((64, 64), 2.0, 40), ((8, 8), 0.5, 2), ((200, 300), 1.0, 100), ((17, 33), 3.0, 25)])
+def test_scale_bar_length_matches_pixel_size(shape, px, bar_nm):
+    da = xafm.stack(np.zeros((1, *shape)), pixel_size_nm=px)
+    r = render.FrameRenderer(da, scale_bar_nm=bar_nm, timestamps=False, zmin=-1, zmax=1)
+    idx = r.indices(next(r.frames())[1], 0)
+    expected = bar_nm / px * r.k
+    longest = max(max(_runs(row, FG_INDEX), default=0) for row in idx)
+    assert abs(longest - expected) <= 1
+    assert r.scale_bar_nm == bar_nm
+
+
+def test_scale_bar_too_long_is_replaced_with_warning():
+    da = xafm.stack(np.zeros((1, 32, 32)), pixel_size_nm=1.0)
+    with pytest.warns(XafmWarning, match="does not fit"):
+        r = render.FrameRenderer(da, scale_bar_nm=1000)
+    assert r.scale_bar_nm == 5.0  # a round length of about a third of the 32 nm width
+    assert render.FrameRenderer(da, scale_bar_nm=None).scale_bar_nm == 5.0
+
+
+def test_timestamps_drawn_and_absent(rng):
+    data = np.zeros((3, 64, 64))
+    da = xafm.stack(data, pixel_size_nm=1.0, times=[0.0, 1.25, 12.4])
+    on = render.FrameRenderer(da, scale_bar=False, zmin=-1, zmax=1)
+    off = render.FrameRenderer(da, scale_bar=False, timestamps=False, zmin=-1, zmax=1)
+    frames = [f for _, f in on.frames()]
+    a, b = on.indices(frames[0], 0), on.indices(frames[1], 1)
+    corner = (slice(0, 60), slice(0, 160))  # the timestamp's corner
+    assert (a[corner] == FG_INDEX).sum() > 20
+    assert not np.array_equal(a[corner], b[corner])
+    c = off.indices(frames[0], 0)
+    assert not np.any(c == FG_INDEX) and not np.any(c == BG_INDEX)
+    assert np.array_equal(off.indices(frames[1], 1), c)
+
+
+def test_renderer_rejects_extra_dims_and_non_numeric():
+    da = xafm.stack(np.zeros((2, 4, 4)), pixel_size_nm=1.0)
+    extra = da.expand_dims(channel=2).transpose("time", "y", "x", "channel")
+    with pytest.raises(StackError, match="extra dims \\('channel',\\)"):
+        render.FrameRenderer(extra)
+
+
+def test_yuv_planes_match_bt709():
+    da = xafm.stack(np.zeros((1, 4, 4)), pixel_size_nm=1.0)
+    r = render.FrameRenderer(da, scale_bar=False, timestamps=False, upscale=1)
+    idx = np.array([[FG_INDEX, FG_INDEX, BG_INDEX, BG_INDEX]] * 2, dtype=np.uint8)
+    y, u, v = r.yuv420(idx)
+    assert list(y[0]) == [235, 235, 16, 16]  # limited-range white and black
+    pal = r.palette.astype(float)
+    mid = N_DATA // 2
+    yy, uu, vv = r.yuv420(np.full((2, 2), mid, dtype=np.uint8))
+    luma = pal[mid] @ [0.299, 0.587, 0.114]  # BT.601
+    assert abs(int(yy[0, 0]) - (16 + 219 * luma / 255)) <= 0.5
+    assert abs(int(vv[0, 0]) - (128 + 224 * (pal[mid, 0] - luma) / 255 / 1.402)) <= 0.5
+    assert u.shape == v.shape == (1, 2) and list(u[0]) == [128, 128] and list(v[0]) == [128, 128]
+    np.testing.assert_array_equal(r.rgb(idx)[0, 0], [255, 255, 255])
+    assert r.rgb0(idx).dtype == np.uint32
+
+
+def test_map_ordered_keeps_order_and_bounds_work_in_flight():
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def work(i):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            state["now"] -= 1
+        return i * i
+
+    assert list(render.map_ordered(work, range(30), n_workers=2, window=4)) == [i * i for i in range(30)]
+    assert state["max"] <= 2
+
+
+def test_progress_callback_and_text(capsys):
+    seen = []
+    p = render.Progress(lambda done, total: seen.append((done, total)), 3, "x")
+    for _ in range(3):
+        p.step()
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    t = render.Progress(True, 2, "GIF a.gif")
+    t.step()
+    t.step()
+    assert "GIF a.gif: 2/2 frames (100%)" in capsys.readouterr().err
