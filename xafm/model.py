@@ -138,13 +138,17 @@ def _column_to_array(key: str, values: Sequence[Any]) -> tuple[np.ndarray, dict[
             except OverflowError:
                 pass
         return np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64), {}
+    # strings as variable-length (object) arrays: netCDF vlen strings, Zarr v3 "string"
     if all(isinstance(v, str) for v in vals):
-        return np.array(vals, dtype=str), {}
+        return _vlen(vals), {}
     # mixed, nested or None among strings: keep each value exactly, as JSON text
-    return (
-        np.array([json.dumps(_jsonable(v), sort_keys=True) for v in vals], dtype=str),
-        {META_ENCODING_ATTR: "json"},
-    )
+    return _vlen([json.dumps(_jsonable(v), sort_keys=True) for v in vals]), {META_ENCODING_ATTR: "json"}
+
+
+def _vlen(strings: list[str]) -> np.ndarray:
+    out = np.empty(len(strings), dtype=object)
+    out[:] = strings
+    return out
 
 
 def _coord_name_for_key(key: str, taken: set[str]) -> str:
