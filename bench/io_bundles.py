@@ -21,19 +21,30 @@ from pathlib import Path
 import numpy as np
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def timed(fn, outputs: list[Path]) -> float:
+    """One timed call from the same state every time: its outputs removed and the page
+    cache's dirty pages written back first (untimed), so no call pays for another's
+    writeback."""
+    for out in outputs:
+        if out.exists():
+            out.unlink()
+    os.sync()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def _fresh(path: Path) -> Path:
-    if path.exists():
-        path.unlink()
-    return path
+def interleaved_best(pairs: dict[str, tuple], repeat: int) -> dict[str, float]:
+    """Best time of each candidate over ``repeat`` rounds, alternating the order per round."""
+    best = {k: float("inf") for k in pairs}
+    names = list(pairs)
+    for r in range(repeat + 1):  # round 0 warms up and is not counted
+        for k in (names if r % 2 else names[::-1]):
+            fn, outputs = pairs[k]
+            dt = timed(fn, outputs)
+            if r:
+                best[k] = min(best[k], dt)
+    return best
 
 
 def io_ratios(frames: int, size: int, repeat: int, folder: Path) -> list[dict]:
@@ -47,50 +58,52 @@ def io_ratios(frames: int, size: int, repeat: int, folder: Path) -> list[dict]:
     da = xafm.stack(arr, pixel_size_nm=1.0, times=np.arange(frames) * 0.1)
 
     def raw_h5():
-        with h5py.File(_fresh(folder / "raw.h5"), "w") as f:
+        with h5py.File(folder / "raw.h5", "w") as f:
             f.create_dataset("data", data=arr)
 
     def raw_npz():
-        np.savez(_fresh(folder / "raw.npz"), data=arr)
+        np.savez(folder / "raw.npz", data=arr)
 
     def raw_tif():
-        tifffile.imwrite(_fresh(folder / "raw.tif"), arr, photometric="minisblack")
+        tifffile.imwrite(folder / "raw.tif", arr, photometric="minisblack")
 
     writers = {
-        "h5": (lambda: da.afm.to_h5(folder / "x.h5", overwrite=True), raw_h5, "h5py create_dataset"),
-        "npz": (lambda: da.afm.to_npz(folder / "x.npz", overwrite=True), raw_npz, "np.savez"),
-        "tif": (lambda: da.afm.to_ome_tiff(folder / "x.ome.tif", overwrite=True), raw_tif, "tifffile.imwrite"),
+        "h5": (lambda: da.afm.to_h5(folder / "x.h5"), raw_h5, "h5py create_dataset", "x.h5", "raw.h5"),
+        "npz": (lambda: da.afm.to_npz(folder / "x.npz"), raw_npz, "np.savez", "x.npz", "raw.npz"),
+        "tif": (lambda: da.afm.to_ome_tiff(folder / "x.ome.tif"), raw_tif, "tifffile.imwrite", "x.ome.tif", "raw.tif"),
     }
     readers = {
-        "h5": (lambda: xafm.open(folder / "x.h5"), lambda: h5py.File(folder / "raw.h5")["data"][()], "h5py read"),
-        "npz": (lambda: xafm.open(folder / "x.npz"), lambda: np.load(folder / "raw.npz")["data"], "np.load"),
-        "tif": (lambda: xafm.open(folder / "x.ome.tif"), lambda: tifffile.imread(folder / "raw.tif"), "tifffile.imread"),
+        "h5": (lambda: xafm.open(folder / "x.h5"), lambda: h5py.File(folder / "raw.h5")["data"][()], "h5py read", None, None),
+        "npz": (lambda: xafm.open(folder / "x.npz"), lambda: np.load(folder / "raw.npz")["data"], "np.load", None, None),
+        "tif": (lambda: xafm.open(folder / "x.ome.tif"), lambda: tifffile.imread(folder / "raw.tif"), "tifffile.imread", None, None),
     }
     rows = []
     for kind, table in (("write", writers), ("read", readers)):
-        for fmt, (ours, raw, raw_name) in table.items():
-            # interleave so both see the same machine state
-            ours()
-            raw()
-            t_ours = best_of(ours, repeat)
-            t_raw = best_of(raw, repeat)
-            rows.append({"op": kind, "format": fmt, "xafm_s": t_ours, "raw_s": t_raw, "raw_call": raw_name, "ratio": t_ours / t_raw})
+        for fmt, (ours, raw, raw_name, our_out, raw_out) in table.items():
+            outs = ([folder / our_out], [folder / raw_out]) if our_out else ([], [])
+            best = interleaved_best({"xafm": (ours, outs[0]), "raw": (raw, outs[1])}, repeat)
+            rows.append({"op": kind, "format": fmt, "xafm_s": best["xafm"], "raw_s": best["raw"], "raw_call": raw_name,
+                         "ratio": best["xafm"] / best["raw"]})
     return rows
 
 
 _STREAM_CHILD = r"""
-import resource, sys, time
+import sys, time
 import numpy as np, dask.array as dsa
 import xafm
 fmt, path, gib, size = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 frames = int(gib * 2**30 // (size * size * 4))
 arr = dsa.random.default_rng(0).standard_normal((frames, size, size), chunks=(16, size, size), dtype=np.float32)
 da = xafm.stack(arr, pixel_size_nm=1.0)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_kib():  # VmHWM: this process's peak RSS (ru_maxrss would report the parent's, kept across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+base = hwm_kib()
 t0 = time.perf_counter()
 getattr(da.afm, {"h5": "to_h5", "npz": "to_npz", "tif": "to_ome_tiff"}[fmt])(path)
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kib()
 print(f"{frames} {dt} {base / 1024} {peak / 1024}")
 """
 
@@ -111,14 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--stream-gib", type=float, default=2.0)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="xafm-bench-"))
     try:
         print(f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}")
-        print(f"stack: {args.frames} x {args.size} x {args.size} float32 ({args.frames * args.size**2 * 4 / 2**20:.0f} MiB), best of {args.repeat}")
+        print(f"stack: {args.frames} x {args.size} x {args.size} float32 ({args.frames * args.size**2 * 4 / 2**20:.0f} MiB), "
+              f"best of {args.repeat} interleaved rounds, outputs removed and os.sync() before each call")
         rows = io_ratios(args.frames, args.size, args.repeat, folder)
         print(f"{'op':<6}{'format':<8}{'xafm s':>9}{'raw s':>9}{'ratio':>8}  raw call")
         for r in rows:

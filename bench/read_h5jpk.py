@@ -39,7 +39,7 @@ def best_of(fn, repeat: int) -> float:
 
 def synthesise(path: Path, frames: int, size: int) -> None:
     """A long video: a tilted surface with noise (compresses about as little as the sample)."""
-    from tests.test_h5jpk import write_h5jpk
+    from xafm.testing import write_h5jpk
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size]

@@ -118,6 +118,20 @@ def check_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): check_attr_value(str(k), v) for k, v in attrs.items()}
 
 
+def attrs_from_json(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """attrs as a file's JSON keeps them: lists back to numeric arrays, anything that is
+    not netCDF-safe (nested content) kept as a JSON string."""
+    out: dict[str, Any] = {}
+    for k, v in (stored or {}).items():
+        if isinstance(v, list):
+            v = np.asarray(v)
+        try:
+            out[str(k)] = check_attr_value(str(k), v)
+        except StackError:
+            out[str(k)] = json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # per-frame metadata <-> coordinates
 # --------------------------------------------------------------------------------------

@@ -174,14 +174,7 @@ def assemble_bundle(
         fm = [dict(f, timestamp_recorded=float(t)) for f, t in zip(fm or [{} for _ in range(n)], recorded)]
     fm = [{k: v for k, v in f.items() if k != "timestamp"} for f in fm] if fm else None
 
-    attrs: dict[str, Any] = {}
-    for k, v in (extra.get("attrs") or {}).items():
-        if isinstance(v, list):
-            v = np.asarray(v)
-        try:
-            attrs[k] = model.check_attr_value(k, v)
-        except StackError:
-            attrs[k] = json.dumps(v)
+    attrs: dict[str, Any] = model.attrs_from_json(extra.get("attrs"))
     if acquisition:
         attrs.setdefault(model.ACQUISITION_ATTR, json.dumps(provenance.jsonable(acquisition), ensure_ascii=False))
     sb = _text(state_backups_json)

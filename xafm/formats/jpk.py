@@ -22,8 +22,9 @@ import numpy as np
 import xarray as xr
 
 from .. import model, provenance
-from ..exceptions import ChannelError, CorruptFileError, XafmError
+from ..exceptions import CorruptFileError, XafmError
 from . import _bundle
+from ._channels import pick_channel
 from ._lazy import LazyArray, outer_index
 
 NAME = "jpk"
@@ -333,18 +334,7 @@ def channels(path: str | os.PathLike) -> list[str]:
 
 
 def _select(lay: Layout, channel: str | None, path: str) -> Channel:
-    chans = lay.channels
-    if channel is None:
-        for name in DEFAULT_CHANNELS:
-            if name in chans:
-                return chans[name]
-        return next(iter(chans.values()))
-    if channel in chans:
-        return chans[channel]
-    folded = [c for n, c in chans.items() if n.lower() == str(channel).lower()]
-    if len(folded) == 1:
-        return folded[0]
-    raise ChannelError(f"{path}: no channel {channel!r}; available: {list(chans)}")
+    return pick_channel(path, lay.channels, channel, DEFAULT_CHANNELS)
 
 
 # --------------------------------------------------------------------------------------

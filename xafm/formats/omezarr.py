@@ -949,14 +949,7 @@ def _read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], cha
     if not isinstance(pixel, list) or len(pixel) != 2:
         raise CorruptFileError(path, "xafm metadata: pixel_size_nm must be [y, x]")
     f = 2**level
-    attrs: dict[str, Any] = {}
-    for k, v in (meta.get("attrs") or {}).items():
-        if isinstance(v, list):
-            v = np.asarray(v)
-        try:
-            attrs[k] = model.check_attr_value(k, v)
-        except StackError:
-            attrs[k] = json.dumps(v)
+    attrs: dict[str, Any] = model.attrs_from_json(meta.get("attrs"))
     if level:
         attrs["ome_zarr_level"] = level
     recs = [r for r in (meta.get("provenance") or []) if isinstance(r, dict)]
