@@ -306,6 +306,10 @@ class _Reshaped(LazyArray):
         flat = np.asarray(sel).reshape(-1)
         if flat.size == 0:
             return np.empty(np.shape(sel) + outer_index(np.empty(self.base.shape[1:], np.uint8), key[n:]).shape, self.dtype)
+        if flat.size == 1 or np.all(np.diff(flat) == 1):
+            # consecutive planes (the usual time slice): one read of a slice, one copy
+            got = self.base._read((slice(int(flat[0]), int(flat[-1]) + 1),) + tuple(key[n:]))
+            return got.reshape(np.shape(sel) + got.shape[1:])
         order = np.argsort(flat)
         got = self.base._read((flat[order],) + tuple(key[n:]))
         out = np.empty_like(got)
