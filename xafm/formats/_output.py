@@ -17,7 +17,7 @@ from xarray.core import indexing
 from ..exceptions import OutputExistsError, WriteError, XafmError
 
 #: Target size of one block of frames pulled from a dask or lazy stack while writing.
-BLOCK_BYTES = 64 * 2**20
+BLOCK_BYTES = 32 * 2**20
 
 
 def _remove(p: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 import warnings
 import xml.etree.ElementTree as ET
@@ -69,12 +70,12 @@ TIME_S = {
 # --------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _xml_safe(text: str) -> str:
     """Drop what XML 1.0 cannot hold (control characters, non-characters); display only."""
-    return "".join(
-        c if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd") or c >= "\U00010000" else "\ufffd"
-        for c in text
-    )
+    return _XML_INVALID.sub("\ufffd", text)
 
 
 def _fmt(v: float) -> str:
@@ -156,8 +157,9 @@ def write(
     dy, dx = model.pixel_size_nm(da)
     fm = json.loads(content.frame_metadata_json)
     sizes = [f.get(_bundle.FRAME_PIXEL_SIZE_KEY) for f in fm]
-    if any(not isinstance(s, (int, float)) or not np.isclose(s, dx, rtol=1e-6) for s in sizes):
-        bad = [s for s in sizes if not isinstance(s, (int, float)) or not np.isclose(s, dx, rtol=1e-6)]
+    numeric = np.array([s if isinstance(s, (int, float)) else np.nan for s in sizes], dtype=np.float64)
+    if not np.all(np.isclose(numeric, dx, rtol=1e-6)):
+        bad = [s for s, ok in zip(sizes, np.isclose(numeric, dx, rtol=1e-6)) if not ok]
         raise StackError(
             f"frames have different pixel sizes ({sorted(set(map(str, bad)))[:5]} nm vs {dx} nm); "
             "OME-TIFF holds one pixel size per image: resample or split the stack first"
