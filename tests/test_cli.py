@@ -82,3 +82,8 @@ def test_convert_makes_animations_with_playnano_flags(tmp_path, capsys):
     assert recs[-1]["type"] == "read"
     assert cli.main(["convert", str(src), "--output-folder", str(tmp_path / "p")]) == 2
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_python_dash_m_xafm():
+    res = subprocess.run([sys.executable, "-m", "xafm", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == f"xafm {xafm.__version__}"
