@@ -483,3 +483,36 @@ def test_writers_keep_nonfinite_and_big_values(tmp_path):
         back = xafm.open(write(da, fmt, tmp_path / f"s{SUFFIX[fmt]}"))
         np.testing.assert_array_equal(back.values, data)
         assert math.isnan(float(back.values[0, 0, 0]))
+
+
+def test_ome_tiff_has_one_plane_per_frame_in_the_whole_document(tmp_path, rng):
+    """playNano takes every Plane in the OME-XML as a frame time: layer/mask images add none."""
+    import re
+
+    import tifffile
+
+    da = xafm.stack(rng.normal(size=(4, 5, 6)), pixel_size_nm=1.0).afm.remove_plane(keep_layer=True).afm.mask_threshold(0.0)
+    path = da.afm.to_ome_tiff(tmp_path / "s.ome.tif")
+    with tifffile.TiffFile(path) as tf:
+        xml = tf.ome_metadata
+    assert len(re.findall(r"<Plane ", xml)) == 4 and xml.count("<Image ") == 3
+
+
+def test_reads_playnano_ome_tiff_provenance_tag(tmp_path, rng):
+    """playNano's OME-TIFF (tifffile ome=True, TCZYX, provenance JSON in tag 65000)."""
+    import tifffile
+
+    data = rng.normal(size=(3, 1, 1, 6, 7)).astype(np.float32)
+    prov = json.dumps(_playnano_provenance()).encode("utf-8")
+    tifffile.imwrite(
+        tmp_path / "pn.ome.tif", data, ome=True, photometric="minisblack",
+        metadata={"axes": "TCZYX", "PhysicalSizeX": 0.0015, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.0015,
+                  "PhysicalSizeYUnit": "µm", "Plane": {"DeltaT": [0.0, 0.5, 1.0]}, "Channel": {"Name": "height_trace"}},
+        extratags=[(65000, 7, len(prov), prov, True), (65001, 7, 9, b'["raw"]\x00\x00', True)],
+    )
+    back = xafm.open(tmp_path / "pn.ome.tif")
+    np.testing.assert_array_equal(back.values, data[:, 0, 0])
+    assert back.afm.pixel_size_nm == pytest.approx(1.5)
+    np.testing.assert_allclose(back["time"].values, [0, 0.5, 1.0])
+    assert [r.get("name") for r in back.afm.provenance if r["type"] in ("step", "mask")] == ["remove_plane", "mask_threshold"]
+    assert back.afm.provenance[-1]["type"] == "read"

@@ -82,7 +82,7 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def _pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int) -> str:
+def _pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int, planes: bool = True) -> str:
     n_t, n_y, n_x = shape
     inc = float(np.median(np.diff(times))) if n_t > 1 else None
     attrs = (
@@ -93,14 +93,14 @@ def _pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, i
     )
     if inc is not None and inc > 0:
         attrs += f' TimeIncrement="{_fmt(inc)}" TimeIncrementUnit="s"'
-    planes = "".join(
+    plane_xml = "".join(
         f'<Plane TheZ="0" TheC="0" TheT="{t}" DeltaT="{_fmt(times[t])}" DeltaTUnit="s"/>' for t in range(n_t)
-    )
+    ) if planes else ""
     return (
         f"<Pixels {attrs}>"
         f'<Channel ID="Channel:{index}:0" Name={quoteattr(_xml_safe(name))} SamplesPerPixel="1"><LightPath/></Channel>'
         f'<TiffData IFD="{first_ifd}" PlaneCount="{n_t}"/>'
-        f"{planes}</Pixels>"
+        f"{plane_xml}</Pixels>"
     )
 
 
@@ -109,7 +109,9 @@ def _ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int
     for i, (image_name, channel, dtype) in enumerate(images):
         parts.append(
             f'<Image ID="Image:{i}" Name={quoteattr(_xml_safe(image_name))}>'
-            + _pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0])
+            # Plane/DeltaT on the stack's image only: playNano collects every Plane in the
+            # document as its frame times
+            + _pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0)
             + '<AnnotationRef ID="Annotation:0"/></Image>'
         )
     values = "".join(f"<M K={quoteattr(k)}>{escape(_xml_safe(v))}</M>" for k, v in annotation.items())
@@ -561,6 +563,26 @@ def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[
     return axes, shape, planes, page_axes
 
 
+#: Largest provenance tag xafm parses (a lying count must not make it read gigabytes).
+MAX_TAG_BYTES = 64 * 2**20
+
+
+def _tag_provenance(path: str) -> tuple[list[dict], dict]:
+    """playNano's provenance from private tag 65000 (its OME-TIFFs carry nothing else)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            tag = tf.pages[0].tags.get(TAG_PROVENANCE)
+            if tag is None or tag.count > MAX_TAG_BYTES:
+                return [], {}
+            raw = tag.value
+        obj = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw))
+    except (ValueError, UnicodeDecodeError, tifffile.TiffFileError):
+        return [], {}
+    return provenance.from_playnano(obj) if isinstance(obj, dict) else ([], {})
+
+
 def _epoch_ms(text: str | None) -> float | None:
     """ms since the Unix epoch for an ISO 8601 date with a time zone (None without one)."""
     import datetime as dt
@@ -696,7 +718,10 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
         name = model.MULTI_CHANNEL_NAME
     else:
         name = _bundle.safe_channel(names[c_index or 0])
-    recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel, series=int(series))]
+    earlier, pn_acquisition = _tag_provenance(path)
+    if pn_acquisition:
+        acquisition["playnano_acquisition"] = pn_acquisition
+    recs = earlier + [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel, series=int(series))]
     return model.assemble_dims(
         data,
         tuple(out_dims),
