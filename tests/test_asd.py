@@ -442,9 +442,10 @@ def test_garbage_never_leaks_foreign_errors(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                xafm.open(p).values
-            except xafm.XafmError:
-                pass
+                da = xafm.open(p)
+                assert da.dims == ("time", "y", "x") and da.values.shape == da.shape
+            except xafm.XafmError as exc:  # anything else fails the test
+                assert str(p) in str(exc), "errors name the file"
 
 
 # --------------------------------------------------------------------------------------
