@@ -324,3 +324,12 @@ def test_progress_callback_and_text(capsys):
     t.step()
     t.step()
     assert "GIF a.gif: 2/2 frames (100%)" in capsys.readouterr().err
+
+
+def test_colormaps_are_registered_by_importing_xafm():
+    import subprocess
+    import sys
+
+    code = "import xafm, matplotlib; print(all(n in matplotlib.colormaps for n in ('xafm_afm', 'xafm_afm_uniform', 'xafm_afm_r')))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.strip() == "True", res.stderr

@@ -15,6 +15,7 @@ from typing import Any
 import xarray as xr
 
 from . import accessor as _accessor  # noqa: F401  (registers the .afm accessor)
+from . import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
 from ._version import __version__
 from .exceptions import (
     ChannelError,
