@@ -49,3 +49,21 @@ def raise_if_dask_computes(max_computes: int = 0):
     scheduler = CountingScheduler(max_computes)
     with dask.config.set(scheduler=scheduler):
         yield scheduler
+
+
+def assert_matches_reference(da, ref: dict) -> None:
+    """A stack read from a real file matches reference.json: dims, shape (single images are
+    one frame), pixel size along both axes from the coordinates, and min / max / mean of the
+    values to 1e-6 relative."""
+    import numpy as np
+
+    from xafm import model
+
+    want = tuple(ref["shape"])
+    assert da.dims == model.DIMS
+    assert da.shape == ((1, *want) if len(want) == 2 else want)
+    assert model.pixel_size_nm(da) == pytest.approx((ref["pixel_to_nm"],) * 2, rel=1e-6)
+    values = np.asarray(da.values)
+    assert values.min() == pytest.approx(ref["min"], rel=1e-6)
+    assert values.max() == pytest.approx(ref["max"], rel=1e-6, abs=1e-12)  # the .asd maximum is -0.0
+    assert values.mean() == pytest.approx(ref["mean"], rel=1e-6)

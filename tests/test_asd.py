@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xafm
-from tests.helpers import raise_if_dask_computes, reference, shared_file
+from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 from xafm import model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
 from xafm.formats import _lazy, asd
@@ -54,15 +54,8 @@ def test_real_file_matches_reference():
     path = shared_file(*SAMPLE)
     ref = reference("afm")["asd_sample_0.asd"]
     da = xafm.open(path)
-    assert da.shape == tuple(ref["shape"])
-    assert da.dims == ("time", "y", "x")
     assert da.name == "topography" and da.attrs["units"] == "nm"
-    dy, dx = model.pixel_size_nm(da)
-    assert dx == pytest.approx(ref["pixel_to_nm"], rel=1e-6) and dy == pytest.approx(ref["pixel_to_nm"], rel=1e-6)
-    values = da.values
-    assert values.min() == pytest.approx(ref["min"], rel=1e-6)
-    assert values.max() == pytest.approx(ref["max"], rel=1e-6, abs=1e-12)
-    assert values.mean() == pytest.approx(ref["mean"], rel=1e-6)
+    assert_matches_reference(da, ref)
     np.testing.assert_allclose(da.time.values, np.arange(32) * ref["frame_time_s"])
     assert da.time.values[:5].tolist() == ref["playnano_crosscheck"]["timestamps_s_first5"]
     fm0 = model.frame_metadata(da)[0]

@@ -26,7 +26,7 @@ def _video(folder, rng, shape=(8, 6), names=("a.003", "a.001", "a.004", "a.002")
 
 def test_folder_is_stacked_in_acquisition_order(tmp_path, rng):
     folder = tmp_path / "video"
-    frames = _video(folder, rng)
+    _video(folder, rng)
     da = xafm.open(folder)
     assert da.dims == ("time", "y", "x") and da.shape == (4, 8, 6)
     np.testing.assert_allclose(da["time"].values, [0, 3, 9, 12])  # from the recorded start times
