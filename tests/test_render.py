@@ -280,21 +280,35 @@ def test_renderer_rejects_extra_dims_and_non_numeric():
         render.FrameRenderer(extra)
 
 
-def test_yuv_planes_match_bt709():
+def test_yuv420_frame_is_bt601_limited_range():
     da = xafm.stack(np.zeros((1, 4, 4)), pixel_size_nm=1.0)
     r = render.FrameRenderer(da, scale_bar=False, timestamps=False, upscale=1)
     idx = np.array([[FG_INDEX, FG_INDEX, BG_INDEX, BG_INDEX]] * 2, dtype=np.uint8)
-    y, u, v = r.yuv420(idx)
+    frame = r.yuv420(idx)
+    assert frame.shape == (2 * 4 * 3 // 2,) and frame.dtype == np.uint8
+    y, u, v = render.split_yuv420(frame, 2, 4)
     assert list(y[0]) == [235, 235, 16, 16]  # limited-range white and black
-    pal = r.palette.astype(float)
-    mid = N_DATA // 2
-    yy, uu, vv = r.yuv420(np.full((2, 2), mid, dtype=np.uint8))
-    luma = pal[mid] @ [0.299, 0.587, 0.114]  # BT.601
-    assert abs(int(yy[0, 0]) - (16 + 219 * luma / 255)) <= 0.5
-    assert abs(int(vv[0, 0]) - (128 + 224 * (pal[mid, 0] - luma) / 255 / 1.402)) <= 0.5
     assert u.shape == v.shape == (1, 2) and list(u[0]) == [128, 128] and list(v[0]) == [128, 128]
     np.testing.assert_array_equal(r.rgb(idx)[0, 0], [255, 255, 255])
     assert r.rgb0(idx).dtype == np.uint32
+
+
+@given(st.integers(1, 6), st.integers(1, 9), st.data())
+def test_yuv420_matches_per_pixel_bt601(half_h, half_w, data):
+    """The pair look-up tables give what the BT.601 formulas give pixel by pixel: Y to
+    the nearest integer, U and V the 2x2 mean to within the rounding of its x4 terms."""
+    h, w = 2 * half_h, 2 * half_w
+    idx = data.draw(hnp.arrays(np.uint8, (h, w)))
+    r = render.FrameRenderer(xafm.stack(np.zeros((1, h, w)), pixel_size_nm=1.0), scale_bar=False, timestamps=False, upscale=1)
+    y, u, v = render.split_yuv420(r.yuv420(idx), h, w)
+    rgb = r.palette[idx].astype(float) / 255
+    luma = rgb @ [0.299, 0.587, 0.114]
+    cb = 128 + 224 * (rgb[..., 2] - luma) / 1.772
+    cr = 128 + 224 * (rgb[..., 0] - luma) / 1.402
+    np.testing.assert_array_equal(y, np.round(16 + 219 * luma))
+    for got, full in ((u, cb), (v, cr)):
+        mean = full.reshape(half_h, 2, half_w, 2).mean(axis=(1, 3))
+        assert np.max(np.abs(got - mean)) <= 0.5 + 1 / 8 + 1e-9
 
 
 def test_map_ordered_keeps_order_and_bounds_work_in_flight():

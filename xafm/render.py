@@ -294,17 +294,16 @@ def to_indices(frame: np.ndarray, lo: float, hi: float, out: np.ndarray | None =
     frame = np.asarray(frame)
     if work is None or work.shape != frame.shape:
         work = np.empty(frame.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(frame.shape, dtype=np.uint8)
     scale = N_DATA / (hi - lo) if hi > lo else 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        np.subtract(frame, lo, out=work, casting="unsafe")
+        np.subtract(frame, lo, out=work, casting="unsafe")  # in the input's precision
         work *= scale
         finite = math.isfinite(float(np.add.reduce(work, axis=None)))
         if scale == 0.0:
             work += N_DATA / 2
-        np.clip(work, 0, N_DATA - 1, out=work)
-        if out is None:
-            out = np.empty(frame.shape, dtype=np.uint8)
-        np.copyto(out, work, casting="unsafe")
+        np.clip(work, 0, N_DATA - 1, out=out, casting="unsafe")  # truncates: floor, as >= 0
     if not finite:
         bad = ~np.isfinite(frame)
         if frame.dtype.kind == "f" and bad.any():
@@ -508,6 +507,16 @@ def _check_fps(fps: Any) -> float:
     return fps
 
 
+def split_yuv420(frame: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y (h, w), U and V (h/2, w/2) planes of a flat yuv420p frame, as views."""
+    n = h * w
+    return (
+        frame[:n].reshape(h, w),
+        frame[n : n + n // 4].reshape(h // 2, w // 2),
+        frame[n + n // 4 : n + n // 2].reshape(h // 2, w // 2),
+    )
+
+
 class FrameRenderer:
     """Everything fixed for one export: z-scale, palette, upscale, padding, overlays.
 
@@ -541,7 +550,7 @@ class FrameRenderer:
         self.palette = build_palette(self.cmap, nan_color)
         self._lut32 = np.zeros(256, dtype=np.uint32)
         self._lut32.view(np.uint8).reshape(256, 4)[:, :3] = self.palette
-        self._yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._yuv: tuple[np.ndarray, np.ndarray] | None = None
         self.k = upscale_factor(h, w, upscale)
         self.image_shape = (h * self.k, w * self.k)
         ph = (-self.image_shape[0]) % pad_to
@@ -617,22 +626,23 @@ class FrameRenderer:
         """(width, height) of the output frames."""
         return self.shape[1], self.shape[0]
 
-    def indices(self, frame: np.ndarray, i: int) -> np.ndarray:
-        """Annotated palette indices of frame ``i`` at output size (a new array; safe to
-        call from several threads at once)."""
+    def indices(self, frame: np.ndarray, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Annotated palette indices of frame ``i`` at output size, into ``out`` (a new
+        array if None; safe to call from several threads at once with different ``out``)."""
         h, w = frame.shape
         lo, hi = self.zscale()
-        small = to_indices(frame, lo, hi)
+        if out is None:
+            out = np.empty(self.shape, dtype=np.uint8)
         k = self.k
         H, W = self.image_shape
-        if self.shape == self.image_shape:
-            out = np.empty(self.shape, dtype=np.uint8)
-            if k == 1:
-                out[...] = small
-            else:
-                out.reshape(h, k, w, k)[...] = small[:, None, :, None]
+        if k == 1 and self.shape == self.image_shape:
+            to_indices(frame, lo, hi, out=out)  # straight into the output: no copy
+        elif self.shape == self.image_shape:
+            out.reshape(h, k, w, k)[...] = to_indices(frame, lo, hi)[:, None, :, None]
         else:  # padded for a codec: black beyond the image
-            out = np.full(self.shape, BG_INDEX, dtype=np.uint8)
+            small = to_indices(frame, lo, hi)
+            out[H:] = BG_INDEX
+            out[:H, W:] = BG_INDEX
             out[:H, :W] = np.broadcast_to(small[:, None, :, None], (h, k, w, k)).reshape(H, W)
         self.overlay.apply(out, i)
         return out
@@ -642,33 +652,53 @@ class FrameRenderer:
         one-dimensional table look-up, several times faster than ``palette[indices]``."""
         return np.take(self._lut32, indices)
 
-    def yuv420(self, indices: np.ndarray) -> list[np.ndarray]:
-        """The Y, U and V planes (BT.601 matrix, limited range, chroma averaged over 2x2
-        pixels as ffmpeg's scaler does) of an even-sized index frame: video encoders take
-        them as they are, so ffmpeg converts nothing and the pipe carries half the bytes of
-        RGB. BT.601 because it is what decoders assume for untagged video and what ffmpeg
-        (and so imageio) uses when it converts back to RGB; the videos are tagged with it."""
+    def _pair_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tables indexed by two horizontally adjacent palette indices read as one native
+        uint16: their two Y bytes (as a uint16 laid out like the pair), and the sums of
+        their U and V values, x4, packed in one uint32 (U in the low 16 bits). One look-up
+        per two pixels for Y and per four for U and V together, instead of one per pixel
+        and plane (BT.601 matrix, limited range, as in ``yuv420``)."""
         if self._yuv is None:
             rgb = self.palette.astype(np.float64) / 255.0
             y = rgb @ np.array([0.299, 0.587, 0.114])
             cb = (rgb[:, 2] - y) / 1.772
             cr = (rgb[:, 0] - y) / 1.402
-            self._yuv = (
-                np.round(16 + 219 * y).astype(np.uint8),
-                np.round(4 * (128 + 224 * cb)).astype(np.uint16),  # x4: the sum of 2x2 pixels
-                np.round(4 * (128 + 224 * cr)).astype(np.uint16),
-            )
-        ly, lu, lv = self._yuv
-        quads = (indices[0::2, 0::2], indices[1::2, 0::2], indices[0::2, 1::2], indices[1::2, 1::2])
-        planes = [np.take(ly, indices)]
-        for lut in (lu, lv):
-            acc = np.take(lut, quads[0])
-            for q in quads[1:]:
-                acc += np.take(lut, q)
-            acc += 8  # round the mean of four x4 values
-            acc >>= 4
-            planes.append(acc.astype(np.uint8))
-        return planes
+            ly = np.round(16 + 219 * y).astype(np.uint16)
+            lu = np.round(4 * (128 + 224 * cb)).astype(np.uint32)  # x4: 2x2 sums stay integers
+            lv = np.round(4 * (128 + 224 * cr)).astype(np.uint32)
+            pair = np.arange(65536, dtype=np.uint16)
+            as_bytes = pair.view(np.uint8).reshape(-1, 2)  # the two pixels in memory order
+            a, b = as_bytes[:, 0], as_bytes[:, 1]
+            y2 = np.empty((65536, 2), dtype=np.uint8)
+            y2[:, 0], y2[:, 1] = ly[a], ly[b]
+            uv = (lu[a] + lu[b]) | ((lv[a] + lv[b]) << 16)  # each sum < 2**11
+            self._yuv = (y2.view(np.uint16).reshape(-1), uv)
+        return self._yuv
+
+    def yuv420(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One yuv420p (I420) frame of an even-sized index frame: the Y, U and V planes
+        one after the other in a flat uint8 array (``out`` if given), as video encoders take
+        them, so ffmpeg converts nothing and the pipe carries half the bytes of RGB.
+
+        BT.601 matrix, limited range, chroma the rounded mean of 2x2 pixels as ffmpeg's
+        scaler does. BT.601 because it is what decoders assume for untagged video and what
+        ffmpeg (and so imageio) uses when it converts back to RGB; the videos are tagged
+        with it. ``split_yuv420`` gives the planes."""
+        y2, uv = self._pair_tables()
+        h, w = indices.shape
+        pairs = np.ascontiguousarray(indices).view(np.uint16)  # (h, w / 2)
+        if out is None:
+            out = np.empty(h * w * 3 // 2, dtype=np.uint8)
+        y_plane, u_plane, v_plane = split_yuv420(out, h, w)
+        np.take(y2, pairs, out=y_plane.view(np.uint16), mode="clip")  # "clip": unbuffered
+        acc = np.take(uv, pairs[0::2], mode="clip")
+        acc += np.take(uv, pairs[1::2], mode="clip")
+        acc += 8 | (8 << 16)  # round the means of four x4 values
+        acc >>= 4
+        np.copyto(u_plane, acc, casting="unsafe")  # the low byte: U
+        acc >>= 16
+        np.copyto(v_plane, acc, casting="unsafe")
+        return out
 
     def rgb(self, indices: np.ndarray) -> np.ndarray:
         """Colours as an (h, w, 3) uint8 array."""

@@ -340,7 +340,7 @@ def _write_video(
         writer.send(None)
         try:
             for data in map_ordered(render, r.frames()):
-                writer.send(b"".join(p.data for p in data) if own_yuv else data)
+                writer.send(data)
                 bar.step()
         finally:
             writer.close()
