@@ -148,6 +148,38 @@ def test_percentiles_accuracy(case, rng):
     _check_percentiles(data)
 
 
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 5), st.integers(1, 24), st.integers(1, 24)),
+        elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1.0]),
+    ),
+    st.sampled_from([np.float64, np.float32, np.int16]),
+    st.sampled_from([(1.0, 99.0), (0.0, 100.0), (3.0, 96.0), (1.0,), (99.5,)]),
+    st.integers(1, 5),
+)
+def test_percentiles_do_not_depend_on_backing_or_chunks(data, dtype, qs, chunk):
+    """A numpy stack (tail shortcut) and the same stack as dask (full histogram, any
+    chunking) get the very same numbers, so .chunk() never changes a video's colours."""
+    if dtype == np.int16:
+        data = np.clip(np.nan_to_num(data, nan=0, posinf=7, neginf=-7), -3e4, 3e4)
+    data = data.astype(dtype)
+    eager = render.percentiles(xafm.stack(data, pixel_size_nm=1.0), qs)
+    lazy = render.percentiles(xafm.stack(dsa.from_array(data, chunks=(chunk, -1, -1)), pixel_size_nm=1.0), qs)
+    assert eager == lazy
+
+
+def test_in_memory_tails_bin_only_a_few_percent(rng, monkeypatch):
+    """The shortcut is taken for a typical stack and bins only the tails."""
+    data = rng.normal(0, 1, (20, 128, 128))
+    binned = []
+    real = render._hist_chunk
+    monkeypatch.setattr(render, "_hist_chunk", lambda x, ref: binned.append(x.size) or real(x, ref))
+    got = render.percentiles(xafm.stack(data, pixel_size_nm=1.0))
+    assert 0 < sum(binned) < 0.06 * data.size
+    np.testing.assert_allclose(got, np.percentile(data, [1, 99]), atol=np.ptp(np.percentile(data, [1, 99])) / 1000)
+
+
 def test_percentiles_none_without_finite_values():
     assert render.percentiles(xafm.stack(np.full((2, 4, 4), np.nan), pixel_size_nm=1.0)) is None
 

@@ -129,12 +129,22 @@ def _bin_edges(i: int) -> tuple[float, float]:
     return lo, hi
 
 
-def _hist_chunk(x: np.ndarray, ref: float) -> np.ndarray:
+def _hist_keys(x: np.ndarray, ref: float) -> np.ndarray:
+    """The histogram key of each value: the top bits of ``x - ref`` as float32."""
     if x.dtype == np.float64:  # subtract first: float32 would lose small spreads on big offsets
         y = np.subtract(x, ref).astype(np.float32)
     else:
         y = np.subtract(x, ref, dtype=np.float32, casting="unsafe")
-    return np.bincount(y.view(np.uint32) >> _SHIFT, minlength=_KEYS)
+    return y.view(np.uint32) >> _SHIFT
+
+
+def _value_order(key: int) -> int:
+    """Position of a raw key's bin in value order (as ``_Histogram.quantiles`` sees them)."""
+    return _FINITE - 1 - (key - _SIGN) if key >= _SIGN else _FINITE + key
+
+
+def _hist_chunk(x: np.ndarray, ref: float) -> np.ndarray:
+    return np.bincount(_hist_keys(x, ref), minlength=_KEYS)
 
 
 class _Histogram:
@@ -165,10 +175,11 @@ class _Histogram:
                 for x in chunks:
                     self.counts += _hist_chunk(x, self.ref)
 
-    def quantiles(self, qs: Iterable[float]) -> tuple[list[float], bool] | None:
+    def quantiles(self, qs: Iterable[float]) -> tuple[list[float], bool, list[int]] | None:
         """Values at the quantiles ``qs`` (0-1, numpy's linear definition, the values of a
-        bin taken as spread evenly over it) and whether they are precise (bins narrower
-        than 1/1000 of the spread between them). None: no finite value."""
+        bin taken as spread evenly over it), whether they are precise (bins narrower
+        than 1/1000 of the spread between them), and the bins (in value order) they were
+        read from. None: no finite value."""
         counts = np.concatenate([self.counts[_SIGN : _SIGN + _FINITE][::-1], self.counts[:_FINITE]])
         n = counts.sum()
         if n <= 0:
@@ -177,9 +188,12 @@ class _Histogram:
         del counts
         last = 2 * _FINITE - 1
 
+        bins: list[int] = []
+
         def value_at(k: float) -> tuple[float, float]:
             """The k-th smallest value (0-based), its bin's values taken as evenly spread."""
             i = min(int(np.searchsorted(cum, k, side="right")), last)
+            bins.append(i)
             start = int(cum[i - 1]) if i else 0
             count = int(cum[i]) - start
             lower, upper = _bin_edges(i)
@@ -198,11 +212,13 @@ class _Histogram:
             widths.append(w)
         spread = max(out) - min(out)
         precise = spread <= 0 or all(w <= spread / 1000 for w in widths)
-        return [self.ref + v for v in out], precise
+        return [self.ref + v for v in out], precise, bins
 
 
 def _first_guess(block: np.ndarray) -> float:
-    """A centre for the histogram: the median of a subsample of the first block."""
+    """A centre for the histogram: the median of a subsample of the first frame (not of
+    the first block, whose size depends on the chunks: the scale must not)."""
+    block = block[:1]
     flat = block.reshape(-1)
     sample = flat[:: max(1, flat.size // 65536)].astype(np.float64)
     sample = sample[np.isfinite(sample)]
@@ -213,15 +229,25 @@ def percentiles(da: xr.DataArray | np.ndarray, qs: Iterable[float] = (1.0, 99.0)
     """Percentiles (0-100) of the finite values of a whole stack, streamed block by block.
 
     One pass in the usual case: a histogram of the values relative to the median of a
-    subsample of the first block, with bins 2**-10 of their distance from that centre
+    subsample of the first frame, with bins 2**-10 of their distance from that centre
     wide, so about 1/1000 of the percentile spread when the centre lies between the
-    percentiles. When it does not (an unrepresentative first block), another pass is made
+    percentiles. When it does not (an unrepresentative first frame), another pass is made
     centred on the estimate. None when the stack has no finite value. Values beyond the
     float32 range count as non-finite.
+
+    A stack already in memory gets the same numbers faster for the z-scale's tail
+    percentiles (``_tail_histogram``), so whether a stack is numpy or dask, and how it
+    is chunked, never changes its colours.
     """
     qs = [float(q) / 100.0 for q in qs]
     obj = da if isinstance(da, xr.DataArray) else xr.DataArray(np.asarray(da))
+    values = obj.variable._data
     ref = None
+    if isinstance(values, np.ndarray) and values.size and all(q <= 0.05 or q >= 0.95 for q in qs):
+        ref = _first_guess(values)
+        found = _tail_histogram(values, qs, ref)
+        if found is not _UNDECIDED:
+            return found  # type: ignore[return-value]
     result = None
     for _ in range(max_passes):
         hist = None
@@ -235,10 +261,122 @@ def percentiles(da: xr.DataArray | np.ndarray, qs: Iterable[float] = (1.0, 99.0)
         found = hist.quantiles(qs)
         if found is None:
             return None
-        result, precise = found
+        result, precise, _ = found
         if precise:
             break
         ref = (min(result) + max(result)) / 2
+    return result
+
+
+_UNDECIDED = object()
+#: Values per chunk of the tail pass: its temporaries stay in the L2 cache.
+_TAIL_CHUNK = 2**17
+#: Size of the subsample the tail thresholds are guessed from.
+_TAIL_SAMPLE = 2**16
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    """About ``_TAIL_SAMPLE`` values spread over up to 17 frames (a strided view's copy)."""
+    if values.ndim < 3:
+        return values.reshape(-1)[:: max(1, values.size // _TAIL_SAMPLE)]
+    frames = values.reshape((-1,) + values.shape[-2:])
+    n = frames.shape[0]
+    step = max(1, round(math.sqrt(frames[0].size * min(n, 17) / _TAIL_SAMPLE)))
+    return np.asarray(frames[:: max(1, n // 16), ::step, ::step]).reshape(-1)
+
+
+def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | None | object:
+    """What the first histogram pass of ``percentiles`` gives for tail quantiles ``qs``
+    (each <= 0.05 or >= 0.95) of an in-memory array, without binning every value.
+
+    A subsample guesses thresholds a little inside the tails (0.5 % plus a margin for its
+    sampling error). One pass (two threads, cache-sized chunks) counts the non-finite
+    values and keeps the values at or beyond the thresholds, a few percent of the data.
+    Only those are binned; the values between the thresholds are counted into one bin
+    between them. Every bin beyond a threshold's own bin is then complete, so a quantile
+    read from such a bin is exactly what the full histogram gives. ``_UNDECIDED`` when it
+    is not (a misleading subsample), when the full histogram would need another pass, or
+    when ties make the kept part large; the caller then builds the full histogram.
+    """
+    sample = _subsample(values).astype(np.float64, copy=False)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return _UNDECIDED  # (perhaps) no finite value at all: the histogram decides
+    margin = 0.002 + 0.5 / math.sqrt(sample.size)
+    low_q = [q for q in qs if q < 0.5]
+    high_q = [q for q in qs if q >= 0.5]
+    a = float(np.quantile(sample, min(1.0, max(low_q) + margin))) if low_q else -math.inf
+    b = float(np.quantile(sample, max(0.0, min(high_q) - margin))) if high_q else math.inf
+    if a >= b:  # a tiny sample: keep everything on the low side
+        a, b = math.inf, math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        edge_keys = [int(_hist_keys(np.array([t], dtype=np.float64), ref)[0]) for t in (a, b) if math.isfinite(t)]
+    if any(k & (_SIGN - 1) >= _FINITE for k in edge_keys):
+        return _UNDECIDED  # a threshold beyond the float32 range relative to ref
+    expected = (max(low_q) + margin if low_q else 0.0) + (1.0 - min(high_q) + margin if high_q else 0.0)
+    frames = values.reshape((-1,) + values.shape[-2:]) if values.ndim >= 2 else values.reshape(-1, 1)
+    flat = values.reshape(-1) if values.flags.c_contiguous else None
+    src = flat if flat is not None else frames
+    step = _TAIL_CHUNK if flat is not None else max(1, _TAIL_CHUNK // frames[0].size)
+    budget = 3 * expected + 64 / _TAIL_CHUNK  # kept fraction at which to give up
+    floating = values.dtype.kind == "f"
+
+    def scan(span: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray], int] | None:
+        lows: list[np.ndarray] = []
+        highs: list[np.ndarray] = []
+        bad = kept = seen = 0
+        for start in range(span[0], span[1], step):
+            chunk = src[start : min(start + step, span[1])]
+            if floating and not math.isfinite(float(np.add.reduce(chunk, axis=None))):
+                bad += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))  # NaN, inf
+            mask = chunk <= a
+            lows.append(chunk[mask])
+            if b < math.inf:
+                np.greater_equal(chunk, b, out=mask)
+                highs.append(chunk[mask])
+            kept += lows[-1].size + (highs[-1].size if highs else 0)
+            seen += chunk.size
+            if kept > budget * seen and a < math.inf:
+                return None
+        return lows, highs, bad
+
+    n_items = src.shape[0]
+    n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
+    edges = np.linspace(0, n_items, n_workers + 1).astype(int).tolist()
+    spans = list(zip(edges[:-1], edges[1:]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if n_workers > 1:
+            with ThreadPoolExecutor(n_workers) as pool:
+                parts = list(pool.map(scan, spans))
+        else:
+            parts = [scan(spans[0])]
+        if any(p is None for p in parts):
+            return _UNDECIDED
+        hist = _Histogram(ref)
+        n_kept_finite = 0
+        for side in (0, 1):
+            kept = [x for p in parts for x in p[side]]  # type: ignore[index]
+            if kept:
+                v = np.concatenate(kept)
+                hist.counts += _hist_chunk(v, ref)
+                n_kept_finite += int(np.count_nonzero(np.isfinite(v))) if floating else v.size
+    bad = sum(p[2] for p in parts)  # type: ignore[index]
+    middle = values.size - bad - n_kept_finite  # finite, between the thresholds
+    if edge_keys and middle:
+        hist.counts[edge_keys[0]] += middle
+    found = hist.quantiles(qs)
+    if found is None:
+        return None
+    result, precise, bins = found
+    if not precise:
+        return _UNDECIDED  # the full histogram would make another pass
+    if a < math.inf:  # else every value was binned
+        low_edge = _value_order(edge_keys[0]) if math.isfinite(a) else None
+        high_edge = _value_order(edge_keys[-1]) if math.isfinite(b) else None
+        for i in bins:
+            complete = (low_edge is not None and i < low_edge) or (high_edge is not None and i > high_edge)
+            if not complete:
+                return _UNDECIDED
     return result
 
 
