@@ -305,6 +305,34 @@ def test_timestamps_drawn_and_absent(rng):
     assert np.array_equal(off.indices(frames[1], 1), c)
 
 
+@pytest.mark.parametrize("side", [64, 200, 512, 2048])
+def test_time_labels_from_cached_glyphs_match_pillow(side):
+    """Labels composed glyph by glyph look like Pillow's whole-string rendering: about
+    the same ink, on the same rows, outlined; Pillow places glyphs at fractional pen
+    positions, so pixels may differ by one column a glyph."""
+    ov = render.Overlay(side, side, times=["0.00 s"])
+    for text in ("12.40 s", "0.37 s", "1234.5 s"):
+        composed = ov._text_stamp(text, ov.margin, ov.margin)
+        pillow = ov._place(ov._text_mask(text), ov.margin, ov.margin)
+        a, b = np.zeros(side * side, np.uint8), np.zeros(side * side, np.uint8)
+        composed.apply(a)
+        pillow.apply(b)
+        a, b = a.reshape(side, side), b.reshape(side, side)
+        ink_a, ink_b = (a == FG_INDEX).sum(), (b == FG_INDEX).sum()
+        assert abs(int(ink_a) - int(ink_b)) <= 0.1 * ink_b
+        rows_a, rows_b = np.nonzero((a == FG_INDEX).any(axis=1))[0], np.nonzero((b == FG_INDEX).any(axis=1))[0]
+        assert (rows_a[0], rows_a[-1]) == (rows_b[0], rows_b[-1])
+        cols_a, cols_b = np.nonzero((a == FG_INDEX).any(axis=0))[0], np.nonzero((b == FG_INDEX).any(axis=0))[0]
+        assert abs(int(cols_a[0]) - int(cols_b[0])) <= 1 and abs(int(cols_a[-1]) - int(cols_b[-1])) <= len(text)
+        fg = a == FG_INDEX  # every ink pixel touches no background pixel directly
+        outline = np.zeros_like(fg)
+        outline[1:] |= fg[:-1]
+        outline[:-1] |= fg[1:]
+        outline[:, 1:] |= fg[:, :-1]
+        outline[:, :-1] |= fg[:, 1:]
+        assert np.all(a[outline & ~fg] == BG_INDEX)
+
+
 def test_renderer_rejects_extra_dims_and_non_numeric():
     da = xafm.stack(np.zeros((2, 4, 4)), pixel_size_nm=1.0)
     extra = da.expand_dims(channel=2).transpose("time", "y", "x", "channel")
