@@ -174,6 +174,45 @@ def test_video_errors(tmp_path):
     assert not (tmp_path / "v.mp4").exists()
 
 
+def test_video_ffmpeg_failure_names_file_and_reason(tmp_path):
+    target = tmp_path / "v.mp4"
+    target.write_bytes(b"keep me")
+    with pytest.raises(xafm.WriteError, match=r"v\.mp4.*ffmpeg (stopped|failed).*(Unknown encoder|no_such_encoder)"):
+        animation.to_video(known_stack(4), target, codec="no_such_encoder", overwrite=True, **OPTS)
+    assert target.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def test_video_error_while_rendering_stops_ffmpeg_and_leaves_nothing(tmp_path, monkeypatch):
+    started = []
+    real_init = animation._FfmpegInput.__init__
+
+    def spy(self, *a, **k):
+        real_init(self, *a, **k)
+        started.append(self)
+
+    calls = {"n": 0}
+    real_yuv = render.FrameRenderer.yuv420
+
+    def failing(self, idx, out=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("out of memory")
+        return real_yuv(self, idx, out)
+
+    monkeypatch.setattr(animation._FfmpegInput, "__init__", spy)
+    monkeypatch.setattr(render.FrameRenderer, "yuv420", failing)
+    with pytest.raises(xafm.WriteError, match="out of memory"):
+        animation.to_video(known_stack(6), tmp_path / "v.mp4", **OPTS)
+    assert list(tmp_path.iterdir()) == []
+    assert len(started) == 1 and started[0]._proc.returncode is not None  # killed and reaped
+
+
+def test_video_fractional_fps_is_exact(tmp_path):
+    path = animation.to_video(known_stack(3), tmp_path / "v.mp4", fps=1 / 3, **OPTS)
+    n, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
+    assert n == 3 and secs == pytest.approx(9.0, abs=0.02)  # "0.33" fps would give 9.09 s
+
+
 # --------------------------------------------------------------------------------------
 # numbered frames
 # --------------------------------------------------------------------------------------

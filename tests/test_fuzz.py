@@ -6,7 +6,6 @@ lying header must not make a reader allocate absurd memory.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import struct
 import tempfile
