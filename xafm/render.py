@@ -321,24 +321,27 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     budget = 3 * expected + 64 / _TAIL_CHUNK  # kept fraction at which to give up
     floating = values.dtype.kind == "f"
 
-    def scan(span: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray], int] | None:
-        lows: list[np.ndarray] = []
-        highs: list[np.ndarray] = []
-        bad = kept = seen = 0
+    def scan(span: tuple[int, int]) -> tuple[np.ndarray, int, int] | None:
+        """Counts of the kept values of frames (or values) ``span``, how many of those
+        are finite, and how many values are not."""
+        kept: list[np.ndarray] = []
+        bad = n_kept = seen = 0
         for start in range(span[0], span[1], step):
             chunk = src[start : min(start + step, span[1])]
-            if floating and not math.isfinite(float(np.add.reduce(chunk, axis=None))):
-                bad += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))  # NaN, inf
-            mask = chunk <= a
-            lows.append(chunk[mask])
+            mask = np.empty(chunk.shape, dtype=bool)
+            if floating:
+                bad += chunk.size - int(np.count_nonzero(np.isfinite(chunk, out=mask)))  # NaN, inf
+            np.less_equal(chunk, a, out=mask)
             if b < math.inf:
-                np.greater_equal(chunk, b, out=mask)
-                highs.append(chunk[mask])
-            kept += lows[-1].size + (highs[-1].size if highs else 0)
+                mask |= chunk >= b
+            kept.append(chunk[mask])
+            n_kept += kept[-1].size
             seen += chunk.size
-            if kept > budget * seen and a < math.inf:
+            if n_kept > budget * seen and a < math.inf:
                 return None
-        return lows, highs, bad
+        values = np.concatenate(kept) if kept else np.zeros(0)
+        finite = int(np.count_nonzero(np.isfinite(values))) if floating else values.size
+        return _hist_chunk(values, ref), finite, bad
 
     n_items = src.shape[0]
     n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
@@ -350,16 +353,12 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
                 parts = list(pool.map(scan, spans))
         else:
             parts = [scan(spans[0])]
-        if any(p is None for p in parts):
-            return _UNDECIDED
-        hist = _Histogram(ref)
-        n_kept_finite = 0
-        for side in (0, 1):
-            kept = [x for p in parts for x in p[side]]  # type: ignore[index]
-            if kept:
-                v = np.concatenate(kept)
-                hist.counts += _hist_chunk(v, ref)
-                n_kept_finite += int(np.count_nonzero(np.isfinite(v))) if floating else v.size
+    if any(p is None for p in parts):
+        return _UNDECIDED
+    hist = _Histogram(ref)
+    for p in parts:
+        hist.counts += p[0]  # type: ignore[index]
+    n_kept_finite = sum(p[1] for p in parts)  # type: ignore[index]
     bad = sum(p[2] for p in parts)  # type: ignore[index]
     middle = values.size - bad - n_kept_finite  # finite, between the thresholds
     if edge_keys and middle:
