@@ -31,7 +31,7 @@ import xarray as xr
 
 from .. import provenance
 from ..exceptions import FormatError, WriteError, XafmWarning
-from ..render import DEFAULT_CMAP, FrameRenderer, Progress, RenderError, _check_fps, _user_stacklevel, map_ordered
+from ..render import DEFAULT_CMAP, FrameRenderer, Progress, RenderError, _check_fps, _user_stacklevel, map_ordered, workers
 from ._output import atomic_output
 
 NAME = "animation"
@@ -399,7 +399,9 @@ def _write_video(
             "-an", "-c:v", codec, "-pix_fmt", pix_fmt, *args, "-f", muxer, os.fspath(tmp),
         ]  # fmt: skip
         with _FfmpegInput(path, command) as ffmpeg:  # started first: it loads while the z-scale pass runs
-            for data in map_ordered(render, r.frames()):
+            # ffmpeg encodes in its own process on all cores: leave it one (on two cores
+            # rendering inline was 0.26 s against 0.31 s with two render threads, best of 12)
+            for data in map_ordered(render, r.frames(), n_workers=max(1, workers() - 1)):
                 ffmpeg.write(data)
                 bar.step()
             ffmpeg.finish()
