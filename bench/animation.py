@@ -13,7 +13,9 @@ given to both tools as the same float64 array with the same options: 5 fps, 100 
 bar, timestamps, z-scale ``"auto"`` (1st/99th percentile), afmhot for playNano and xafm's
 default colormap for xafm. Each export is timed best of ``--repeat`` interleaved rounds
 after an untimed warm-up round. playNano's video is its own default for ``.mp4`` (OpenCV,
-MPEG-4 part 2); xafm's is H.264 (libx264, yuv420p).
+MPEG-4 part 2); xafm's is H.264 (libx264, yuv420p). The MP4 row also times "x264
+alone": xafm's ffmpeg command and pipe fed frames rendered beforehand, the floor the
+export cannot go below on the machine.
 
 ``--memory`` adds a streaming check: a dask stack many times larger than the frames
 rendered (generated lazily, chunk by chunk) exported to MP4 in a subprocess, with the peak
@@ -120,13 +122,38 @@ def run_compare(n_frames: int, size: int, repeat: int, tmp: Path, only: list[str
         cand = {"xafm": xafm_fn}
         if pn_fn is not None:
             cand["playNano"] = pn_fn
+        if name == "MP4 (H.264)":
+            cand["encoder alone"] = encoder_alone(da, tmp)
         best = interleaved_best(cand, repeat)
         row = {"xafm_s": best["xafm"], "xafm_bytes": size_of(tmp / xout)}
         if "playNano" in best:
             row.update(playnano_s=best["playNano"], playnano_bytes=size_of(tmp / pnout), speedup=best["playNano"] / best["xafm"])
+        if "encoder alone" in best:
+            row["encoder_alone_s"] = best["encoder alone"]
+            if "playNano" in best:
+                row["encoder_alone_speedup"] = best["playNano"] / best["encoder alone"]
         results[name] = row
         print(f"  {name}: {row}", flush=True)
     return results
+
+
+def encoder_alone(da: Any, tmp: Path) -> Any:
+    """xafm's own ffmpeg command and pipe fed frames rendered beforehand (z-scale and
+    rendering excluded): the floor of the MP4 export on this machine."""
+    from xafm.formats import animation
+
+    r = animation._renderer(da, "to_video", pad_to=2)
+    frames = [r.yuv420(r.indices(f, i)) for i, f in r.frames()]
+    out = tmp / "encoder.mp4"
+    command, _ = animation.video_command(out, r.size, fps=5.0, codec=None, quality=animation.DEFAULT_QUALITY, preset=None)
+
+    def run() -> None:
+        with animation._FfmpegInput(out, [*command, str(out)]) as ffmpeg:
+            for f in frames:
+                ffmpeg.write(f)
+            ffmpeg.finish()
+
+    return run
 
 
 MEMORY_SCRIPT = r"""
@@ -220,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:<14} {row['xafm_s']:8.3f} {pn if pn is not None else float('nan'):11.3f} "
                 f"{row.get('speedup', float('nan')):8.1f}x {row['xafm_bytes'] / 1e6:8.2f} {row.get('playnano_bytes', 0) / 1e6:12.2f}"
             )
+            if "encoder_alone_s" in row:
+                print(
+                    f"{'  x264 alone':<14} {row['encoder_alone_s']:8.3f} {pn if pn is not None else float('nan'):11.3f} "
+                    f"{row.get('encoder_alone_speedup', float('nan')):8.1f}x   (xafm's ffmpeg command fed frames rendered beforehand)"
+                )
         if args.memory:
             mem = run_memory(tmp)
             results["memory"] = mem
