@@ -180,22 +180,24 @@ class _Histogram:
         bin taken as spread evenly over it), whether they are precise (bins narrower
         than 1/1000 of the spread between them), and the bins (in value order) they were
         read from. None: no finite value."""
-        counts = np.concatenate([self.counts[_SIGN : _SIGN + _FINITE][::-1], self.counts[:_FINITE]])
-        n = counts.sum()
+        keys = np.flatnonzero(self.counts)  # the occupied bins only: a few thousand
+        keys = keys[(keys & (_SIGN - 1)) < _FINITE]  # not the NaN / inf bins
+        order = np.where(keys >= _SIGN, _FINITE - 1 - (keys - _SIGN), _FINITE + keys)
+        by_value = np.argsort(order)
+        order = order[by_value]
+        cum = np.cumsum(self.counts[keys[by_value]])
+        n = int(cum[-1]) if cum.size else 0
         if n <= 0:
             return None
-        cum = np.cumsum(counts)
-        del counts
-        last = 2 * _FINITE - 1
-
         bins: list[int] = []
 
         def value_at(k: float) -> tuple[float, float]:
             """The k-th smallest value (0-based), its bin's values taken as evenly spread."""
-            i = min(int(np.searchsorted(cum, k, side="right")), last)
+            j = min(int(np.searchsorted(cum, k, side="right")), cum.size - 1)
+            i = int(order[j])
             bins.append(i)
-            start = int(cum[i - 1]) if i else 0
-            count = int(cum[i]) - start
+            start = int(cum[j - 1]) if j else 0
+            count = int(cum[j]) - start
             lower, upper = _bin_edges(i)
             frac = min(max((k - start + 0.5) / count, 0.0), 1.0) if count else 0.5
             return lower + frac * (upper - lower), upper - lower
