@@ -241,6 +241,14 @@ def test_to_indices_scale_clip_and_nan():
     assert list(ints[0]) == [0, N_DATA - 1]
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_to_indices_finds_a_lone_non_finite_value(bad):
+    frame = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    frame[40, 7] = bad
+    idx = render.to_indices(frame, 0.0, 1.0)
+    assert idx[40, 7] == NAN_INDEX and np.count_nonzero(idx == NAN_INDEX) == 1
+
+
 def test_upscale_factor():
     assert render.upscale_factor(8, 8) == 40  # 8 px -> 320 px
     assert render.upscale_factor(512, 512) == 1

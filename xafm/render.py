@@ -439,7 +439,8 @@ def to_indices(frame: np.ndarray, lo: float, hi: float, out: np.ndarray | None =
     with np.errstate(invalid="ignore", over="ignore"):
         np.subtract(frame, lo, out=work, casting="unsafe")  # in the input's precision
         work *= scale
-        finite = math.isfinite(float(np.add.reduce(work, axis=None)))
+        # NaN propagates through minimum and maximum; -inf shows in one, inf in the other
+        finite = math.isfinite(float(np.minimum.reduce(work, axis=None))) and math.isfinite(float(np.maximum.reduce(work, axis=None)))
         if scale == 0.0:
             work += N_DATA / 2
         np.clip(work, 0, N_DATA - 1, out=out, casting="unsafe")  # truncates: floor, as >= 0
@@ -844,7 +845,7 @@ class FrameRenderer:
     def rgb0(self, indices: np.ndarray) -> np.ndarray:
         """Colours as one uint32 per pixel, bytes R, G, B, 0 (ffmpeg's ``rgb0``): a
         one-dimensional table look-up, several times faster than ``palette[indices]``."""
-        return np.take(self._lut32, indices)
+        return np.take(self._lut32, indices, mode="wrap")  # a uint8 always indexes 256
 
     def _pair_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """Tables indexed by two horizontally adjacent palette indices read as one native
@@ -865,7 +866,8 @@ class FrameRenderer:
             a, b = as_bytes[:, 0], as_bytes[:, 1]
             y2 = np.empty((65536, 2), dtype=np.uint8)
             y2[:, 0], y2[:, 1] = ly[a], ly[b]
-            uv = (lu[a] + lu[b]) | ((lv[a] + lv[b]) << 16)  # each sum < 2**11
+            # each sum < 2**11; +4 per pair rounds the mean of a 2x2 block's four x4 values
+            uv = (lu[a] + lu[b] + 4) | ((lv[a] + lv[b] + 4) << 16)
             self._yuv = (y2.view(np.uint16).reshape(-1), uv)
         return self._yuv
 
@@ -884,14 +886,13 @@ class FrameRenderer:
         if out is None:
             out = np.empty(h * w * 3 // 2, dtype=np.uint8)
         y_plane, u_plane, v_plane = split_yuv420(out, h, w)
-        np.take(y2, pairs, out=y_plane.view(np.uint16), mode="clip")  # "clip": unbuffered
-        acc = np.take(uv, pairs[0::2], mode="clip")
-        acc += np.take(uv, pairs[1::2], mode="clip")
-        acc += 8 | (8 << 16)  # round the means of four x4 values
+        # mode "wrap" (a no-op: a uint16 always indexes a 65536 table) is the fastest
+        np.take(y2, pairs, out=y_plane.view(np.uint16), mode="wrap")
+        acc = np.take(uv, pairs[0::2], mode="wrap")
+        acc += np.take(uv, pairs[1::2], mode="wrap")
         acc >>= 4
         np.copyto(u_plane, acc, casting="unsafe")  # the low byte: U
-        acc >>= 16
-        np.copyto(v_plane, acc, casting="unsafe")
+        np.right_shift(acc, 16, out=v_plane, casting="unsafe")
         return out
 
     def rgb(self, indices: np.ndarray) -> np.ndarray:
