@@ -370,11 +370,12 @@ def video_command(path: Path, size: tuple[int, int], *, fps: float, codec: str |
     if codec == "mpeg4" and muxer == "avi":
         args += ["-tag:v", "XVID"]
     own_yuv = pix_fmt == "yuv420p"  # xafm converts (exactly, from the palette); else ffmpeg does
-    if own_yuv:
-        args += ["-colorspace", "smpte170m", "-color_primaries", "bt709", "-color_trc", "iec61966-2-1", "-color_range", "tv"]
+    # what xafm's frames are (BT.601 matrix, TV range, sRGB colours): given for the input,
+    # as ffmpeg 9 ignores these tags as output options and leaves primaries and transfer unset
+    tags = ["-colorspace", "smpte170m", "-color_primaries", "bt709", "-color_trc", "iec61966-2-1", "-color_range", "tv"]
     rate = Fraction(fps).limit_denominator(1_000_000)
     command = [
-        "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p" if own_yuv else "rgb0",
+        "-y", "-v", "error", *(tags if own_yuv else []), "-f", "rawvideo", "-pix_fmt", "yuv420p" if own_yuv else "rgb0",
         "-s", f"{size[0]}x{size[1]}", "-r", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
         "-an", "-c:v", codec, "-pix_fmt", pix_fmt, *args, "-f", muxer,
     ]  # fmt: skip
