@@ -278,13 +278,14 @@ _TAIL_SAMPLE = 2**16
 
 
 def _subsample(values: np.ndarray) -> np.ndarray:
-    """About ``_TAIL_SAMPLE`` values spread over up to 17 frames (a strided view's copy)."""
+    """About ``_TAIL_SAMPLE`` values spread over up to 16 frames (a strided view's copy)."""
     if values.ndim < 3:
         return values.reshape(-1)[:: max(1, values.size // _TAIL_SAMPLE)]
     frames = values.reshape((-1,) + values.shape[-2:])
-    n = frames.shape[0]
-    step = max(1, round(math.sqrt(frames[0].size * min(n, 17) / _TAIL_SAMPLE)))
-    return np.asarray(frames[:: max(1, n // 16), ::step, ::step]).reshape(-1)
+    every = -(-frames.shape[0] // 16)  # ceil: at most 16 frames
+    picked = frames[::every]
+    step = max(1, round(math.sqrt(picked.size / _TAIL_SAMPLE)))
+    return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
 
 def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | None | object:
@@ -341,9 +342,9 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
             seen += chunk.size
             if n_kept > budget * seen and a < math.inf:
                 return None
-        values = np.concatenate(kept) if kept else np.zeros(0)
-        finite = int(np.count_nonzero(np.isfinite(values))) if floating else values.size
-        return _hist_chunk(values, ref), finite, bad
+        tails = np.concatenate(kept) if kept else np.zeros(0)
+        finite = int(np.count_nonzero(np.isfinite(tails))) if floating else tails.size
+        return _hist_chunk(tails, ref), finite, bad
 
     n_items = src.shape[0]
     n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
@@ -549,7 +550,8 @@ class Overlay:
         self.bar_px = bar_px
         self.bar_thickness = max(2, round(self.font_px / 4))
         self._stamps: dict[str, _Stamp | None] = {}
-        self._glyphs: dict[str, Any] = {}
+        self._glyphs: dict[str, tuple[np.ndarray, np.ndarray, int, int, float] | None] = {}
+        self._kerns: dict[str, float] = {}
         self._static = self._bar(bar_px, bar_label) if bar_px else None
         self.times = list(times) if times is not None else None
 
@@ -611,9 +613,9 @@ class Overlay:
         return self._glyphs[ch]
 
     def _kerning(self, pair: str) -> float:
-        if pair not in self._glyphs:
-            self._glyphs[pair] = float(self.font.getlength(pair) - self.font.getlength(pair[0]) - self.font.getlength(pair[1]))
-        return self._glyphs[pair]
+        if pair not in self._kerns:
+            self._kerns[pair] = float(self.font.getlength(pair) - self.font.getlength(pair[0]) - self.font.getlength(pair[1]))
+        return self._kerns[pair]
 
     def _text_stamp(self, text: str, y0: int, x0: int) -> _Stamp | None:
         """Text with its top-left ink pixel at (y0, x0), composed from cached glyphs: a
