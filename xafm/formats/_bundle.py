@@ -41,20 +41,25 @@ class BundleContent:
     record: dict = field(default_factory=dict)
 
 
+def written_parts(da: xr.DataArray, raw: bool) -> tuple[xr.DataArray, dict[str, xr.DataArray], dict[str, xr.DataArray]]:
+    """The values, layers and masks a writer stores: with ``raw=True`` the kept layer
+    'raw' alone (no layers, no masks)."""
+    layers, masks = model.layers(da), model.masks(da)
+    if not raw:
+        return da, layers, masks
+    if "raw" not in layers:
+        raise StackError(
+            "raw=True writes the layer 'raw', but this stack has none "
+            f"(layers: {sorted(layers) or 'none'}); run a step with keep_layer=True first"
+        )
+    return layers["raw"], {}, {}
+
+
 def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike | str) -> BundleContent:
     """Everything a bundle writer writes, with the export record already in the provenance."""
     da = model.check_stack(da, f"to_{fmt}")
     dy, dx = model.pixel_size_nm(da)
-    layers = model.layers(da)
-    masks = model.masks(da)
-    data = da
-    if raw:
-        if "raw" not in layers:
-            raise StackError(
-                "raw=True writes the layer 'raw', but this stack has none "
-                f"(layers: {sorted(layers) or 'none'}); run a step with keep_layer=True first"
-            )
-        data, layers, masks = layers["raw"], {}, {}
+    data, layers, masks = written_parts(da, raw)
     fm = model.frame_metadata(da)
     for entry in fm:
         entry.setdefault(FRAME_PIXEL_SIZE_KEY, dx)

@@ -406,14 +406,7 @@ def _get_ome(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
 def _stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
     da = model.check_stack(da, "to_ome_zarr")
     dy, dx = model.pixel_size_nm(da)
-    layers, masks, data = model.layers(da), model.masks(da), da
-    if raw:
-        if "raw" not in layers:
-            raise StackError(
-                "raw=True writes the layer 'raw', but this stack has none "
-                f"(layers: {sorted(layers) or 'none'}); run a step with keep_layer=True first"
-            )
-        data, layers, masks = layers["raw"], {}, {}
+    data, layers, masks = _bundle.written_parts(da, raw)
     if data.dtype.kind not in "iuf":
         raise StackError(f"OME-Zarr stores numeric stacks; got dtype {data.dtype}")
     fm = model.frame_metadata(da, with_timestamp=False)
