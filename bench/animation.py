@@ -78,7 +78,7 @@ def size_of(path: Path) -> int:
 
 
 def run_compare(n_frames: int, size: int, repeat: int, tmp: Path, only: list[str] | None = None) -> dict[str, Any]:
-    from xafm.formats import animation
+    from xafm import animation
 
     da = test_stack(n_frames, size)
     stack = np.ascontiguousarray(da.values)
@@ -140,7 +140,7 @@ def run_compare(n_frames: int, size: int, repeat: int, tmp: Path, only: list[str
 def encoder_alone(da: Any, tmp: Path) -> Any:
     """xafm's own ffmpeg command and pipe fed frames rendered beforehand (z-scale and
     rendering excluded): the floor of the MP4 export on this machine."""
-    from xafm.formats import animation
+    from xafm import animation
 
     r = animation._renderer(da, "to_video", pad_to=2)
     frames = [r.yuv420(r.indices(f, i)) for i, f in r.frames()]
@@ -160,7 +160,7 @@ MEMORY_SCRIPT = r"""
 import sys, time
 import numpy as np, dask.array as dsa
 import xafm
-from xafm.formats import animation
+from xafm import animation
 n, size, chunk = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 def hwm():  # peak RSS of this process (ru_maxrss would include the parent's at fork)
     for line in open("/proc/self/status"):
@@ -198,7 +198,7 @@ def docs_images(outdir: Path) -> list[Path]:
 
     from xafm import render
     from xafm.demo import synthetic_video
-    from xafm.formats import animation
+    from xafm import animation
 
     outdir.mkdir(parents=True, exist_ok=True)
     da = synthetic_video(18, 100, pixel_size_nm=0.5, n_particles=10, seed=3).afm.remove_plane().afm.align_rows()

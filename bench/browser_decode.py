@@ -57,7 +57,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> int:
     import xafm
     from xafm import render
-    from xafm.formats import animation
+    from xafm import animation
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")

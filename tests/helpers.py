@@ -57,10 +57,10 @@ def assert_matches_reference(da, ref: dict) -> None:
     values to 1e-6 relative."""
     import numpy as np
 
-    from xafm import model
+    from xafm.core import conventions, model
 
     want = tuple(ref["shape"])
-    assert da.dims == model.DIMS
+    assert da.dims == conventions.DIMS
     assert da.shape == ((1, *want) if len(want) == 2 else want)
     assert model.pixel_size_nm(da) == pytest.approx((ref["pixel_to_nm"],) * 2, rel=1e-6)
     values = np.asarray(da.values)

@@ -15,9 +15,10 @@ import pytest
 from PIL import GifImagePlugin, Image
 
 import xafm
-from xafm import provenance, render
+from xafm import render
+from xafm.core import provenance
 from xafm.exceptions import FormatError, OutputExistsError, StackError, XafmWarning
-from xafm.formats import animation
+from xafm import animation
 from xafm.render import N_DATA, NAN_INDEX, RenderError
 
 GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
-from xafm.formats import _lazy, asd
+from xafm.core import lazy as _lazy
+from xafm.formats import asd
 from xafm.testing import write_asd
 
 SAMPLE = ("afm", "asd_sample_0.asd")
@@ -40,7 +41,7 @@ def expected_values(levels, *, code="TP", ad_range=0x3, ad_bits=12, z_gain=2.0, 
 
 
 def acquisition(da):
-    return json.loads(da.attrs[model.ACQUISITION_ATTR])
+    return json.loads(da.attrs[conventions.ACQUISITION_ATTR])
 
 
 def levels(rng, shape, lo=0, hi=4096):
@@ -422,7 +423,7 @@ def test_bad_options(tmp_path, rng):
     p = write_asd(tmp_path / "ok.asd", levels(rng, (1, 2, 2)))
     with pytest.raises(FormatError, match="on_truncated must be one of"):
         xafm.open(p, on_truncated="ignore")
-    with pytest.raises(FormatError, match="unknown option.*frobnicate"):
+    with pytest.raises(FormatError, match="has no option 'frobnicate'; its options are: channel, on_truncated"):
         xafm.open(p, frobnicate=1)
 
 

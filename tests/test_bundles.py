@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import xafm
-from xafm import model
-from xafm.formats import _output
+from xafm.core import blocks as _output
+from xafm.core import conventions, model
 from tests.helpers import CountingScheduler, raise_if_dask_computes
 
 FORMATS = ["h5", "npz", "tif"]
@@ -79,11 +79,11 @@ def stacks(draw):
     da = xafm.stack(data, pixel_size_nm=px, times=times, channel=channel, frame_metadata=fm, masks=masks, layers=layers,
                     attrs={"operator": draw(st.text(max_size=8)), "setpoint_v": 0.25})
     nested = {"deep": {"list": [1, "two", {"three": [3.0]}]}, "text": draw(st.text(max_size=8))}
-    return xafm.provenance.append(da, xafm.provenance.make_record("note", content=nested))
+    return xafm.core.provenance.append(da, xafm.core.provenance.make_record("note", content=nested))
 
 
 def assert_round_trip(da, back, fmt):
-    assert back.dims == model.DIMS
+    assert back.dims == conventions.DIMS
     assert back.shape == da.shape
     assert back.dtype == stored_dtype(fmt, da.dtype)
     expected = da.values.astype(stored_dtype(fmt, da.dtype))
@@ -106,9 +106,9 @@ def assert_round_trip(da, back, fmt):
     assert set(back.afm.layers) == set(da.afm.layers)
     for k, layer in da.afm.layers.items():
         np.testing.assert_array_equal(back.afm.layers[k].values, layer.values.astype(back.afm.layers[k].dtype))
-    # the writer recorded its export on the stack and in the file; the reader added a read
-    assert da.afm.provenance[-1]["type"] == "export" and da.afm.provenance[-1]["format"] == fmt
-    assert back.afm.provenance[:-1] == da.afm.provenance
+    # the writer recorded its export in the file, not on the stack; the reader added a read
+    assert back.afm.provenance[-2]["type"] == "export" and back.afm.provenance[-2]["format"] == fmt
+    assert back.afm.provenance[:-2] == da.afm.provenance
     assert back.afm.provenance[-1]["type"] == "read"
 
 
@@ -135,7 +135,7 @@ def test_engine_and_open_dataset(fmt, tmp_path, rng):
     np.testing.assert_array_equal(via_engine.values, da.values.astype(stored_dtype(fmt, da.dtype)))
     ds = xr.open_dataset(path, engine="xafm", chunks={})
     assert list(ds.data_vars) == ["height"] and isinstance(ds["height"].data, dsa.Array)
-    assert xafm.formats.find(path).name == fmt
+    assert xafm.registry.find(path).name == fmt
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -207,10 +207,11 @@ def test_failure_midway_leaves_nothing_and_keeps_existing(fmt, tmp_path, monkeyp
 def test_open_with_chunks_reads_nothing(fmt, tmp_path, rng, monkeypatch):
     da = xafm.stack(rng.normal(size=(6, 5, 4)), pixel_size_nm=1.0).afm.mask_threshold(0.0)
     path = write(da, fmt, tmp_path / f"s{SUFFIX[fmt]}")
-    from xafm.formats import _lazy
+    from xafm.core import lazy as _lazy
+    from xafm.formats import _hdf5
 
     reads = []
-    for cls in (_lazy.RawFramesArray, _lazy.H5DatasetArray):
+    for cls in (_lazy.RawFramesArray, _hdf5.H5DatasetArray):
         original = cls._read
         monkeypatch.setattr(cls, "_read", lambda self, key, _o=original: reads.append(key) or _o(self, key))
     with raise_if_dask_computes():
@@ -238,11 +239,12 @@ def test_dask_stack_is_streamed_block_by_block(fmt, tmp_path, monkeypatch):
 
 def test_open_cost_does_not_grow_with_frames(tmp_path, monkeypatch):
     """Opening touches metadata only: the number of lazy reads is zero for 5 or 500 frames."""
-    from xafm.formats import _lazy
+    from xafm.core import lazy as _lazy
+    from xafm.formats import _hdf5
 
     calls = []
     monkeypatch.setattr(_lazy.RawFramesArray, "_read", lambda self, key: calls.append(1))
-    monkeypatch.setattr(_lazy.H5DatasetArray, "_read", lambda self, key: calls.append(1))
+    monkeypatch.setattr(_hdf5.H5DatasetArray, "_read", lambda self, key: calls.append(1))
     for n in (5, 500):
         da = xafm.stack(np.zeros((n, 4, 4), np.float32), pixel_size_nm=1.0)
         for fmt in FORMATS:
@@ -446,7 +448,7 @@ def test_corrupt_input_names_file_and_problem(fmt, content, match, tmp_path):
 def test_unknown_and_missing_files(tmp_path):
     p = tmp_path / "x.unknown"
     p.write_bytes(b"1234")
-    with pytest.raises(xafm.UnknownFormatError, match="unrecognised file type.*\\.h5"):
+    with pytest.raises(xafm.UnknownFormatError, match="not a file xafm recognises by its name or content.*\\.h5"):
         xafm.open(p)
     with pytest.raises(xafm.UnknownFormatError, match="no such file"):
         xafm.open(tmp_path / "missing.h5")
@@ -473,7 +475,10 @@ def test_export_several_and_unknown_format(tmp_path, rng):
     assert list(tmp_path.iterdir()) == []  # nothing written when any name is wrong
     out = da.afm.export(tmp_path, "s")
     assert {k: v.name for k, v in out.items()} == {"h5": "s.h5", "npz": "s.npz", "tif": "s.ome.tif"}
-    assert [r["format"] for r in da.afm.provenance if r["type"] == "export"] == ["h5", "npz", "tif"]
+    assert [r["type"] for r in da.afm.provenance] == ["create"]  # the stack is not changed by writing
+    for fmt, path in out.items():
+        exports = [r for r in xafm.open(path).afm.provenance if r["type"] == "export"]
+        assert [(r["format"], r["path"]) for r in exports] == [(fmt, str(path))]
 
 
 def test_writers_keep_nonfinite_and_big_values(tmp_path):

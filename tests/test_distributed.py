@@ -16,9 +16,10 @@ import pytest
 from distributed import Client, LocalCluster, get_task_stream
 
 import xafm
-from xafm import model
-from xafm import render
-from xafm.formats import _output, animation, omezarr
+from xafm import animation, render
+from xafm.core import blocks as _output
+from xafm.core import conventions
+from xafm.formats import omezarr
 
 WRITERS = {
     "h5": ("to_h5", ".h5", {}),
@@ -91,7 +92,7 @@ def assert_same(a, b):
     np.testing.assert_array_equal(a.values, b.values)
     for name in b.coords:
         np.testing.assert_array_equal(np.asarray(a.coords[name].values), np.asarray(b.coords[name].values))
-    strip = lambda attrs: {k: v for k, v in attrs.items() if k != model.PROVENANCE_ATTR}  # noqa: E731
+    strip = lambda attrs: {k: v for k, v in attrs.items() if k != conventions.PROVENANCE_ATTR}  # noqa: E731
     assert strip(a.attrs).keys() == strip(b.attrs).keys()
     for k, v in strip(b.attrs).items():
         np.testing.assert_array_equal(a.attrs[k], v)

@@ -69,7 +69,7 @@ def test_folders_without_frames_or_with_mixed_formats(tmp_path, rng):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("hello")
-    with pytest.raises(xafm.UnknownFormatError, match="unrecognised"):
+    with pytest.raises(xafm.UnknownFormatError, match="not a file xafm recognises"):
         xafm.open(empty)
     mixed = tmp_path / "mixed"
     _video(mixed, rng)

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xafm
+import xafm.formats._hdf5
 from tests.helpers import shared_file
 
 REAL_FILES = [
@@ -135,16 +136,39 @@ def test_fuzz_own_bundles(fmt, own_files, data):
     check_mutated_copy(own_files[fmt], data)
 
 
-def test_reader_errors_become_corrupt_file_errors(tmp_path, monkeypatch):
-    """The format table's safety net turns a reader's stray exception into xafm's own."""
-    p = tmp_path / "x.h5"
-    p.write_bytes(b"junk")
+def _raising_in(module: str, code: str):
+    """A function whose frame belongs to ``module`` (as if xafm's own code raised)."""
+    namespace = {"__name__": module}
+    exec(f"def broken(*args, **kwargs):\n    {code}\n", namespace)  # noqa: S102 - a fixed test snippet
+    return namespace["broken"]
 
-    def broken(path, **kw):
-        raise KeyError("leaked")
 
-    import xafm.formats.h5bundle as h5b
+@pytest.mark.parametrize(
+    "module, code, expected",
+    [
+        ("xafm.formats.h5bundle", "raise KeyError('leaked')", xafm.CorruptFileError),  # a lookup the file failed
+        ("h5py._hl.files", "raise TypeError('odd dtype')", xafm.CorruptFileError),  # a library choking on the file
+        ("xafm.formats.h5bundle", "return None.missing", AttributeError),  # xafm's own bug stays a bug
+        ("xafm.formats.h5bundle", "raise TypeError('bad call')", TypeError),
+    ],
+)
+def test_one_place_tells_damaged_files_from_bugs(tmp_path, monkeypatch, module, code, expected):
+    """Damage becomes a CorruptFileError naming the file; xafm's programming errors stay
+    what they are (the same, whether they happen on open or on a lazy read)."""
+    from xafm.formats import _bundle
 
-    monkeypatch.setattr(h5b, "read", broken)
-    with pytest.raises(xafm.CorruptFileError, match="KeyError"):
-        xafm.open(p)
+    path = xafm.stack(np.zeros((2, 3, 3)), pixel_size_nm=1.0).afm.to_h5(tmp_path / "x.h5")
+    monkeypatch.setattr(_bundle, "assemble_bundle", _raising_in(module, code))
+    with pytest.raises(expected) as err:
+        xafm.open(path)
+    assert type(err.value) is expected or issubclass(type(err.value), expected)
+    if expected is xafm.CorruptFileError:
+        assert str(path) in str(err.value) and "failed" in str(err.value)
+    monkeypatch.undo()
+    lazy = xafm.open(path, chunks={})
+    from xafm.core import lazy as core_lazy
+
+    monkeypatch.setattr(core_lazy.RawFramesArray, "_read", _raising_in(module, code))
+    monkeypatch.setattr(xafm.formats._hdf5.H5DatasetArray, "_read", _raising_in(module, code))
+    with pytest.raises(expected):
+        lazy.values

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, XafmWarning
 from xafm.formats import gwy
 
@@ -41,7 +41,7 @@ def write_gwy(path, fields, *, masks=None, meta=None):
 
 
 def acq(da):
-    return json.loads(da.attrs[model.ACQUISITION_ATTR])
+    return json.loads(da.attrs[conventions.ACQUISITION_ATTR])
 
 
 # --------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_round_trip_property(tmp_path_factory, data, yres, xres, uxy, uz, xreal,
     factor = UNITS.get(uz)
     np.testing.assert_array_equal(da.values[0], values * (factor if factor is not None else 1.0))
     assert da.attrs["units"] == ("nm" if factor is not None else uz)
-    dy, dx = da.attrs.get(model.PIXEL_SIZE_Y_ATTR, da.attrs[model.PIXEL_SIZE_ATTR]), da.attrs[model.PIXEL_SIZE_ATTR]
+    dy, dx = da.attrs.get(conventions.PIXEL_SIZE_Y_ATTR, da.attrs[conventions.PIXEL_SIZE_ATTR]), da.attrs[conventions.PIXEL_SIZE_ATTR]
     assert dx == pytest.approx(xreal / xres * UNITS[uxy], rel=1e-12)
     assert dy == pytest.approx(yreal / yres * UNITS[uxy], rel=1e-12)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, XafmWarning
 from xafm.formats import h5jpk
 from xafm.testing import write_h5jpk
@@ -41,7 +41,7 @@ def expected(raw, multiplier=1.0, offset=0.0, unit="m", flip=True):
 
 
 def acquisition(da):
-    return json.loads(da.attrs[model.ACQUISITION_ATTR])
+    return json.loads(da.attrs[conventions.ACQUISITION_ATTR])
 
 
 def simple_file(tmp_path, rng, *, n=3, rows=4, cols=5, name="x.h5-jpk", **kw):
@@ -267,7 +267,7 @@ def test_lazy_array_outer_indexing(tmp_path, rng):
 
 
 def model_outer(arr, key):
-    from xafm.formats._lazy import outer_index
+    from xafm.core.lazy import outer_index
 
     return outer_index(arr, key)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
 from xafm.formats import ibw
 
@@ -61,7 +61,7 @@ def write_ibw(path, images, *, labels=None, note="", byteorder="<", dtype="f4", 
 
 
 def acq(da):
-    return json.loads(da.attrs[model.ACQUISITION_ATTR])
+    return json.loads(da.attrs[conventions.ACQUISITION_ATTR])
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
 from xafm.formats import jpk
 
@@ -99,7 +99,7 @@ def expected(raw, multiplier=1.0, offset=0.0, unit="m", flip=True):
 
 
 def acquisition(da):
-    return json.loads(da.attrs[model.ACQUISITION_ATTR])
+    return json.loads(da.attrs[conventions.ACQUISITION_ATTR])
 
 
 # --------------------------------------------------------------------------------------

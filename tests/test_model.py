@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xafm
-from xafm import model
+from xafm.core import conventions, model
 from tests.helpers import raise_if_dask_computes
 
 
@@ -81,8 +81,8 @@ def test_dask_stays_lazy():
 
 @given(st.text(min_size=1, max_size=20))
 def test_name_encoding_is_reversible_and_path_safe(name):
-    enc = model.encode_name(name)
-    assert model.decode_name(enc) == name
+    enc = conventions.encode_name(name)
+    assert conventions.decode_name(enc) == name
     assert enc and "/" not in enc and "." not in enc and enc.isascii()
     assert enc not in ("..", ".")
 

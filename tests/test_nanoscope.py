@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import xafm
 from xafm.formats import nanoscope
-from xafm.formats._lazy import RawFramesArray
+from xafm.core.lazy import RawFramesArray
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 
 REAL = ("afm", "old_bruker.002")
@@ -121,7 +121,7 @@ def test_real_file_rows_are_flipped(real):
 
 def test_real_file_metadata(real):
     da = xafm.open(real)
-    fm = xafm.model.frame_metadata(da)[0]
+    fm = xafm.core.model.frame_metadata(da)[0]
     assert fm["line_rate"] == pytest.approx(1.50498)
     assert fm["frame_duration_s"] == pytest.approx(256 / 1.50498)
     assert fm["scan_direction"] == "up"
@@ -190,7 +190,7 @@ def test_round_trip(tmp_path_factory, shape, bpp, hard, sens, unit, seed):
 
 
 def model_pixel_y(da):
-    return xafm.model.pixel_size_nm(da)[0]
+    return xafm.core.model.pixel_size_nm(da)[0]
 
 
 def test_several_channels_and_names(tmp_path):
@@ -209,7 +209,7 @@ def test_several_channels_and_names(tmp_path):
     np.testing.assert_allclose(xafm.open(path).values[0], expected(raws[0], 2))
     retrace = xafm.open(path, channel="Height_retrace")
     np.testing.assert_allclose(retrace.values[0], expected(raws[1], 2))
-    assert xafm.model.frame_metadata(retrace)[0]["scan_direction"] == "down"
+    assert xafm.core.model.frame_metadata(retrace)[0]["scan_direction"] == "down"
     phase = xafm.open(path, channel="Phase")
     assert phase.attrs["units"] == "deg"  # the sensitivity line has no unit
     np.testing.assert_allclose(phase.values[0], raws[2][::-1] * 20 / 65536)
@@ -310,7 +310,7 @@ def test_bad_header_values(good, old, new, match):
 
 def test_numeric_suffix_is_dispatched(tmp_path):
     path = write_nanoscope(tmp_path / "frame.017", [{"name": "Height", "raw": np.ones((2, 3))}])
-    assert xafm.formats.find(path).name == "nanoscope"
+    assert xafm.registry.find(path).name == "nanoscope"
     assert xafm.open(path).shape == (1, 2, 3)
 
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 import xafm
 from tests.helpers import raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
 from xafm.formats import nd2file
 
@@ -50,10 +50,10 @@ def test_real_file_matches_reference_and_nd2():
     assert da.z.attrs["units"] == "nm" and da.x.attrs["units"] == "nm" and da.time.attrs["units"] == "s"
     assert da.channel.values.tolist() == NAMES
     assert da.name == "intensity" and da.attrs["channel"] == "intensity" and da.attrs["units"] == ""
-    assert da.attrs[model.PIXEL_SIZE_ATTR] == pytest.approx(vx * 1e3)
+    assert da.attrs[conventions.PIXEL_SIZE_ATTR] == pytest.approx(vx * 1e3)
     rec = provenance.records(da)[-1]
     assert (rec["type"], rec["format"]) == ("read", "nd2")
-    acq = json.loads(da.attrs[model.ACQUISITION_ATTR])
+    acq = json.loads(da.attrs[conventions.ACQUISITION_ATTR])
     assert acq["sizes"] == {"T": 3, "Z": 10, "C": 2, "Y": 31, "X": 38} and acq["is_legacy"] is False
 
 

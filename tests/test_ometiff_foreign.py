@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
 
 SAMPLE = ("other", "multi-channel.ome.tif")
@@ -38,8 +38,8 @@ def test_real_file_matches_reference():
     assert v.mean() == pytest.approx(ref["mean"], rel=1e-12)
     np.testing.assert_array_equal(v[0], tifffile.imread(path))
     assert da.channel.values.tolist() == ["C0", "C1", "C2"]  # the file names no channel
-    assert da.name == "intensity" and da.attrs["units"] == "" and da.attrs[model.PIXEL_SIZE_ATTR] == 1.0
-    acq = json.loads(da.attrs[model.ACQUISITION_ATTR])
+    assert da.name == "intensity" and da.attrs["units"] == "" and da.attrs[conventions.PIXEL_SIZE_ATTR] == 1.0
+    acq = json.loads(da.attrs[conventions.ACQUISITION_ATTR])
     assert acq["creator"] == "OME Bio-Formats 5.2.2" and acq["pixels"]["BigEndian"] == "true"
     assert provenance.records(da)[-1]["format"] == "tif"
 
@@ -117,7 +117,7 @@ def test_times_z_names_and_units(tmp_path):
     np.testing.assert_allclose(da.z.values, [0.0, 2.0, 4.0])
     assert da.channel.values.tolist() == ["DAPI", "GFP"] and xafm.channels(p) == ["DAPI", "GFP"]
     assert model.pixel_size_nm(da) == (250.0, 500.0)
-    assert da.attrs[model.PIXEL_SIZE_Y_ATTR] == 250.0
+    assert da.attrs[conventions.PIXEL_SIZE_Y_ATTR] == 250.0
     gfp = xafm.open(p, channel="GFP")
     assert gfp.name == "GFP" and gfp.dims == ("time", "z", "y", "x")
     np.testing.assert_array_equal(gfp.values, arr[:, :, 1])
@@ -153,7 +153,7 @@ def test_missing_size_warns_and_acquisition_date(tmp_path, rng):
     with pytest.warns(XafmWarning, match=NO_SIZE):
         da = xafm.open(p)
     np.testing.assert_allclose(da.coords["start_epoch_ms"].values, 1577934245000.0 + np.array([0.0, 500.0, 1000.0]))
-    assert da.attrs[model.PIXEL_SIZE_ATTR] == 1.0
+    assert da.attrs[conventions.PIXEL_SIZE_ATTR] == 1.0
 
 
 def test_missing_planes_read_as_zeros(tmp_path, rng):
@@ -179,7 +179,7 @@ def test_two_images_and_series(tmp_path, rng):
         tw.write(b, photometric="minisblack", metadata={"axes": "YX", "PhysicalSizeX": 3.0, "Channel": {"Name": "second"}})
     np.testing.assert_array_equal(xafm.open(p).values, a)
     second = xafm.open(p, series=1)
-    assert second.name == "second" and second.attrs[model.PIXEL_SIZE_ATTR] == 3000.0
+    assert second.name == "second" and second.attrs[conventions.PIXEL_SIZE_ATTR] == 3000.0
     np.testing.assert_array_equal(second.values[0], b)
 
 

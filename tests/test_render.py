@@ -14,7 +14,8 @@ from hypothesis.extra import numpy as hnp
 from matplotlib import colormaps as registry
 
 import xafm
-from xafm import colormaps, render
+from xafm import render
+from xafm.render import colormaps
 from xafm.exceptions import StackError, XafmWarning
 from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError
 

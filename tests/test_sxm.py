@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import xafm
 from xafm.formats import sxm
-from xafm.formats._lazy import RawFramesArray
+from xafm.core.lazy import RawFramesArray
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 
 REAL = ("afm", "pyspm_test.sxm")
@@ -103,7 +103,7 @@ def test_real_file_orientation(real):
 
 def test_real_file_metadata(real):
     da = xafm.open(real)
-    fm = xafm.model.frame_metadata(da)[0]
+    fm = xafm.core.model.frame_metadata(da)[0]
     assert fm["line_rate"] == pytest.approx(1 / (2 * 0.4992))
     assert fm["frame_duration_s"] == pytest.approx(255.6)
     assert fm["scan_direction"] == "up"
@@ -155,10 +155,10 @@ def test_mirrored_reads_match_numpy(tmp_path_factory, k, rows):
     values = np.arange(5 * 7, dtype="<f4").reshape(5, 7)
     path = tmp_path_factory.mktemp("mirror") / "f.bin"
     path.write_bytes(b"0123" + values.tobytes())
-    arr = xafm.formats._lazy.RawFramesArray(path, offset=4, n_frames=1, frame_shape=(5, 7), raw_dtype="<f4", flip_x=True, flip_y=True)
+    arr = xafm.core.lazy.RawFramesArray(path, offset=4, n_frames=1, frame_shape=(5, 7), raw_dtype="<f4", flip_x=True, flip_y=True)
     got = arr[(0, rows, k)]
     shown_ = values[::-1, ::-1]
-    want = xafm.formats._lazy.outer_index(shown_, (rows, k))
+    want = xafm.core.lazy.outer_index(shown_, (rows, k))
     np.testing.assert_array_equal(got, want)
 
 
@@ -200,7 +200,7 @@ def test_round_trip(tmp_path_factory, nx, ny, scan_dir, scanit, directions, seed
     da = xafm.open(path)
     assert da.name == expect_names[0]
     assert da.attrs["pixel_size_nm"] == pytest.approx(5e-6 * 1e9 / nx)
-    assert xafm.model.pixel_size_nm(da)[0] == pytest.approx(4e-6 * 1e9 / ny)
+    assert xafm.core.model.pixel_size_nm(da)[0] == pytest.approx(4e-6 * 1e9 / ny)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
-from xafm import model, provenance
+from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
 
 SAMPLE = ("afm", "sample_0_1.topostats")
@@ -50,7 +50,7 @@ def test_real_file_matches_reference():
     assert_matches_reference(da, ref)
     with h5py.File(path, "r") as f:  # same orientation as stored (and as AFMReader returns it)
         np.testing.assert_array_equal(da.values[0], f["image"][()])
-    acq = json.loads(da.attrs[model.ACQUISITION_ATTR])
+    acq = json.loads(da.attrs[conventions.ACQUISITION_ATTR])
     assert acq["topostats_version"] == 0.1 and acq["members"] == ["image", "pixel_to_nm_scaling", "topostats_file_version"]
     assert provenance.records(da)[-1]["format"] == "topostats"
 
@@ -95,7 +95,7 @@ def test_original_masks_and_tensor(tmp_path, rng):
     np.testing.assert_array_equal(masks["grain_masks/above"].values[0], above != 0)
     np.testing.assert_array_equal(masks["grain_masks/below"].values[0], below)
     np.testing.assert_array_equal(masks["image_grain_crops/above/full_mask_tensor/class_2"].values[0], img > 1)
-    acq = json.loads(da.attrs[model.ACQUISITION_ATTR])
+    acq = json.loads(da.attrs[conventions.ACQUISITION_ATTR])
     assert acq["topostats_version"] == "2.3.1" and acq["filename"] == "minicircle"
     # the original image as its own channel: no 'raw' layer then
     raw = xafm.open(p, channel="image_original")
@@ -113,7 +113,7 @@ def test_round_trip_property(tmp_path_factory, data, ny, nx, px, new):
     p = write_topostats(tmp_path_factory.mktemp("ts") / "p.topostats", img, px=px, version="2.4.0" if new else 0.3)
     da = xafm.open(p)
     np.testing.assert_array_equal(da.values[0], img)
-    assert da.attrs[model.PIXEL_SIZE_ATTR] == px
+    assert da.attrs[conventions.PIXEL_SIZE_ATTR] == px
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import xafm
 from xafm.formats import wsxm
-from xafm.formats._lazy import RawFramesArray
+from xafm.core.lazy import RawFramesArray
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 
 REAL = ("afm", "sample_0.stp")
@@ -85,7 +85,7 @@ def test_real_file_is_rotated(real):
 
 def test_real_file_metadata(real):
     da = xafm.open(real)
-    fm = xafm.model.frame_metadata(da)[0]
+    fm = xafm.core.model.frame_metadata(da)[0]
     assert fm["line_rate"] == pytest.approx(1.085)
     assert fm["frame_duration_s"] == pytest.approx(512 / 1.085)
     assert fm["scan_direction"] == "up"
@@ -141,8 +141,8 @@ def test_round_trip_float(tmp_path_factory, shape, data_type, z_unit, xy_unit, s
     np.testing.assert_allclose(da.values[0], want, rtol=1e-12)
     assert da.attrs["units"] == ("nm" if z_unit[1] else z_unit[0])
     assert da.attrs["pixel_size_nm"] == pytest.approx(3 * xy_unit[1])
-    assert xafm.model.pixel_size_nm(da)[0] == pytest.approx(2 * xy_unit[1])
-    fm = xafm.model.frame_metadata(da)[0]
+    assert xafm.core.model.pixel_size_nm(da)[0] == pytest.approx(2 * xy_unit[1])
+    fm = xafm.core.model.frame_metadata(da)[0]
     assert fm["line_rate"] == 2.5 and fm["scan_direction"] == "down"
 
 

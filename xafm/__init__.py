@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import xarray as xr
 
 from . import accessor as _accessor  # noqa: F401  (registers the .afm accessor)
-from . import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
+from .render import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
 from ._version import __version__
 from .exceptions import (
     ChannelError,
@@ -25,13 +26,15 @@ from .exceptions import (
     OutputExistsError,
     RenderError,
     StackError,
+    SuffixMismatchError,
     UnknownFormatError,
+    UnknownOptionError,
     UnsafeFileError,
     WriteError,
     XafmError,
     XafmWarning,
 )
-from .model import stack
+from .core.model import stack
 
 __all__ = [
     "__version__",
@@ -46,6 +49,8 @@ __all__ = [
     "ChannelError",
     "FileError",
     "UnknownFormatError",
+    "SuffixMismatchError",
+    "UnknownOptionError",
     "CorruptFileError",
     "UnsafeFileError",
     "OutputExistsError",
@@ -54,41 +59,67 @@ __all__ = [
 ]
 
 
-def open(path: str | os.PathLike, *, chunks: Any = None, channel: str | None = None, **kwargs: Any) -> xr.DataArray:  # noqa: A001
+def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | None = None, **options: Any) -> xr.DataArray:  # noqa: A001
     """Read any file xafm knows as a labeled stack.
 
     Parameters
     ----------
     path
-        A file (or, for frame-per-file videos, a folder).
+        A file (or, for frame-per-file videos and OME-Zarr, a folder).
     chunks
-        ``None`` reads the values now; anything else (``{}``, ``"auto"``,
-        ``{"time": 16}``) gives a dask-backed stack that reads nothing until computed.
+        ``None`` reads the values now; anything else gives a dask-backed stack that reads
+        nothing until computed: ``{}`` takes the file's preferred chunks (whole frames, a
+        few tens of MiB per chunk), ``{"time": 16}`` or ``"auto"`` as in xarray.
     channel
         The channel to read (``xafm.channels(path)`` lists them).
+    **options
+        The options the file's reader declares (``docs/formats.md``); any other is an
+        ``UnknownOptionError`` naming them.
     """
     from .xarray_plugin import XafmBackendEntrypoint
 
     if channel is not None:
-        kwargs["channel"] = channel
-    da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **kwargs)
+        options["channel"] = channel
+    with warnings.catch_warnings():
+        # xarray warns when chunks split the preferred chunks; xafm warns only when they
+        # split what the file stores as one chunk (_warn_if_split)
+        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks", category=UserWarning)
+        da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **options)
     if chunks is None:
-        da = da.load()
+        return da.load()
+    _warn_if_split(da, path)
     return da
 
 
-def channels(path: str | os.PathLike) -> list[str]:
-    """The channel names a file holds."""
-    from .formats import channels as _channels
+def _warn_if_split(da: xr.DataArray, path: str | os.PathLike[str]) -> None:
+    stored = da.encoding.get("chunks")
+    if not stored or da.chunks is None:
+        return
+    for dim, size, got in zip(da.dims, stored, da.chunks):
+        stops = set(range(size, da.sizes[dim], size))
+        edges = {sum(got[: i + 1]) for i in range(len(got) - 1)}
+        if not edges <= stops:
+            warnings.warn(
+                f"{os.fspath(path)}: chunks of {got[0]} along {dim!r} split the {size} that the file stores together, "
+                f"so each stored chunk is read more than once; multiples of {size} read each once",
+                XafmWarning,
+                stacklevel=3,
+            )
+            return
 
-    return _channels(path)
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
+    """The channel names a file holds."""
+    from . import registry
+
+    return registry.channels(path)
 
 
 def formats_table() -> list[dict[str, Any]]:
-    """One row per format: name, suffixes, read, write, lazy."""
-    from .formats import FORMATS
+    """One row per format: name, description, suffixes, read, write, lazy."""
+    from . import registry
 
     return [
         {"name": f.name, "description": f.description, "suffixes": f.suffixes, "read": f.can_read, "write": f.can_write, "lazy": f.lazy}
-        for f in FORMATS.values()
+        for f in registry.table().values()
     ]

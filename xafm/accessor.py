@@ -1,11 +1,14 @@
 """The ``.afm`` accessor: a thin, stateless front end that delegates to the modules.
 
 xarray recreates accessors freely, so nothing is stored here; every method reads from and
-returns DataArrays.
+returns DataArrays. The writer methods (``to_h5``, ``to_gif``, ...) are the format
+modules' own writers: their options, defaults and docstrings come from there, so they
+cannot drift apart.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,8 +16,59 @@ from typing import Any
 
 import xarray as xr
 
-from . import formats, model, processing, provenance
+from . import processing, registry
+from .core import model, provenance
 from .exceptions import FormatError
+
+
+class _Delegate:
+    """An accessor method that calls ``target(da, *args, **options)``: a format's writer
+    (``format="h5"``) or another function (``function=("xafm.animation", "preview")``),
+    shown with the target's own signature (without ``da``) and docstring."""
+
+    def __init__(self, *, format: str | None = None, function: tuple[str, str] | None = None):  # noqa: A002
+        self.format, self.function = format, function
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def target(self) -> Callable[..., Any]:
+        if self.format is not None:
+            fmt = registry.get(self.format, for_writing=True)
+            assert fmt.write is not None
+            return fmt.write
+        import importlib
+
+        assert self.function is not None
+        module, attr = self.function
+        func: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        return func
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        target = self.target()
+        fmt = self.format
+        da = obj._obj
+
+        def method(*args: Any, **options: Any) -> Any:
+            if fmt is not None:
+                return registry.write(fmt, da, *args, **options)
+            return target(da, *args, **options)
+
+        sig = inspect.signature(target)
+        method.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])  # type: ignore[attr-defined]
+        method.__doc__ = target.__doc__
+        method.__name__ = method.__qualname__ = self.name
+        return method
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        try:
+            return self.target().__doc__
+        except Exception:  # noqa: BLE001 - documentation only
+            return None
 
 
 @xr.register_dataarray_accessor("afm")
@@ -72,93 +126,38 @@ class AfmAccessor:
     def mask_threshold(self, threshold: float, *, name: str | None = None, above: bool = True) -> xr.DataArray:
         return processing.mask_threshold(self._obj, threshold, name=name, above=above)
 
-    # -- writers --------------------------------------------------------------------
-    def _write(self, fmt: str, path: str | os.PathLike, **kwargs: Any) -> Path:
-        return formats.get(fmt, for_writing=True).write(self._obj, path, **kwargs)
+    # -- writers: the format modules' own (docs/formats.md, docs/animation.md) ----------
+    to_h5 = _Delegate(format="h5")
+    to_npz = _Delegate(format="npz")
+    to_ome_tiff = _Delegate(format="tif")
+    to_ome_zarr = _Delegate(format="zarr")
+    to_gif = _Delegate(format="gif")
+    to_video = _Delegate(format="mp4")
+    to_frames = _Delegate(format="png")
+    preview = _Delegate(function=("xafm.animation", "preview"))
 
-    def to_h5(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, compression: str | None = None, compression_opts: Any = None) -> Path:
-        """HDF5 bundle (playNano layout, netCDF-4 readable); see ``xafm.formats.h5bundle``."""
-        return self._write("h5", path, raw=raw, overwrite=overwrite, compression=compression, compression_opts=compression_opts)
+    def export(self, folder: str | os.PathLike[str], name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+        """Write several formats at once as ``folder/name<suffix>``; returns format -> path.
 
-    def to_npz(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, compress: bool = False) -> Path:
-        """NPZ bundle (playNano keys, no pickles); see ``xafm.formats.npzbundle``."""
-        return self._write("npz", path, raw=raw, overwrite=overwrite, compress=compress)
-
-    def to_ome_tiff(self, path: str | os.PathLike, *, raw: bool = False, overwrite: bool = False, bigtiff: bool | None = None) -> Path:
-        """OME-TIFF, one page per frame; see ``xafm.formats.ometiff``."""
-        return self._write("tif", path, raw=raw, overwrite=overwrite, bigtiff=bigtiff)
-
-    def to_ome_zarr(
-        self,
-        path: str | os.PathLike,
-        *,
-        chunks: Any = None,
-        shards: Any = None,
-        levels: int = 1,
-        method: str = "mean",
-        mode: str = "w-",
-        version: str = "0.5",
-        append_dim: str | None = None,
-        overwrite: bool = False,
-        raw: bool = False,
-    ) -> Path:
-        """OME-Zarr (NGFF 0.5 / Zarr v3 by default), with pyramids and appends; see
-        ``xafm.formats.omezarr``. Written in parallel from dask workers."""
-        return self._write(
-            "zarr", path, chunks=chunks, shards=shards, levels=levels, method=method, mode=mode,
-            version=version, append_dim=append_dim, overwrite=overwrite, raw=raw,
-        )
-
-    # -- animations (see xafm.formats.animation and docs/animation.md) ------------------
-    def to_gif(self, path: str | os.PathLike, *, fps: float = 5.0, cmap: Any = "xafm_afm", zmin: Any = "auto", zmax: Any = "auto",
-               scale_bar_nm: float = 100, timestamps: bool = True, scale_bar: bool = True, overwrite: bool = False,
-               progress: Any = False, **options: Any) -> Path:
-        """Annotated, looping GIF written frame by frame (palette frames, no quantisation)."""
-        return animation().to_gif(self._obj, path, fps=fps, cmap=cmap, zmin=zmin, zmax=zmax, scale_bar_nm=scale_bar_nm,
-                                  timestamps=timestamps, scale_bar=scale_bar, overwrite=overwrite, progress=progress, **options)
-
-    def to_video(self, path: str | os.PathLike, *, fps: float = 5.0, codec: str | None = None, quality: float | None = 6,
-                 cmap: Any = "xafm_afm", zmin: Any = "auto", zmax: Any = "auto", scale_bar_nm: float = 100,
-                 timestamps: bool = True, scale_bar: bool = True, overwrite: bool = False, progress: Any = False,
-                 **options: Any) -> Path:
-        """Annotated video; the container follows the suffix (.mp4 H.264 yuv420p by default)."""
-        return animation().to_video(self._obj, path, fps=fps, codec=codec, quality=quality, cmap=cmap, zmin=zmin, zmax=zmax,
-                                    scale_bar_nm=scale_bar_nm, timestamps=timestamps, scale_bar=scale_bar,
-                                    overwrite=overwrite, progress=progress, **options)
-
-    def to_frames(self, folder: str | os.PathLike, *, fmt: str = "png", cmap: Any = "xafm_afm", zmin: Any = "auto",
-                  zmax: Any = "auto", scale_bar_nm: float = 100, timestamps: bool = True, scale_bar: bool = True,
-                  overwrite: bool = False, progress: Any = False, **options: Any) -> Path:
-        """One annotated image per frame (zero-padded names), PNG or JPEG, into a new folder."""
-        return animation().to_frames(self._obj, folder, fmt=fmt, cmap=cmap, zmin=zmin, zmax=zmax, scale_bar_nm=scale_bar_nm,
-                                     timestamps=timestamps, scale_bar=scale_bar, overwrite=overwrite, progress=progress, **options)
-
-    def preview(self, *, fps: float = 5.0, **options: Any) -> Any:
-        """An object that shows the animation inline in Jupyter (HTML5 video or GIF)."""
-        return animation().preview(self._obj, fps=fps, **options)
-
-    def export(self, folder: str | os.PathLike, name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
-        """Write several formats at once as ``folder/name<suffix>``; returns format -> path."""
+        ``raw`` goes to the writers that take it (the file formats; animations render the
+        values as they are).
+        """
         return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite)
 
 
-def animation() -> Any:
-    from .formats import animation as module
-
-    return module
-
-
-def export(da: xr.DataArray, folder: str | os.PathLike, name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
     if isinstance(fmts, str):
         fmts = [fmts]
-    chosen = [formats.get(f, for_writing=True) for f in fmts]  # all checked before any write
+    chosen = [registry.get(f, for_writing=True) for f in fmts]  # all checked before any write
     if not chosen:
-        raise FormatError(f"no formats given; valid formats are: {', '.join(formats.writable())}")
+        raise FormatError(f"no formats given; valid formats are: {', '.join(registry.writable())}")
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
         raise FormatError(f"export name must be a plain file name, got {name!r}")
     out = {}
     for fmt in chosen:
         path = Path(folder) / f"{name}{fmt.suffixes[0]}"
-        kwargs = {"overwrite": overwrite} if fmt.module == "animation" else {"raw": raw, "overwrite": overwrite}
-        out[fmt.name] = fmt.write(da, path, **kwargs)
+        options: dict[str, Any] = {"overwrite": overwrite}
+        if "raw" in fmt.write_options():
+            options["raw"] = raw
+        out[fmt.name] = registry.write(fmt, da, path, **options)
     return out

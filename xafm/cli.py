@@ -21,17 +21,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def describe(da: Any, path: str = "") -> str:
     """What ``xafm info`` prints: a few lines anyone can read."""
-    from . import model
+    from .core import conventions, model
 
     lines = [f"file:        {path}"] if path else []
     lines.append(f"dims:        {dict(da.sizes)}")
     lines.append(f"dtype:       {da.dtype}")
     lines.append(f"channel:     {da.attrs.get('channel', da.name)}  (units: {da.attrs.get('units', '?')})")
-    if "time" in da.dims and set(model.DIMS) <= set(da.dims):
+    if "time" in da.dims and set(conventions.DIMS) <= set(da.dims):
         try:
-            dy, dx = model.pixel_size_nm(da.transpose(*model.DIMS, ...)) if da.dims == model.DIMS else (
-                float(da.attrs.get(model.PIXEL_SIZE_Y_ATTR, da.attrs.get(model.PIXEL_SIZE_ATTR, np.nan))),
-                float(da.attrs.get(model.PIXEL_SIZE_ATTR, np.nan)),
+            dy, dx = model.pixel_size_nm(da.transpose(*conventions.DIMS, ...)) if da.dims == conventions.DIMS else (
+                float(da.attrs.get(conventions.PIXEL_SIZE_Y_ATTR, da.attrs.get(conventions.PIXEL_SIZE_ATTR, np.nan))),
+                float(da.attrs.get(conventions.PIXEL_SIZE_ATTR, np.nan)),
             )
             lines.append(f"pixel size:  {dx:g} nm" + (f" (y: {dy:g} nm)" if dy != dx else ""))
         except Exception as exc:  # a stack whose coordinates are odd still gets described
@@ -51,7 +51,7 @@ def describe(da: Any, path: str = "") -> str:
     if acq:
         keys = list(acq)[:12]
         lines.append(f"acquisition: {', '.join(keys)}{' ...' if len(acq) > len(keys) else ''}")
-    from . import provenance
+    from .core import provenance
 
     recs = provenance.records(da)
     lines.append(f"provenance:  {len(recs)} records")
@@ -80,13 +80,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     import xafm
 
-    from . import formats
+    from . import animation, registry
     from .exceptions import FormatError
 
-    from .formats import animation
-
     for f in args.export:
-        formats.get(f, for_writing=True)
+        registry.get(f, for_writing=True)
     if not (args.export or args.make_gif or args.make_video or args.make_sequence):
         raise FormatError("nothing to do: give --export FMT ... and/or --make-gif / --make-video / --make-sequence")
     da = xafm.open(args.input, chunks={}, channel=args.channel)
@@ -106,7 +104,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, formats
+    from . import __version__, animation, registry
 
     p = argparse.ArgumentParser(prog="xafm", description="AFM stacks and HS-AFM videos as labeled arrays")
     p.add_argument("--version", action="version", version=f"xafm {__version__}")
@@ -125,13 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert a file to other formats")
     c.add_argument("input")
-    c.add_argument("--export", nargs="+", default=[], metavar="FMT", help=f"formats: {', '.join(formats.writable())}")
+    c.add_argument("--export", nargs="+", default=[], metavar="FMT", help=f"formats: {', '.join(registry.writable())}")
     c.add_argument("--output-folder", default="output")
     c.add_argument("--output-name", default=None)
     c.add_argument("--raw", action="store_true", help="write the raw layer instead of the processed data")
     c.add_argument("--channel", default=None)
     c.add_argument("--overwrite", action="store_true")
-    from .formats import animation
 
     a = c.add_argument_group("animations (playNano's flags)")
     a.add_argument("--make-gif", action="store_true", help="write NAME.gif")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import formats, model
+from . import registry
+from .core import conventions, model
 
 
 def synthetic_video(
@@ -59,7 +60,7 @@ def synthetic_video(
         channel="height",
         units="nm",
         frame_metadata=frame_metadata,
-        attrs={model.ACQUISITION_ATTR: '{"instrument": "xafm synthetic HS-AFM", "seed": %d}' % seed},
+        attrs={conventions.ACQUISITION_ATTR: '{"instrument": "xafm synthetic HS-AFM", "seed": %d}' % seed},
     )
 
 
@@ -69,7 +70,7 @@ def _same(a: xr.DataArray, b: xr.DataArray) -> bool:
         return False
     if not np.allclose(a.values.astype(np.float32), b.values, equal_nan=True):
         return False
-    for dim in model.DIMS:
+    for dim in conventions.DIMS:
         if not np.allclose(a[dim].values, b[dim].values, rtol=1e-6):
             return False
     if set(model.masks(a)) != set(model.masks(b)) or set(model.layers(a)) != set(model.layers(b)):
@@ -100,14 +101,14 @@ def run(outdir: str | os.PathLike = "xafm-demo", *, n_frames: int = 200, size: i
     levelled = raw.afm.remove_plane(keep_layer=True).afm.align_rows()
     levelled = levelled.afm.mask_threshold(2.0, name="particles")
     rows = []
-    for fmt in formats.FORMATS.values():
+    for fmt in registry.table().values():
         if not fmt.can_write:
             continue
         path = outdir / f"demo{fmt.suffixes[0]}"
         t0 = time.perf_counter()
         ok: bool | str
         try:
-            fmt.write(levelled, path, overwrite=overwrite)
+            registry.write(fmt, levelled, path, overwrite=overwrite)
             if fmt.can_read:
                 back = xafm.open(path)
                 ok = _same(levelled, back)

@@ -9,12 +9,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import model, provenance
+from .core import conventions, model, provenance
+from .core.blocks import is_dask
 from .exceptions import StackError
-
-
-def _is_dask(arr: Any) -> bool:
-    return type(arr).__module__.startswith("dask.") and hasattr(arr, "chunks")
 
 
 def _step_index(recs: list[dict]) -> int:
@@ -67,7 +64,7 @@ def apply(
     out_dtype = _out_dtype(data.dtype)
     if per_frame:
         run = _per_frame(func, params, out_dtype)
-        if _is_dask(data):
+        if is_dask(data):
             data = data.rechunk({1: -1, 2: -1})
             out = data.map_blocks(run, dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype))
         else:
@@ -84,8 +81,8 @@ def apply(
         kept = current_layer_name(recs)
         if kept in model.layers(da):
             kept = f"step_{index}_{name}_input"
-        new = new.assign_coords({model.layer_coord(kept): da.variable.copy(deep=False)})
-        new.coords[model.layer_coord(kept)].attrs = {}
+        new = new.assign_coords({conventions.layer_coord(kept): da.variable.copy(deep=False)})
+        new.coords[conventions.layer_coord(kept)].attrs = {}
     record = provenance.make_record(
         "step",
         index=index,
@@ -149,8 +146,8 @@ def align_rows(da: xr.DataArray, method: str = "median", *, keep_layer: bool = F
 # --------------------------------------------------------------------------------------
 def _attach_mask(da: xr.DataArray, name: str, mask: Any, record: dict) -> xr.DataArray:
     if isinstance(mask, xr.DataArray):
-        mask = mask.transpose(*model.DIMS).data if set(mask.dims) == set(model.DIMS) else mask.data
-    if not _is_dask(mask):
+        mask = mask.transpose(*conventions.DIMS).data if set(mask.dims) == set(conventions.DIMS) else mask.data
+    if not is_dask(mask):
         mask = np.asarray(mask)
     if tuple(mask.shape) != tuple(da.shape):
         raise StackError(f"mask {name!r} has shape {tuple(mask.shape)}, the stack has {tuple(da.shape)}")
@@ -158,14 +155,14 @@ def _attach_mask(da: xr.DataArray, name: str, mask: Any, record: dict) -> xr.Dat
         if mask.dtype.kind not in "iub":
             raise StackError(f"mask {name!r} must be boolean, got dtype {mask.dtype}")
         mask = mask.astype(bool)
-    new = da.assign_coords({model.mask_coord(name): (model.DIMS, mask)})
+    new = da.assign_coords({conventions.mask_coord(name): (conventions.DIMS, mask)})
     return provenance.append(new, record)
 
 
 def with_mask(da: xr.DataArray, name: str, mask: Any) -> xr.DataArray:
     """A stack carrying ``mask`` (a boolean array, or a function of the stack) as ``name``."""
     model.check_stack(da, "with_mask")
-    model.encode_name(name, "mask name")
+    conventions.encode_name(name, "mask name")
     recs = provenance.records(da)
     func = None
     if callable(mask):

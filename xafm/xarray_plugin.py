@@ -1,49 +1,40 @@
-"""The ``xafm`` xarray backend: ``xr.open_dataset(path, engine="xafm")`` for every format
-in the format table, lazily (variables are ``BackendArray``s that keep only a path)."""
+"""The ``xafm`` xarray backend: ``xr.open_dataset(path, engine="xafm")`` for every readable
+format in the format table, lazily (variables are ``BackendArray``s that keep only a path).
+
+``guess_can_open`` claims a file only when a format's content check confirms it, so with
+xafm installed, xarray's own engines still open their files (a plain ``.zarr`` store, a
+netCDF-4 ``.h5``) exactly as before.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
+import xarray as xr
 from xarray.backends import BackendEntrypoint
+
+from . import registry
 
 
 class XafmBackendEntrypoint(BackendEntrypoint):
-    description = "AFM stacks and videos (xafm): bundles, OME-TIFF, vendor AFM files"
+    description = "AFM stacks and HS-AFM videos (xafm): vendor AFM files, playNano bundles, OME-TIFF, OME-Zarr"
     url = "https://github.com/xafm/xafm"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "channel")
+    #: xarray passes these through; every reader's declared options (from the format table)
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", *registry.read_option_names())
 
-    def open_dataset(self, filename_or_obj: Any, *, drop_variables: Any = None, channel: str | None = None, **kwargs: Any):
-        from .formats import open_dataset
-
+    def open_dataset(  # type: ignore[override]
+        self, filename_or_obj: Any, *, drop_variables: str | Iterable[str] | None = None, **options: Any
+    ) -> xr.Dataset:
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError("the xafm engine opens paths, not file objects")
-        kw = {"channel": channel} if channel is not None else {}
-        ds = open_dataset(filename_or_obj, **kw, **kwargs)
+        ds = registry.open_dataset(filename_or_obj, **options)
         if drop_variables:
             ds = ds.drop_vars(drop_variables, errors="ignore")
         return ds
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
-        from pathlib import Path
-
-        from .formats import FORMATS, _suffix_match
-
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             return False
-        p = Path(filename_or_obj)
-        fmt = _suffix_match(p)
-        if fmt is not None and fmt.can_read:
-            return True
-        return p.is_dir() and any(f.folder for f in FORMATS.values()) and _folder_ok(p)
-
-
-def _folder_ok(p: Any) -> bool:
-    from .formats import find
-
-    try:
-        find(p)
-        return True
-    except Exception:
-        return False
+        return registry.identify(filename_or_obj) is not None

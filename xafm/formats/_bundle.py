@@ -12,14 +12,16 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.conventions import json_text
 from ..exceptions import CorruptFileError, StackError, XafmWarning
+from ._channels import pick_channel
 
 STATE_BACKUPS_ATTR = "state_backups_json"
 FRAME_PIXEL_SIZE_KEY = "frame_pixel_size_nm"
@@ -35,10 +37,10 @@ class BundleContent:
     provenance_json: str
     state_backups_json: str | None
     pixel_size_nm: float
+    pixel_size_y_nm: float
     channel: str
     units: str
     attrs_json: str
-    record: dict = field(default_factory=dict)
 
 
 def written_parts(da: xr.DataArray, raw: bool) -> tuple[xr.DataArray, dict[str, xr.DataArray], dict[str, xr.DataArray]]:
@@ -55,8 +57,9 @@ def written_parts(da: xr.DataArray, raw: bool) -> tuple[xr.DataArray, dict[str, 
     return layers["raw"], {}, {}
 
 
-def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike | str) -> BundleContent:
-    """Everything a bundle writer writes, with the export record already in the provenance."""
+def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike[str] | str) -> BundleContent:
+    """Everything a bundle writer writes, with the export record already in the provenance
+    (in the file's, never in ``da``'s)."""
     da = model.check_stack(da, f"to_{fmt}")
     dy, dx = model.pixel_size_nm(da)
     data, layers, masks = written_parts(da, raw)
@@ -67,27 +70,25 @@ def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike |
     recs = provenance.records(da) + [record]
     extra = model.user_attrs(da)
     state_backups = extra.pop(STATE_BACKUPS_ATTR, None)
-    attrs_json = json.dumps(
-        provenance.jsonable({"units": da.attrs.get("units", ""), "pixel_size_y_nm": dy, "attrs": extra}),
-        ensure_ascii=False,
-    )
+    attrs_json = json_text({"units": da.attrs.get("units", ""), "pixel_size_y_nm": dy, "attrs": extra})
     return BundleContent(
         data=data,
-        layers={model.encode_name(k): v for k, v in layers.items()},
-        masks={model.encode_name(k): v for k, v in masks.items()},
+        layers={conventions.encode_name(k): v for k, v in layers.items()},
+        masks={conventions.encode_name(k): v for k, v in masks.items()},
         times=model.times_s(da),
-        frame_metadata_json=json.dumps(provenance.jsonable(fm), ensure_ascii=False),
+        frame_metadata_json=json_text(fm),
         provenance_json=json.dumps(provenance.to_playnano(da, recs), ensure_ascii=False),
         state_backups_json=str(state_backups) if state_backups else None,
         pixel_size_nm=dx,
+        pixel_size_y_nm=dy,
         channel=model.channel_of(da),
         units=str(da.attrs.get("units", "")),
         attrs_json=attrs_json,
-        record=record,
     )
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """A string member or attr as text (bytes decoded, 1-element arrays unwrapped)."""
     if value is None:
         return None
     if isinstance(value, np.ndarray):
@@ -106,34 +107,11 @@ def _json(path: str, what: str, text: str | None, default: Any) -> Any:
         raise CorruptFileError(path, f"{what} is not valid JSON: {exc}") from None
 
 
-def safe_channel(name: str) -> str:
-    """A channel name from a file, made into a valid netCDF name if it is not one."""
-    try:
-        return model.check_netcdf_name(name, "channel")
-    except StackError:
-        cleaned = "".join(c if (c.isalnum() or c in "-_. ") else "_" for c in str(name)).strip() or "channel"
-        return cleaned if cleaned[0].isalnum() or cleaned[0] == "_" else "c" + cleaned
-
-
-def times_or_index(path: str, times: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Recorded frame times if usable; else the frame index, plus the recorded values."""
-    try:
-        return model.check_times(times, n), None
-    except StackError as exc:
-        warnings.warn(f"{path}: frame times unusable ({exc}); using the frame index instead", XafmWarning, stacklevel=3)
-        try:
-            recorded = np.asarray(times, dtype=np.float64)
-        except (TypeError, ValueError):
-            recorded = None
-        if recorded is not None and recorded.shape != (n,):
-            recorded = None
-        return np.arange(n, dtype=np.float64), recorded
-
-
 def assemble_bundle(
     path: str,
     fmt: str,
     *,
+    channel_asked: str | None,
     data: Any,
     layers: dict[str, Any],
     masks: dict[str, Any],
@@ -146,12 +124,16 @@ def assemble_bundle(
     attrs_json: Any,
     reader: str,
 ) -> xr.Dataset:
-    """The stack behind a bundle; ``data``, ``layers`` and ``masks`` may be lazy arrays."""
+    """The stack behind a bundle; ``data``, ``layers`` and ``masks`` may be lazy arrays.
+
+    ``channel_asked`` is the reader's ``channel=`` option: a bundle holds one channel, and
+    asking for another is a ``ChannelError``.
+    """
     shape = tuple(data.shape)
     if len(shape) != 3:
         raise CorruptFileError(path, f"'data' must be 3-D (time, y, x), found shape {shape}")
     n = shape[0]
-    fm = _json(path, "frame_metadata_json", _text(frame_metadata_json), [])
+    fm = _json(path, "frame_metadata_json", text(frame_metadata_json), [])
     if isinstance(fm, dict):
         fm = [fm]
     if not isinstance(fm, list) or not all(isinstance(x, dict) for x in fm):
@@ -159,8 +141,8 @@ def assemble_bundle(
     if len(fm) not in (0, n):
         warnings.warn(f"{path}: frame_metadata_json has {len(fm)} entries for {n} frames; ignored", XafmWarning, stacklevel=2)
         fm = []
-    recs, acquisition = provenance.from_playnano(_json(path, "provenance_json", _text(provenance_json), {}))
-    extra = _json(path, "xafm_attrs_json", _text(attrs_json), {})
+    recs, acquisition = provenance.from_playnano(_json(path, "provenance_json", text(provenance_json), {}))
+    extra = _json(path, "xafm_attrs_json", text(attrs_json), {})
     extra = extra if isinstance(extra, dict) else {}
     try:
         px = float(np.asarray(pixel_size_nm).item())
@@ -172,17 +154,17 @@ def assemble_bundle(
     py = float(py) if isinstance(py, (int, float)) and py > 0 else px
     if timestamps is None:
         timestamps = [f.get("timestamp") for f in fm] if fm else None
-    times, recorded = (model.check_times(np.arange(n, dtype=float), n), None) if timestamps is None else times_or_index(path, timestamps, n)
+    times, recorded = (model.check_times(np.arange(n, dtype=float), n), None) if timestamps is None else model.times_or_index(path, timestamps, n)
     if fm and all(isinstance(f.get(FRAME_PIXEL_SIZE_KEY), (int, float)) and math.isclose(f[FRAME_PIXEL_SIZE_KEY], px, rel_tol=1e-6) for f in fm):
         fm = [{k: v for k, v in f.items() if k != FRAME_PIXEL_SIZE_KEY} for f in fm]
     if recorded is not None:
         fm = [dict(f, timestamp_recorded=float(t)) for f, t in zip(fm or [{} for _ in range(n)], recorded)]
     fm = [{k: v for k, v in f.items() if k != "timestamp"} for f in fm] if fm else None
 
-    attrs: dict[str, Any] = model.attrs_from_json(extra.get("attrs"))
+    attrs: dict[str, Any] = conventions.attrs_from_json(extra.get("attrs"))
     if acquisition:
-        attrs.setdefault(model.ACQUISITION_ATTR, json.dumps(provenance.jsonable(acquisition), ensure_ascii=False))
-    sb = _text(state_backups_json)
+        attrs.setdefault(conventions.ACQUISITION_ATTR, json_text(acquisition))
+    sb = text(state_backups_json)
     if sb and sb.strip() not in ("{}", "null"):
         attrs[STATE_BACKUPS_ATTR] = sb
 
@@ -196,16 +178,19 @@ def assemble_bundle(
                     stacklevel=3,
                 )
                 continue
-            out[model.decode_name(name)] = arr
+            out[conventions.decode_name(name)] = arr
         return out
 
     recs.append(provenance.make_record("read", path=path, format=fmt, reader=reader))
     units = extra.get("units")
+    name = conventions.safe_channel(text(channel) or "height")
+    if channel_asked is not None:
+        pick_channel(path, {name: name}, channel_asked)
     return model.assemble(
         data,
         pixel_size_nm=(py, px),
         times=times,
-        channel=safe_channel(_text(channel) or "height"),
+        channel=name,
         units=str(units) if isinstance(units, str) else "nm",
         frame_metadata=fm,
         masks=same_shape("mask", masks),

@@ -11,7 +11,6 @@ that are read, like the data, only when asked for. See ``docs/formats.md``.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import struct
@@ -22,12 +21,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray, RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
-from ._lazy import LazyArray, RawFramesArray
 
 NAME = "asd"
-SUFFIXES = (".asd",)
 
 #: Channel code in the file -> (xafm channel name, units of the converted values).
 CHANNELS = {"TP": ("topography", "nm"), "ER": ("error", "nm"), "PH": ("phase", "deg")}
@@ -352,7 +351,17 @@ class _FrameHeaderField(LazyArray):
 ON_TRUNCATED = ("raise", "warn")
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, on_truncated: str = "raise", **kwargs: Any) -> xr.Dataset:
+def identify(probe: Probe) -> bool:
+    """A file version (0, 1 or 2) and a known channel-1 data kind where that version keeps it."""
+    head = probe.head
+    if len(head) < 32:
+        return False
+    version = int.from_bytes(head[:4], "little", signed=True)
+    code = head[4:6] if version == 0 else head[24:28] if version in (1, 2) else b""
+    return _code(code) in CHANNELS
+
+
+def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncated: str = "raise") -> xr.Dataset:
     """The video as a lazy one-variable Dataset (values in nm, V-derived units or degrees).
 
     Parameters
@@ -365,9 +374,6 @@ def read(path: str | os.PathLike, *, channel: str | None = None, on_truncated: s
         ``CorruptFileError``. ``"warn"``: read the complete frames and warn with a
         ``TruncatedFileWarning`` saying how many were lost.
     """
-    if kwargs:
-        unknown = ", ".join(sorted(kwargs))
-        raise FormatError(f"the .asd reader takes channel= and on_truncated=; unknown option(s): {unknown}")
     if on_truncated not in ON_TRUNCATED:
         raise FormatError(f"on_truncated must be one of {ON_TRUNCATED}, got {on_truncated!r}")
     path = os.fspath(path)
@@ -438,7 +444,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, on_truncated: s
         "notes": h.notes,
         "header": {k: v for k, v in f.items() if k not in ("user_name", "comment")},
     }
-    attrs = {model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)}
+    attrs = {conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)}
     record = provenance.make_record(
         "read", path=path, format=NAME, reader=__name__, channel=name, channel_code=code,
         file_version=h.version, on_truncated=on_truncated, frames_read=n_read, frames_promised=n,
@@ -475,3 +481,14 @@ def _scan_direction(code: Any) -> str | None:
     if not names or code & ~sum(SCAN_DIRECTIONS):
         return None
     return "+".join(names)
+
+
+FORMAT = Format(
+    name=NAME,
+    description="RIBM / Kanazawa high-speed AFM video",
+    suffixes=(".asd",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -19,53 +19,66 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
-from ..exceptions import CorruptFileError, XafmError, XafmWarning
-from ._lazy import LazyArray, outer_index
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray, outer_index
+from ..exceptions import CorruptFileError, XafmWarning
 
 NAME = "folder"
-SUFFIXES: tuple[str, ...] = ()
 #: Formats whose files are single frames of a video when several share a folder.
 FRAME_FORMATS = ("jpk", "nanoscope")
 
 
-def _natural_key(p: Path) -> list:
+def _natural_key(p: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
-def frame_files(folder: str | os.PathLike) -> tuple[str, list[Path]]:
-    """The frame files in ``folder`` and their format; refuses folders that mix formats."""
-    from . import FORMATS, _suffix_match
+def _frame_format(name: str) -> Format:
+    from .. import registry
 
-    folder = Path(folder)
+    return registry.get(name)
+
+
+def _files_by_format(folder: Path) -> dict[str, list[Path]]:
+    from .. import registry
+
     found: dict[str, list[Path]] = {}
     for p in folder.iterdir():
         if p.is_file() and not p.name.startswith("."):
-            fmt = _suffix_match(p)
+            fmt = next(iter(registry.named(p)), None)
             if fmt is not None and fmt.name in FRAME_FORMATS:
                 found.setdefault(fmt.name, []).append(p)
+    return found
+
+
+def frame_files(folder: str | os.PathLike[str]) -> tuple[str, list[Path]]:
+    """The frame files in ``folder`` and their format; refuses folders that mix formats."""
+    folder = Path(folder)
+    found = _files_by_format(folder)
     if not found:
-        kinds = ", ".join(s for n in FRAME_FORMATS for s in FORMATS[n].suffixes)
+        kinds = ", ".join(s for n in FRAME_FORMATS for s in _frame_format(n).suffixes)
         raise CorruptFileError(folder, f"no frame files ({kinds}, .00N) in this folder")
     if len(found) > 1:
         raise CorruptFileError(folder, f"the folder mixes frame formats ({', '.join(sorted(found))}); keep one video per folder")
-    (name, files), = found.items()
+    ((name, files),) = found.items()
     return name, sorted(files, key=_natural_key)
 
 
-def can_open(path: str | os.PathLike) -> bool:
-    try:
-        frame_files(path)
-        return True
-    except (XafmError, OSError):
+def identify(probe: Probe) -> bool:
+    """A folder whose frame files are of one format, the first confirmed by its content."""
+    found = _files_by_format(Path(probe.path))
+    if len(found) != 1:
         return False
+    ((name, files),) = found.items()
+    check = _frame_format(name).identify
+    return check is not None and check(Probe(min(files, key=_natural_key)))
 
 
-def channels(path: str | os.PathLike) -> list[str]:
-    from . import FORMATS
-
+def channels(path: str | os.PathLike[str]) -> list[str]:
     name, files = frame_files(path)
-    return list(FORMATS[name].load().channels(str(files[0])))
+    fmt = _frame_format(name)
+    assert fmt.channels is not None
+    return list(fmt.channels(str(files[0])))
 
 
 class FolderFramesArray(LazyArray):
@@ -76,14 +89,13 @@ class FolderFramesArray(LazyArray):
         self.shape = (len(paths),) + tuple(frame_shape)
         self.dtype = np.dtype(dtype)
 
-    def _read(self, key: tuple) -> np.ndarray:
-        from . import FORMATS
-
-        mod = FORMATS[self.fmt].load()
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        read = _frame_format(self.fmt).read
+        assert read is not None
         idx = np.arange(self.shape[0])[key[0]]
         frames = []
         for i in np.atleast_1d(idx):
-            ds = mod.read(self.paths[int(i)], channel=self.channel)
+            ds = read(self.paths[int(i)], channel=self.channel)
             values = np.asarray(next(iter(ds.data_vars.values())).values)
             if values.shape[1:] != self.shape[1:]:
                 raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
@@ -93,17 +105,17 @@ class FolderFramesArray(LazyArray):
         return out[0] if np.ndim(idx) == 0 else out
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
-    from . import FORMATS
-
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """The folder's frame files as one lazy video, in acquisition order."""
     folder = os.fspath(path)
     fmt, files = frame_files(folder)
-    mod = FORMATS[fmt].load()
+    frame_read = _frame_format(fmt).read
+    assert frame_read is not None
     infos = []
     for p in files:
-        ds = mod.read(str(p), channel=channel)
+        ds = frame_read(str(p), channel=channel)
         var = next(iter(ds.data_vars.values()))
-        if var.dims != model.DIMS or var.sizes["time"] != 1:
+        if var.dims != conventions.DIMS or var.sizes["time"] != 1:
             raise CorruptFileError(p, f"expected one frame, found dims {dict(var.sizes)}")
         infos.append((p, ds, var))
     _, ds0, var0 = infos[0]
@@ -142,3 +154,14 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         attrs=attrs,
         provenance=recs,
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="folder of single-frame files (.jpk, .spm, .00N)",
+    folder=True,
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -11,7 +11,6 @@ walked by :func:`check_structure` (bounded, allocation-free) before gwyfile pars
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,17 +21,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import InMemoryArray
 from ..exceptions import ChannelError, CorruptFileError, XafmWarning
-from . import _bundle
-from ._lazy import InMemoryArray
 from ._units import length_unit_nm
 
 _FIXED = {"b": 1, "c": 1, "i": 4, "q": 8, "d": 8}
 _ARRAY_ITEM = {"C": 1, "I": 4, "Q": 8, "D": 8}
 
 NAME = "gwy"
-SUFFIXES = (".gwy",)
 MAGIC = b"GWYP"
 MAX_DEPTH = 64
 
@@ -147,7 +145,12 @@ def _fields(path: str, obj: Any) -> list[dict[str, Any]]:
     return out
 
 
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """Gwyddion's magic: ``GWYP`` (or ``GWYO``, Gwyddion 1, which the reader refuses by name)."""
+    return probe.head[:4] in (MAGIC, b"GWYO")
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     return [f["title"] for f in _fields(path, _load(path))]
 
@@ -190,7 +193,8 @@ def _values(path: str, field: Any, title: str) -> np.ndarray:
     return data.reshape(int(yres), int(xres))
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """One data field (channel) of the file, read whole: gwyfile parses the file at once."""
     path = os.fspath(path)
     obj = _load(path)
     fields = _fields(path, obj)
@@ -252,9 +256,20 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         InMemoryArray(path, out[None]),
         pixel_size_nm=(dy, dx),
         times=[0.0],
-        channel=_bundle.safe_channel(title),
+        channel=conventions.safe_channel(title),
         units="nm" if zfactor is not None else unit_z,
         masks=masks,
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=title)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Gwyddion",
+    suffixes=(".gwy",),
+    lazy=False,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -17,14 +17,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import chunks, conventions
+from ..core.blocks import iter_blocks
+from ..core.contract import Format, Probe
+from ..core.output import atomic_output
 from ..exceptions import CorruptFileError, FormatError
 from . import _bundle
-from ._lazy import HDF5_LOCK, H5DatasetArray
-from ._output import atomic_output, iter_blocks
+from ._hdf5 import HDF5_LOCK, H5DatasetArray, identify_with, stored_chunks
 
 NAME = "h5"
-SUFFIXES = (".h5", ".hdf5")
+#: Members every bundle holds (playNano's and xafm's alike).
+REQUIRED = ("data", "frame_metadata_json", "provenance_json")
 COMPRESSIONS = (None, "gzip", "lzf")
 _CHUNK_BYTES = 2**20
 
@@ -71,14 +74,13 @@ def write(
         raise FormatError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     path = Path(path)
     content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
-    dy = model.pixel_size_nm(da)[0]
     n_t, n_y, n_x = content.data.shape
     with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
         scales = []
         for dim, values, units in (
-            (model.TIME, content.times, "s"),
-            (model.Y, np.arange(n_y) * dy, "nm"),
-            (model.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
+            (conventions.TIME, content.times, "s"),
+            (conventions.Y, np.arange(n_y) * content.pixel_size_y_nm, "nm"),
+            (conventions.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
         ):
             s = f.create_dataset(dim, data=np.asarray(values, dtype=np.float64))
             s.make_scale(dim)
@@ -101,7 +103,6 @@ def write(
         f.attrs["pixel_size_nm"] = float(content.pixel_size_nm)
         f.attrs["channel"] = content.channel
         f.attrs["xafm_attrs_json"] = content.attrs_json
-    provenance.record_in_place(da, content.record)
     return path
 
 
@@ -114,7 +115,23 @@ def _read_text(f: Any, name: str) -> Any:
     return obj[()]
 
 
-def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
+def identify(probe: Probe) -> bool:
+    """An HDF5 file with the bundle's ``/data`` and JSON members (not any netCDF-4 file)."""
+    return identify_with(probe, lambda f: all(k in f for k in REQUIRED))
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
+    import h5py
+
+    with HDF5_LOCK, h5py.File(path, "r") as f:
+        return [conventions.safe_channel(_bundle.text(f.attrs.get("channel")) or "height")]
+
+
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """The bundle as the stack it was written from (lazy).
+
+    ``channel`` may name the bundle's one channel (anything else is a ``ChannelError``).
+    """
     import h5py
 
     path = os.fspath(path)
@@ -129,6 +146,7 @@ def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
                 if key not in f:
                     raise CorruptFileError(path, f"/{key} is missing: not a complete AFM bundle")
             data = H5DatasetArray(path, "data", shape=d.shape, dtype=d.dtype)
+            stored = stored_chunks(d, conventions.DIMS)
             groups: dict[str, dict[str, Any]] = {"processed": {}, "masks": {}}
             for group, dtype in (("processed", None), ("masks", bool)):
                 if group in f and isinstance(f[group], h5py.Group):
@@ -150,9 +168,10 @@ def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
         if isinstance(exc, CorruptFileError):
             raise
         raise CorruptFileError(path, f"cannot read as HDF5: {exc}") from exc
-    return _bundle.assemble_bundle(
+    ds = _bundle.assemble_bundle(
         path,
         NAME,
+        channel_asked=channel,
         data=data,
         layers=groups["processed"],
         masks=groups["masks"],
@@ -165,3 +184,18 @@ def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
         attrs_json=attrs_json,
         reader=__name__,
     )
+    if stored:
+        chunks.declare_stored(next(iter(ds.data_vars.values())).variable, stored)
+    return ds
+
+
+FORMAT = Format(
+    name=NAME,
+    description="HDF5 bundle (playNano layout, netCDF-4 readable)",
+    suffixes=(".h5", ".hdf5"),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+    write=write,
+)

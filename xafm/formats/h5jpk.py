@@ -9,26 +9,24 @@ is the top of the scan; frame times are the file's recorded ``meta-data/start-ti
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
-from ..exceptions import CorruptFileError, StackError, XafmError, XafmWarning
-from . import _bundle
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray, bounding_box, outer_index
+from ..exceptions import CorruptFileError, StackError, XafmWarning, reading
 from ._channels import pick_channel
-from ._lazy import HDF5_LOCK, LazyArray, bounding_box, outer_index
+from ._hdf5 import HDF5_LOCK, identify_with
 
 NAME = "h5-jpk"
-SUFFIXES = (".h5-jpk",)
 
 #: Channel asked for by ``channel=None``, then the fallbacks, in order.
 DEFAULT_CHANNELS = ("height_trace", "height_retrace", "measuredHeight_trace", "measuredHeight_retrace")
@@ -107,7 +105,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "SO":
             return [_plain(v) for v in value.ravel()[:100]]
-        return provenance.jsonable(value.ravel()[:100])
+        return conventions.jsonable(value.ravel()[:100])
     if isinstance(value, np.generic):
         return value.item()
     if hasattr(value, "typecode") or type(value).__name__ == "Reference":
@@ -156,15 +154,13 @@ def _open(path: str):
         raise CorruptFileError(path, f"cannot read as HDF5 (.h5-jpk): {exc}") from None
 
 
-@contextlib.contextmanager
-def _damage(path: str) -> Iterator[None]:
-    """Turn h5py's errors on a damaged structure into one clear ``CorruptFileError``."""
-    try:
-        yield
-    except XafmError:
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise CorruptFileError(path, f"damaged HDF5 structure: {type(exc).__name__}: {exc}") from exc
+def _is_measurement(f: Any) -> bool:
+    return any(str(k).startswith("Measurement_") for k in f.keys())
+
+
+def identify(probe: Probe) -> bool:
+    """HDF5 with JPK's ``file-format-info`` ("JPK SCAN") or a ``Measurement_*`` group."""
+    return identify_with(probe, lambda f: "JPK" in (_text(f.attrs.get("file-format-info")) or "") or _is_measurement(f))
 
 
 def _measurement(f: Any, path: str) -> Any:
@@ -292,7 +288,7 @@ def _check_storage(ds: Any, n_frames: int, path: str) -> None:
 
 def channels(path: str | os.PathLike) -> list[str]:
     path = os.fspath(path)
-    with HDF5_LOCK, _damage(path), _open(path) as f:
+    with HDF5_LOCK, reading(path, "reading the HDF5 structure"), _open(path) as f:
         return list(layout(f, path).channels)
 
 
@@ -416,18 +412,18 @@ def _acquisition(f: Any, meas: Any, lay: Layout, chan: Channel, times_source: st
         "scaling_unit": chan.unit,
     }
     summary["header"] = {str(k): _plain(v) for k, v in attrs.items()}
-    return provenance.jsonable(summary)
+    return conventions.jsonable(summary)
 
 
 # --------------------------------------------------------------------------------------
 # the reader
 # --------------------------------------------------------------------------------------
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open a ``.h5-jpk`` video lazily; only metadata and per-frame times are read here."""
     import h5py
 
     path = os.fspath(path)
-    with HDF5_LOCK, _damage(path), _open(path) as f:
+    with HDF5_LOCK, reading(path, "reading the HDF5 structure"), _open(path) as f:
         lay = layout(f, path)
         chan = _select(lay, channel, path)
         meas = f[lay.measurement]
@@ -481,9 +477,20 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         data,
         pixel_size_nm=(dy, dx) if not math.isclose(dy, dx, rel_tol=1e-12) else dx,
         times=times,
-        channel=_bundle.safe_channel(chan.name),
+        channel=conventions.safe_channel(chan.name),
         units="nm" if to_nm else chan.unit,
         frame_metadata=frame_metadata,
-        attrs={model.ACQUISITION_ATTR: json.dumps(acquisition, ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: json.dumps(acquisition, ensure_ascii=False)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=chan.name)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="JPK / Bruker NanoWizard high-speed video",
+    suffixes=(".h5-jpk",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -10,7 +10,6 @@ igor2 is LGPL-3.0, so it is imported only inside the functions that parse a file
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
@@ -19,14 +18,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError
-from . import _bundle
-from ._lazy import RawFramesArray
 from ._units import length_unit_nm
 
 NAME = "ibw"
-SUFFIXES = (".ibw",)
 
 BIN_HEADER5 = "hhiiii4i4iiii"  # 64 bytes; the byte order is prefixed at use
 WAVE_HEADER5_SIZE = 320
@@ -216,7 +214,23 @@ def _describe(path: str) -> dict[str, Any]:
     }
 
 
-def channels(path: str | os.PathLike) -> list[str]:
+#: Bytes the header checksum covers, by file version (binary header plus wave header; the
+#: 126-byte WaveHeader2 of versions 1-3 includes its first 16 data bytes, Igor's TN003).
+CHECKSUMMED = {1: 8 + 126, 2: 16 + 126, 3: 20 + 126, 5: HEADERS_SIZE}
+
+
+def identify(probe: Probe) -> bool:
+    """An Igor binary wave: a known version (1, 2, 3 or 5) in either byte order, and
+    headers whose 16-bit words add up to zero, as Igor's checksum makes them."""
+    head = probe.head
+    if len(head) < 2:
+        return False
+    bo = "<" if head[0] != 0 else ">"
+    n = CHECKSUMMED.get(struct.unpack(bo + "h", head[:2])[0])
+    return n is not None and len(head) >= n and not int(np.frombuffer(head[:n], dtype=bo + "u2").sum()) & 0xFFFF
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     return list(_describe(os.fspath(path))["names"])
 
 
@@ -246,7 +260,8 @@ def _pixel_size(path: str, info: dict[str, Any]) -> tuple[tuple[float, float], s
     return (out[0], out[1]), "wave scaling sfA"
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """One channel of an Asylum image wave, lazily (igor2 checks the file, the data are memory-mapped)."""
     path = os.fspath(path)
     info = _describe(path)
     names = info["names"]
@@ -303,10 +318,10 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         data,
         pixel_size_nm=pixel,
         times=[0.0],
-        channel=_bundle.safe_channel(channel),
+        channel=conventions.safe_channel(channel),
         units=out_units,
         frame_metadata=[fm],
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)],
     )
 
@@ -321,3 +336,14 @@ def _igor_date(seconds: int) -> str | None:
         return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(seconds) - _IGOR_EPOCH_TO_UNIX_S)).isoformat()
     except (OverflowError, ValueError):
         return None
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Asylum Research / Igor binary wave",
+    suffixes=(".ibw",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -8,27 +8,24 @@ a one-frame stack whose ``start_epoch_ms`` lets a folder reader order frames.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
-from ..exceptions import CorruptFileError, XafmError
-from . import _bundle
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray, outer_index
+from ..exceptions import CorruptFileError, passes_through, reading
 from ._channels import pick_channel
-from ._lazy import LazyArray, outer_index
 
 NAME = "jpk"
-SUFFIXES = (".jpk", ".jpk-qi-image")
 
 DEFAULT_CHANNELS = ("height_trace", "height_retrace", "measuredHeight_trace", "measuredHeight_retrace")
 MAX_SIDE = 1 << 15
@@ -275,20 +272,19 @@ def _open(path: str):
     try:
         return tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises several types on damaged headers
+        if passes_through(exc):
+            raise
         raise CorruptFileError(path, f"cannot read as TIFF (.jpk): {type(exc).__name__}: {exc}") from None
 
 
-@contextlib.contextmanager
-def _damage(path: str) -> Iterator[None]:
-    """Turn tifffile's errors on damaged tags or pages into one clear ``CorruptFileError``."""
-    try:
-        yield
-    except XafmError:
-        raise
-    except MemoryError as exc:
-        raise CorruptFileError(path, "damaged TIFF structure: implausible size") from exc
-    except Exception as exc:  # tifffile raises TiffFileError, struct.error, IndexError, ...
-        raise CorruptFileError(path, f"damaged TIFF structure: {type(exc).__name__}: {exc}") from exc
+def identify(probe: Probe) -> bool:
+    """A TIFF whose first page carries JPK's grid tag (32834)."""
+    if not probe.head.startswith((b"MM\x00*", b"II*\x00", b"MM\x00+", b"II+\x00")):
+        return False
+    import tifffile
+
+    with tifffile.TiffFile(probe.path) as tif:
+        return tif.pages.first.tags.get(TAG_GRID_ULENGTH) is not None
 
 
 def layout(tif: Any, path: str) -> Layout:
@@ -329,7 +325,7 @@ def layout(tif: Any, path: str) -> Layout:
 
 def channels(path: str | os.PathLike) -> list[str]:
     path = os.fspath(path)
-    with _damage(path), _open(path) as tif:
+    with reading(path, "reading the TIFF structure"), _open(path) as tif:
         return list(layout(tif, path).channels)
 
 
@@ -373,10 +369,10 @@ class JPKPageArray(LazyArray):
 # --------------------------------------------------------------------------------------
 # the reader
 # --------------------------------------------------------------------------------------
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open a ``.jpk`` / ``.jpk-qi-image`` as a lazy one-frame stack."""
     path = os.fspath(path)
-    with _damage(path), _open(path) as tif:
+    with reading(path, "reading the TIFF structure"), _open(path) as tif:
         lay = layout(tif, path)
         chan = _select(lay, channel, path)
         page = tif.pages[chan.page]
@@ -405,7 +401,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     reflect = str(tags["grid_reflect"]).lower() in ("1", "true")
     to_nm = chan.unit == "m"
     scale = 1e9 if to_nm else 1.0
-    acquisition = provenance.jsonable({
+    acquisition = conventions.jsonable({
         "format": "JPK image (TIFF)",
         **{k: v for k, v in tags.items() if v is not None},
         "start_time_zone": zone_note,
@@ -422,9 +418,20 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         data,
         pixel_size_nm=(dy, dx) if not math.isclose(dy, dx, rel_tol=1e-12) else dx,
         times=[0.0],
-        channel=_bundle.safe_channel(chan.name),
+        channel=conventions.safe_channel(chan.name),
         units="nm" if to_nm else chan.unit,
         frame_metadata=[frame],
-        attrs={model.ACQUISITION_ATTR: json.dumps(acquisition, ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: json.dumps(acquisition, ensure_ascii=False)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=chan.name)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="JPK single image (TIFF with JPK tags)",
+    suffixes=(".jpk", ".jpk-qi-image"),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -14,7 +14,6 @@ See docs/formats.md.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import re
@@ -24,14 +23,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError
-from . import _bundle
-from ._lazy import RawFramesArray
 from ._text import read_until
 
 NAME = "nanoscope"
-SUFFIXES = (".spm",)
 MAGIC = b"\\*File list"
 END = b"\\*File list end"
 #: Real headers are 8-80 kB; a file whose header does not end within this is refused.
@@ -126,7 +124,7 @@ def _layers(header: Header) -> list[Layer]:
         group = key[1 : key.index(":")]
         m = re.match(r'^\s*S\s*\[([^\]]*)\]\s*"([^"]*)"', sec.values[key])
         base = (m.group(2) or m.group(1)) if m else sec.values[key].strip()
-        base = _bundle.safe_channel(base or "channel")
+        base = conventions.safe_channel(base or "channel")
         name = base
         if name in taken:
             retrace = (sec.get("Line direction") or "").lower() == "retrace"
@@ -247,7 +245,12 @@ def _scaling(path: str, header: Header, layer: Layer, bpp: int) -> tuple[float, 
 # --------------------------------------------------------------------------------------
 # public
 # --------------------------------------------------------------------------------------
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """The header's first line, ``\\*File list``."""
+    return probe.head.startswith(MAGIC)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     return [layer.name for layer in _layers(_parse_header(path))]
 
@@ -266,7 +269,7 @@ def _pick(path: str, layers: list[Layer], channel: str | None) -> Layer:
     raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open one image channel lazily: only the header is read here."""
     path = os.fspath(path)
     header = _parse_header(path)
@@ -345,6 +348,18 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         channel=layer.name,
         units=unit,
         frame_metadata=[fm],
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=layer.name)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Bruker Nanoscope image",
+    suffixes=(".spm",),
+    patterns=(r"\.\d{3}$",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -10,7 +10,6 @@ See docs/formats.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import warnings
@@ -19,13 +18,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import DimView, InMemoryArray, LazyArray, outer_index
 from ..exceptions import ChannelError, CorruptFileError, XafmWarning
-from . import _bundle
-from ._lazy import DimView, InMemoryArray, LazyArray, outer_index
 
 NAME = "nd2"
-SUFFIXES = (".nd2",)
+#: The first four bytes of an ND2 file: the current chunk format, or the JPEG 2000 box of
+#: legacy files (the ``nd2`` package's own check, without importing it).
+MAGIC = (b"\xda\xce\xbe\n", b"\x00\x00\x00\x0c")
 #: xafm names of nd2's axis letters.
 AXIS_NAMES = {"T": "time", "P": "position", "Z": "z", "C": "channel", "S": "sample", "Y": "y", "X": "x", "U": "loop"}
 FRAME_AXES = ("C", "S", "Y", "X")
@@ -187,7 +188,7 @@ def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...])
     if stamps is None or not all(math.isfinite(s) for s in stamps):
         return np.arange(n_t, dtype=np.float64), None, None
     recorded = np.asarray(stamps, dtype=np.float64)
-    times, _ = _bundle.times_or_index(path, recorded - recorded[0], n_t)
+    times, _ = model.times_or_index(path, recorded - recorded[0], n_t)
     return times, recorded, start_ms
 
 
@@ -224,7 +225,12 @@ def _binary_masks(path: str, f: Any, loop_shape: tuple[int, ...], ny: int, nx: i
     return out
 
 
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """ND2's magic number (current chunk format, or legacy JPEG 2000)."""
+    return probe.head[:4] in MAGIC
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     with _open(path) as f:
         return _describe_names(f)
@@ -246,7 +252,8 @@ def _describe_names(f: Any) -> list[str]:
     return names
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """The file as a lazy stack; channels, z and positions it holds beyond one image are kept as dims."""
     path = os.fspath(path)
     info = _describe(path)
     names = info["names"]
@@ -290,7 +297,7 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         pos = info["positions"]
         coords["position"] = xr.Variable(("position",), np.array(pos) if pos else np.arange(sizes["position"]))
     for d in out_dims:
-        if d not in coords and d not in model.DIMS:
+        if d not in coords and d not in conventions.DIMS:
             coords[d] = xr.Variable((d,), np.arange(sizes[d]))
     times, recorded, start_ms = info["times"], info["recorded"], info["start_ms"]
     fm = None
@@ -304,18 +311,29 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     for mname, arr in info["masks"].items():
         view = DimView(InMemoryArray(path, arr), tuple(loop_dims + ["y", "x"]), mask_dims, {})
         masks[mname] = (mask_dims, view)
-    name = model.MULTI_CHANNEL_NAME if "channel" in out_dims else _bundle.safe_channel(channel if channel is not None else names[0])
+    name = conventions.MULTI_CHANNEL_NAME if "channel" in out_dims else conventions.safe_channel(channel if channel is not None else names[0])
     recs = [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)]
-    return model.assemble_dims(
+    return model.assemble(
         data,
-        tuple(out_dims),
-        name=name,
+        dims=tuple(out_dims),
+        channel=name,
         units="",
         pixel_size_nm=(dy, dx),
         times=times,
         coords=coords,
         frame_metadata=fm,
         masks=masks,
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(info["acquisition"]), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(info["acquisition"])},
         provenance=recs,
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Nikon NIS-Elements ND2",
+    suffixes=(".nd2",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

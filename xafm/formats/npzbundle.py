@@ -22,14 +22,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import provenance
+from ..core import conventions
+from ..core.blocks import iter_blocks
+from ..core.contract import Format, Probe
+from ..core.lazy import InMemoryArray, LazyArray, RawFramesArray, outer_index
+from ..core.output import atomic_output
 from ..exceptions import CorruptFileError, UnsafeFileError
 from . import _bundle
-from ._lazy import InMemoryArray, LazyArray, RawFramesArray, outer_index
-from ._output import atomic_output, iter_blocks
 
 NAME = "npz"
-SUFFIXES = (".npz",)
+#: Members every bundle holds (playNano's and xafm's alike).
+REQUIRED = ("data", "pixel_size_nm", "channel", "frame_metadata_json", "provenance_json")
 LAYER_KEY = "processed__"
 MASK_KEY = "masks__"
 #: Largest string member (bytes) read into memory.
@@ -78,7 +81,6 @@ def write(
         _write_member(zf, "pixel_size_nm", np.array(content.pixel_size_nm, dtype=np.float64))
         _write_member(zf, "channel", np.array(content.channel))
         _write_member(zf, "xafm_attrs_json", np.array(content.attrs_json))
-    provenance.record_in_place(da, content.record)
     return path
 
 
@@ -204,12 +206,36 @@ def _array_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, fh: Any
     return RawFramesArray(path, offset=offset, n_frames=shape[0], frame_shape=shape[1:], raw_dtype=dtype)
 
 
-def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
+def _members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    return {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+
+
+def identify(probe: Probe) -> bool:
+    """A zip archive holding the bundle's members (not any ``.npz``)."""
+    if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return False
+    with zipfile.ZipFile(probe.path) as zf:
+        return all(k in _members(zf) for k in REQUIRED)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
+    path = os.fspath(path)
+    with zipfile.ZipFile(path) as zf:
+        infos = _members(zf)
+        value = _read_small(zf, infos["channel"], path) if "channel" in infos else None
+    return [conventions.safe_channel(_bundle.text(value) or "height")]
+
+
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """The bundle as the stack it was written from (lazy; stored members memory-mapped).
+
+    ``channel`` may name the bundle's one channel (anything else is a ``ChannelError``).
+    """
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
-            infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
-            for key in ("data", "pixel_size_nm", "channel", "frame_metadata_json", "provenance_json"):
+            infos = _members(zf)
+            for key in REQUIRED:
                 if key not in infos:
                     raise CorruptFileError(path, f"member {key!r} is missing: not an AFM NPZ bundle")
             data = _array_member(zf, infos["data"], path, fh)
@@ -229,6 +255,7 @@ def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
     return _bundle.assemble_bundle(
         path,
         NAME,
+        channel_asked=channel,
         data=data,
         layers=layers,
         masks=masks,
@@ -242,3 +269,14 @@ def read(path: str | os.PathLike, **_: Any) -> xr.Dataset:
         reader=__name__,
     )
 
+
+FORMAT = Format(
+    name=NAME,
+    description="NumPy NPZ bundle (playNano keys)",
+    suffixes=(".npz",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+    write=write,
+)

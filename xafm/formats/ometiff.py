@@ -28,15 +28,18 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
 from .._version import __version__
+from ..core import conventions, model, provenance
+from ..core.blocks import in_memory_or_frames
+from ..core.contract import Format, Probe
+from ..core.lazy import DimView, LazyArray, RawFramesArray, outer_index
+from ..core.output import atomic_output
 from ..exceptions import ChannelError, CorruptFileError, FormatError, StackError, XafmWarning
 from . import _bundle
-from ._lazy import DimView, LazyArray, RawFramesArray, outer_index
-from ._output import atomic_output, in_memory_or_frames
 
 NAME = "tif"
-SUFFIXES = (".ome.tif", ".ome.tiff")
+#: The first bytes of a classic and of a BigTIFF file, either byte order.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 ANNOTATION_NS = "xafm/stack"
 TAG_PROVENANCE = 65000
@@ -169,8 +172,8 @@ def write(
     series: list[tuple[str, str, xr.DataArray, np.dtype]] = [
         (content.channel, content.channel, content.data, _tiff_dtype(content.data.dtype))
     ]
-    series += [(f"layer:{model.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
-    series += [(f"mask:{model.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
+    series += [(f"layer:{conventions.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
+    series += [(f"mask:{conventions.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
     shape = tuple(content.data.shape)
     # JSON with \\uXXXX escapes: exact names and values survive the ASCII-only XML
     annotation = {
@@ -178,7 +181,7 @@ def write(
         "frame_metadata_json": _ascii_json(content.frame_metadata_json),
         "xafm_attrs_json": _ascii_json(content.attrs_json),
         "channel_json": json.dumps(content.channel),
-        "images_json": json.dumps([["data", content.channel]] + [["layer", model.decode_name(k)] for k in content.layers] + [["mask", model.decode_name(k)] for k in content.masks]),
+        "images_json": json.dumps([["data", content.channel]] + [["layer", conventions.decode_name(k)] for k in content.layers] + [["mask", conventions.decode_name(k)] for k in content.masks]),
     }
     if content.state_backups_json:
         annotation["state_backups_json"] = content.state_backups_json
@@ -186,7 +189,7 @@ def write(
     total = sum(int(np.prod(shape)) * t.itemsize for *_, t in series) + len(xml) + 64 * shape[0] * len(series)
     if bigtiff is None:
         bigtiff = total > BIGTIFF_THRESHOLD
-    layer_names = json.dumps([model.decode_name(k) for k in content.layers], ensure_ascii=False).encode("utf-8")
+    layer_names = json.dumps([conventions.decode_name(k) for k in content.layers], ensure_ascii=False).encode("utf-8")
     extratags = [
         (TAG_PROVENANCE, 7, None, content.provenance_json.encode("utf-8"), True),
         (TAG_LAYERS, 7, None, layer_names, True),
@@ -203,7 +206,6 @@ def write(
                 extratags=extratags if i == 0 else None,
                 software=f"xafm {__version__}",
             )
-    provenance.record_in_place(da, content.record)
     return path
 
 
@@ -321,7 +323,17 @@ class _Reshaped(LazyArray):
         return out.reshape(np.shape(sel) + got.shape[1:])
 
 
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """A TIFF whose first page's description is OME-XML."""
+    if not probe.head.startswith(TIFF_MAGIC):
+        return False
+    import tifffile
+
+    with tifffile.TiffFile(probe.path) as tf:
+        return bool(tf.is_ome)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     info = _describe(path)
     if not _annotation(info["root"]):  # another tool's file: as read_foreign names them
@@ -358,7 +370,7 @@ def struct_error() -> type:
     return struct.error
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, series: int = 0, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None, series: int = 0) -> xr.Dataset:
     """An xafm OME-TIFF as the stack it was written from; any other OME-TIFF with its dims.
 
     ``series`` picks the OME Image of another tool's file (xafm's own files use Image 0).
@@ -433,15 +445,16 @@ def _read_xafm(path: str, info: dict, ann: dict[str, str], full: _Reshaped, time
         src, _ = info["series"][i]
         src = src if src.ndim == 3 else RawOrPages3D(src)
         if kind == "layer":
-            layers[model.encode_name(name)] = src
+            layers[conventions.encode_name(name)] = src
         elif kind == "mask":
             src.dtype = np.dtype(bool)
-            masks[model.encode_name(name)] = src
+            masks[conventions.encode_name(name)] = src
     attrs = json.loads(ann.get("xafm_attrs_json") or "{}")
     attrs["pixel_size_y_nm"] = pixel[0]
     return _bundle.assemble_bundle(
         path,
         NAME,
+        channel_asked=None,  # read() checked it against the OME channel names
         data=data,
         layers=layers,
         masks=masks,
@@ -675,7 +688,7 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
     recorded = None
     if n_t >= 1 and len(deltas) == n_t:
         recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)
-        times, _ = _bundle.times_or_index(path, recorded - recorded[0], n_t)
+        times, _ = model.times_or_index(path, recorded - recorded[0], n_t)
     else:
         inc = _time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit"))
         times = np.arange(n_t, dtype=np.float64) * (inc if inc and np.isfinite(inc) and inc > 0 else 1.0)
@@ -701,7 +714,7 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
             else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
         )
     for d in out_dims:
-        if d not in coords and d not in model.DIMS:
+        if d not in coords and d not in conventions.DIMS:
             coords[d] = xr.Variable((d,), np.arange(sizes[d]))
     acquisition = {
         "format": "OME-TIFF",
@@ -715,22 +728,34 @@ def _read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chan
         "tiff_shape": list(shape),
     }
     if "channel" in out_dims:
-        name = model.MULTI_CHANNEL_NAME
+        name = conventions.MULTI_CHANNEL_NAME
     else:
-        name = _bundle.safe_channel(names[c_index or 0])
+        name = conventions.safe_channel(names[c_index or 0])
     earlier, pn_acquisition = _tag_provenance(path)
     if pn_acquisition:
         acquisition["playnano_acquisition"] = pn_acquisition
     recs = earlier + [provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel, series=int(series))]
-    return model.assemble_dims(
+    return model.assemble(
         data,
-        tuple(out_dims),
-        name=name,
+        dims=tuple(out_dims),
+        channel=name,
         units="",
         pixel_size_nm=(dy, dx),
         times=times,
         coords=coords,
         frame_metadata=frame_metadata,
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=recs,
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="OME-TIFF",
+    suffixes=(".ome.tif", ".ome.tiff"),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+    write=write,
+)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
 from .._version import __version__
 from ..exceptions import (
     ChannelError,
@@ -44,12 +44,14 @@ from ..exceptions import (
     XafmError,
     XafmWarning,
 )
-from . import _bundle, _output
-from ._lazy import LazyArray
-from ._output import _raw_data, atomic_output, is_dask
+from ..core import blocks, chunks as chunking
+from ..core.blocks import is_dask, raw_data
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray
+from ..core.output import atomic_output
+from . import _bundle
 
 NAME = "zarr"
-SUFFIXES = (".ome.zarr", ".zarr")
 XAFM_KEY = "xafm"
 FORMAT_VERSION = 1
 VERSIONS = ("0.4", "0.5")
@@ -94,7 +96,7 @@ def _open_array(root: str, component: str, mode: str = "r") -> Any:
 
 def _node_name(name: str) -> str:
     """A mask/layer name as a Zarr node name: percent-encoded, no leading ``__``."""
-    enc = model.encode_name(name)
+    enc = conventions.encode_name(name)
     return "%5F" + enc[1:] if enc.startswith("__") else enc
 
 
@@ -123,7 +125,7 @@ def _as_triple(value: Any, what: str, shape: tuple[int, int, int]) -> tuple[int,
         if unknown:
             raise FormatError(f"{what} keys must be among 'time', 'y', 'x'; got {unknown}")
         got = {alias[k]: v for k, v in value.items()}
-        value = tuple(got.get(d, None) for d in model.DIMS)
+        value = tuple(got.get(d, None) for d in conventions.DIMS)
         value = tuple(shape[i] if v is None else v for i, v in enumerate(value))
     elif _is_int(value):
         value = (int(value), shape[1], shape[2])
@@ -225,7 +227,7 @@ def _store_local(obj: xr.DataArray, target: _Target, t0: int, unit: tuple[int, i
     """Write a numpy- or lazily-backed stack block by block in this process."""
     arr = _open_array(target.root, target.component, "r+")
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * dtype.itemsize)
-    per_block = max(unit[0], _output.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
+    per_block = max(unit[0], blocks.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
     ranges = []
     a = 0
     for size in _aligned(obj.shape[0], per_block, t0):
@@ -239,7 +241,7 @@ def _store_local(obj: xr.DataArray, target: _Target, t0: int, unit: tuple[int, i
 
 def _store(obj: xr.DataArray, target: _Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool = False) -> tuple[float, float] | None:
     if is_dask(obj):
-        return _store_dask(_raw_data(obj), target, t0, unit, dtype, stats)
+        return _store_dask(raw_data(obj), target, t0, unit, dtype, stats)
     return _store_local(obj, target, t0, unit, dtype, stats)
 
 
@@ -417,10 +419,10 @@ def _stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
         "masks": masks,
         "pixel": (dy, dx),
         "times": model.times_s(da),
-        "frame_metadata": provenance.jsonable(fm) if any(fm) else None,
+        "frame_metadata": conventions.jsonable(fm) if any(fm) else None,
         "channel": model.channel_of(da),
         "units": str(da.attrs.get("units", "")),
-        "attrs": provenance.jsonable(model.user_attrs(da)),
+        "attrs": conventions.jsonable(model.user_attrs(da)),
         "dtype": _native(data.dtype),
     }
 
@@ -605,7 +607,6 @@ def write(
     )
     with atomic_output(path, overwrite=(mode == "w")) as tmp:
         _write_new(content, os.path.abspath(tmp), chunks=ch, shards=sh, levels=levels, version=version, record=record)
-    provenance.record_in_place(da, record)
     return path
 
 
@@ -696,7 +697,6 @@ def _append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
         }
     )
     _write_group_attrs(g, content, version, levels, meta, merged)
-    provenance.record_in_place(da, record)
 
 
 # ======================================================================================
@@ -765,19 +765,17 @@ class ZarrArraySource(LazyArray):
         return data.astype(self.dtype, copy=False)
 
 
-def can_open(path: str | os.PathLike) -> bool:
-    """True for a folder that holds an NGFF image (any version)."""
-    p = Path(path)
-    try:
-        if (p / "zarr.json").is_file():
-            meta = json.loads((p / "zarr.json").read_text(encoding="utf-8"))
-            attrs = meta.get("attributes") or {}
-            return "ome" in attrs or "multiscales" in attrs
-        if (p / ".zattrs").is_file():
-            attrs = json.loads((p / ".zattrs").read_text(encoding="utf-8"))
-            return "multiscales" in attrs or "bioformats2raw.layout" in attrs
-    except (OSError, ValueError, AttributeError):
-        return False
+def identify(probe: Probe) -> bool:
+    """A Zarr group whose attributes carry NGFF metadata (any version): ``ome`` or
+    ``multiscales`` (or bioformats2raw's layout). A plain store from ``to_zarr`` has none."""
+    v3 = probe.member("zarr.json")
+    if v3 is not None:
+        attrs = json.loads(v3).get("attributes") or {}
+        return isinstance(attrs, dict) and ("ome" in attrs or "multiscales" in attrs)
+    v2 = probe.member(".zattrs")
+    if v2 is not None:
+        attrs = json.loads(v2)
+        return isinstance(attrs, dict) and ("multiscales" in attrs or "bioformats2raw.layout" in attrs)
     return False
 
 
@@ -870,11 +868,12 @@ def channels(path: str | os.PathLike) -> list[str]:
     g, _prefix, ome, _version, attrs = _open_image(path)
     meta = attrs.get(XAFM_KEY)
     if isinstance(meta, Mapping) and isinstance(meta.get("channel"), str):
-        return [_bundle.safe_channel(meta["channel"])]
+        return [conventions.safe_channel(meta["channel"])]
     return _foreign_layout(path, g, ome, 0)["names"]
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, level: int = 0, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None, level: int = 0) -> xr.Dataset:
+    """An OME-Zarr image (pyramid ``level``) lazily: xafm's own stores as the stack they were written from, other tools' with their dims."""
     path = os.fspath(path)
     if not _is_int(level) or isinstance(level, bool) or level < 0:
         raise FormatError(f"level must be a non-negative int, got {level!r}")
@@ -903,7 +902,7 @@ def _np_dtype(arr: Any) -> np.dtype:
 
 def _read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], channel: str | None, level: int) -> xr.Dataset:
     root = os.path.abspath(path)
-    name = _bundle.safe_channel(str(meta.get("channel") or "height"))
+    name = conventions.safe_channel(str(meta.get("channel") or "height"))
     if channel is not None and channel not in (name, meta.get("channel")):
         raise ChannelError(f"{path}: no channel {channel!r}; available: {[name]}")
     ms = ome["multiscales"][0]
@@ -942,7 +941,7 @@ def _read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], cha
     if not isinstance(pixel, list) or len(pixel) != 2:
         raise CorruptFileError(path, "xafm metadata: pixel_size_nm must be [y, x]")
     f = 2**level
-    attrs: dict[str, Any] = model.attrs_from_json(meta.get("attrs"))
+    attrs: dict[str, Any] = conventions.attrs_from_json(meta.get("attrs"))
     if level:
         attrs["ome_zarr_level"] = level
     recs = [r for r in (meta.get("provenance") or []) if isinstance(r, dict)]
@@ -965,7 +964,7 @@ def _read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], cha
             y=("y", ds.y.values + translation[1], ds.y.attrs),
             x=("x", ds.x.values + translation[2], ds.x.attrs),
         )
-    ds[name].encoding["preferred_chunks"] = dict(zip(model.DIMS, arr.chunks))
+    chunking.declare_stored(ds[name].variable, dict(zip(conventions.DIMS, arr.chunks)))
     return ds
 
 
@@ -1055,11 +1054,11 @@ def _read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: 
     if "z" in dims:
         dz, oz = physical(iz, SPACE_NM)
         coords["z"] = xr.Variable(("z",), oz + np.arange(shape[iz]) * (dz if dz > 0 else 1.0), {"units": "nm"})
-    var = model.MULTI_CHANNEL_NAME if "channel" in dims else _bundle.safe_channel(names[c_index or 0])
-    ds = model.assemble_dims(
+    var = conventions.MULTI_CHANNEL_NAME if "channel" in dims else conventions.safe_channel(names[c_index or 0])
+    ds = model.assemble(
         src,
-        tuple(dims),
-        name=var,
+        dims=tuple(dims),
+        channel=var,
         units="",
         pixel_size_nm=(dy, dx),
         times=times,
@@ -1072,5 +1071,18 @@ def _read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: 
             y=("y", ds.y.values + oy, ds.y.attrs), x=("x", ds.x.values + ox, ds.x.attrs), time=("time", ds.time.values + ot, ds.time.attrs)
         )
     chunks = tuple(lay["arr"].chunks)
-    ds[var].encoding["preferred_chunks"] = {d: (chunks[a] if a is not None else 1) for d, a in zip(dims, layout)}
+    chunking.declare_stored(ds[var].variable, {d: (chunks[a] if a is not None else 1) for d, a in zip(dims, layout)})
     return ds
+
+
+FORMAT = Format(
+    name=NAME,
+    description="OME-Zarr (NGFF 0.4 / 0.5)",
+    suffixes=(".ome.zarr", ".zarr"),
+    folder=True,
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+    write=write,
+)

@@ -13,7 +13,6 @@ the default is ``Z_forward``. See docs/formats.md.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import re
@@ -22,14 +21,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
 from ..exceptions import ChannelError, CorruptFileError
-from . import _bundle
-from ._lazy import RawFramesArray
+from ..core.lazy import RawFramesArray
 from ._text import read_until
 
 NAME = "sxm"
-SUFFIXES = (".sxm",)
 MAGIC = b":NANONIS_VERSION:"
 END_TAG = b":SCANIT_END:"
 DATA_MARK = b"\x1a\x04"
@@ -162,7 +160,12 @@ def _float_or_none(text: str | None) -> float | None:
 # --------------------------------------------------------------------------------------
 # public
 # --------------------------------------------------------------------------------------
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """The header starts with ``:NANONIS_VERSION:``."""
+    return probe.head.startswith(MAGIC)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     tags, _, _ = _read_header(path)
     return [f["name"] for f in _frames(path, tags)]
@@ -187,7 +190,7 @@ def _pick(path: str, frames: list[dict[str, Any]], channel: str | None) -> int:
     raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open one channel lazily: only the header is read here."""
     path = os.fspath(path)
     tags, offset, size = _read_header(path)
@@ -254,9 +257,20 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
     return model.assemble(
         data,
         pixel_size_nm=(ry * 1e9 / ny, rx * 1e9 / nx),
-        channel=_bundle.safe_channel(frame["name"]),
+        channel=conventions.safe_channel(frame["name"]),
         units="nm" if factor is not None else unit,
         frame_metadata=[fm],
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=frame["name"])],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Nanonis SXM",
+    suffixes=('.sxm',),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -13,7 +13,6 @@ background).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -21,13 +20,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
+from ..core.lazy import LazyArray, bounding_box, outer_index
 from ..exceptions import ChannelError, CorruptFileError
-from . import _bundle
-from ._lazy import HDF5_LOCK, LazyArray, bounding_box, outer_index
+from ._hdf5 import HDF5_LOCK, identify_with
 
 NAME = "topostats"
-SUFFIXES = (".topostats",)
 DEFAULT_CHANNEL = "image"
 #: deflate can shrink at most ~1032:1; anything claiming more than this is a lying header.
 MAX_COMPRESSION_RATIO = 1100
@@ -125,13 +124,20 @@ def _layout(path: str, info: dict[str, Any]) -> dict[str, Any]:
     return {"shape": shape, "channels": chans, "masks": masks}
 
 
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """HDF5 with TopoStats' ``image`` and its pixel size or version members."""
+    keys = ("pixel_to_nm_scaling", "topostats_file_version", "topostats_version")
+    return identify_with(probe, lambda f: DEFAULT_CHANNEL in f and any(k in f for k in keys))
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     chans = _layout(path, _scan(path))["channels"]
     return [DEFAULT_CHANNEL] + [c for c in chans if c != DEFAULT_CHANNEL]
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
+    """One image of a TopoStats file (the flattened ``image`` by default), lazily, with its masks."""
     path = os.fspath(path)
     info = _scan(path)
     lay = _layout(path, info)
@@ -165,10 +171,21 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         data,
         pixel_size_nm=float(px),
         times=[0.0],
-        channel=_bundle.safe_channel(channel),
+        channel=conventions.safe_channel(channel),
         units="nm",
         masks=masks,
         layers=layers,
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=channel)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="TopoStats HDF5",
+    suffixes=(".topostats",),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -14,7 +14,6 @@ See docs/formats.md.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import re
@@ -23,14 +22,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import model, provenance
+from ..core import conventions, model, provenance
+from ..core.contract import Format, Probe
 from ..exceptions import ChannelError, CorruptFileError
-from . import _bundle
-from ._lazy import RawFramesArray
+from ..core.lazy import RawFramesArray
 from ._text import read_until
 
 NAME = "wsxm"
-SUFFIXES = (".stp", ".top")
 MAGIC = b"WSxM file copyright"
 HEADER_END = b"[Header end]"
 #: Real headers are a few kB; a file whose header does not end within this is refused.
@@ -138,7 +136,7 @@ def _positive_int(path: str, sections: dict[str, dict[str, str]], key: str) -> i
 
 
 def _channel_name(sections: dict[str, dict[str, str]]) -> str:
-    return _bundle.safe_channel(_get(sections, "General Info", "Acquisition channel") or "Topography")
+    return conventions.safe_channel(_get(sections, "General Info", "Acquisition channel") or "Topography")
 
 
 def _epoch_ms(text: str | None) -> float | None:
@@ -160,13 +158,18 @@ def _epoch_ms(text: str | None) -> float | None:
 # --------------------------------------------------------------------------------------
 # public
 # --------------------------------------------------------------------------------------
-def channels(path: str | os.PathLike) -> list[str]:
+def identify(probe: Probe) -> bool:
+    """The header starts with ``WSxM file copyright``."""
+    return probe.head.startswith(MAGIC)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     sections, *_ = _parse_header(path)
     return [_channel_name(sections)]
 
 
-def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr.Dataset:
+def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open the file's one image lazily: only the header is read here."""
     path = os.fspath(path)
     sections, offset, size, stated = _parse_header(path)
@@ -229,6 +232,17 @@ def read(path: str | os.PathLike, *, channel: str | None = None, **_: Any) -> xr
         channel=name,
         units=units,
         frame_metadata=[fm],
-        attrs={model.ACQUISITION_ATTR: json.dumps(provenance.jsonable(acquisition), ensure_ascii=False)},
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
         provenance=[provenance.make_record("read", path=path, format=NAME, reader=__name__, channel=name)],
     )
+
+
+FORMAT = Format(
+    name=NAME,
+    description="WSxM",
+    suffixes=('.stp', '.top'),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+)

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-import os
 import platform
 import sys
-from collections.abc import Mapping
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ._version import __version__
-from .model import ACQUISITION_ATTR, PROVENANCE_ATTR
+from .._version import __version__
+from .conventions import ACQUISITION_ATTR, PROVENANCE_ATTR, jsonable
 
 #: Marker of xafm's own content inside a playNano-shaped provenance object.
 XAFM_KEY = "xafm"
@@ -32,34 +28,6 @@ FORMAT_VERSION = 1
 
 def utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def jsonable(obj: Any, _depth: int = 0) -> Any:
-    """A JSON-safe copy of ``obj``: numpy scalars and small arrays become plain values,
-    paths and callables become strings, non-finite floats become ``"nan"``/``"inf"``."""
-    if _depth > 50:
-        return repr(obj)
-    if obj is None or isinstance(obj, (bool, str, int)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else repr(obj)
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item(), _depth + 1)
-    if isinstance(obj, np.ndarray):
-        if obj.size <= 1000:
-            return jsonable(obj.tolist(), _depth + 1)
-        return f"<array shape={obj.shape} dtype={obj.dtype}>"
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v, _depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v, _depth + 1) for v in obj]
-    if isinstance(obj, (PurePath, os.PathLike)):
-        return os.fspath(obj)
-    if callable(obj):
-        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return f"<{type(obj).__name__} shape={tuple(obj.shape)} dtype={obj.dtype}>"
-    return repr(obj)
 
 
 def make_record(type: str, **fields: Any) -> dict[str, Any]:
@@ -91,11 +59,6 @@ def with_records(da: xr.DataArray, recs: list[dict]) -> xr.DataArray:
 
 def append(da: xr.DataArray, record: dict[str, Any]) -> xr.DataArray:
     return with_records(da, records(da) + [record])
-
-
-def record_in_place(da: xr.DataArray, record: dict[str, Any]) -> None:
-    """Append a record to ``da`` itself (used for exports, which return a path, not a stack)."""
-    da.attrs[PROVENANCE_ATTR] = dumps(records(da) + [record])
 
 
 def step_records(recs: list[dict]) -> list[dict]:

@@ -1,75 +1,26 @@
-"""What every writer shares: atomic replacement and streaming a stack frame block by block."""
+"""Streaming a stack block by block: how writers, rendering and processing pull frames
+from numpy, dask or lazily indexed stacks without holding more than one block."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from xarray.core import indexing
 
-from ..exceptions import OutputExistsError, WriteError, XafmError
-
 #: Target size of one block of frames pulled from a dask or lazy stack while writing.
 BLOCK_BYTES = 32 * 2**20
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the body succeeds.
-
-    An exception in the body removes the temporary file (or folder) and leaves an existing
-    ``path`` untouched. Non-xafm exceptions are re-raised as :class:`WriteError`.
-    """
-    path = Path(path).expanduser()
-    if path.exists() and not overwrite:
-        raise OutputExistsError(path, "already exists; pass overwrite=True to replace it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(path, f"cannot create the folder {path.parent}: {exc}") from exc
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:10]}.xafm-tmp")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise WriteError(path, "the writer produced no output")
-        if tmp.is_dir() and path.exists():
-            backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:10]}.xafm-old")
-            os.replace(path, backup)
-            os.replace(tmp, path)
-            _remove(backup)
-        else:
-            if path.is_dir():
-                _remove(path)
-            os.replace(tmp, path)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, (XafmError, KeyboardInterrupt, SystemExit, GeneratorExit)):
-            raise
-        raise WriteError(path, f"writing failed, nothing was written: {type(exc).__name__}: {exc}") from exc
-
-
-def _raw_data(obj: xr.DataArray | xr.Variable) -> Any:
+def raw_data(obj: xr.DataArray | xr.Variable) -> Any:
     var = obj.variable if isinstance(obj, xr.DataArray) else obj
     return var._data
 
 
 def is_dask(obj: Any) -> bool:
-    data = _raw_data(obj) if isinstance(obj, (xr.DataArray, xr.Variable)) else obj
+    data = raw_data(obj) if isinstance(obj, (xr.DataArray, xr.Variable)) else obj
     return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
 
 
@@ -79,7 +30,7 @@ def time_blocks(obj: xr.DataArray | xr.Variable, target_bytes: int | None = None
     n = obj.shape[0]
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * obj.dtype.itemsize)
     per_block = max(1, target_bytes // frame_bytes)
-    data = _raw_data(obj)
+    data = raw_data(obj)
     if is_dask(obj):
         edges = np.cumsum((0,) + tuple(data.chunks[0]))
         out, start = [], 0
@@ -101,7 +52,7 @@ def iter_blocks(
     Never holds more than one block (plus whatever dask computes in parallel for it), so a
     stack larger than memory streams through.
     """
-    data = _raw_data(obj)
+    data = raw_data(obj)
     for a, b in time_blocks(obj, target_bytes):
         if is_dask(obj):
             block = np.asarray(data[a:b].compute())
@@ -124,7 +75,7 @@ def iter_frames(obj: xr.DataArray | xr.Variable, dtype: Any = None) -> Iterator[
 def in_memory_or_frames(obj: xr.DataArray | xr.Variable, dtype: Any) -> np.ndarray | Iterator[np.ndarray]:
     """The values themselves when they are already a numpy array (one write is fastest),
     else a frame iterator that streams them."""
-    data = _raw_data(obj)
+    data = raw_data(obj)
     if isinstance(data, np.ndarray):
         return np.ascontiguousarray(data, dtype=dtype)
     return iter_frames(obj, dtype)

@@ -10,127 +10,38 @@ from __future__ import annotations
 
 import json
 import math
-import string
-import unicodedata
-import urllib.parse
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .exceptions import StackError
-
-TIME, Y, X = "time", "y", "x"
-DIMS = (TIME, Y, X)
-
-#: Coordinate name prefixes for masks and kept processed layers (name is percent-encoded).
-MASK_PREFIX = "mask__"
-LAYER_PREFIX = "layer__"
-#: Prefix for per-frame metadata keys that are not usable as coordinate names as they are.
-META_PREFIX = "meta__"
-
-#: attrs keys xafm owns.
-PROVENANCE_ATTR = "xafm_provenance"
-ACQUISITION_ATTR = "acquisition_json"
-PIXEL_SIZE_ATTR = "pixel_size_nm"
-PIXEL_SIZE_Y_ATTR = "pixel_size_y_nm"
-#: Coordinate attrs that let per-frame metadata map back to the original keys and types.
-META_KEY_ATTR = "frame_metadata_key"
-META_ENCODING_ATTR = "xafm_encoding"
-
-_SAFE_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
-
-
-# --------------------------------------------------------------------------------------
-# names
-# --------------------------------------------------------------------------------------
-def encode_name(name: str, what: str = "name") -> str:
-    """Percent-encode a mask/layer name so it is safe as an HDF5 path, NPZ key or file name.
-
-    Only ASCII letters, digits, ``-`` and ``_`` are kept; everything else (``/``, ``.``,
-    spaces, non-ASCII) becomes ``%XX`` of its UTF-8 bytes, so ``decode_name`` inverts it
-    exactly and no encoded name can be empty, ``.`` or ``..``.
-    """
-    if not isinstance(name, str) or name == "":
-        raise StackError(f"{what} must be a non-empty string, got {name!r}")
-    try:
-        return "".join(
-            c if c in _SAFE_CHARS else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
-            for c in name
-        )
-    except UnicodeEncodeError as exc:
-        raise StackError(f"{what} {name!r} is not valid unicode: {exc}") from None
-
-
-def decode_name(encoded: str) -> str:
-    return urllib.parse.unquote(encoded, errors="replace")
-
-
-def check_netcdf_name(name: Any, what: str) -> str:
-    """Return ``name`` (NFC-normalised) if netCDF accepts it as a variable name, else raise.
-
-    The rules are netCDF-C's: a letter, digit, ``_`` or non-ASCII character first; no
-    ``/`` or control characters; no trailing white space.
-    """
-    if not isinstance(name, str) or not name:
-        raise StackError(f"{what} must be a non-empty string, got {name!r}")
-    name = unicodedata.normalize("NFC", name)
-    first = name[0]
-    if first.isascii() and not (first.isalnum() or first == "_"):
-        raise StackError(f"{what} {name!r} must start with a letter, digit or '_'")
-    for c in name:
-        if c == "/" or (c.isascii() and not c.isprintable()) or unicodedata.category(c) in ("Cc", "Cs"):
-            raise StackError(f"{what} {name!r} contains {c!r}, which netCDF does not allow")
-    if name[-1].isspace():
-        raise StackError(f"{what} {name!r} ends with white space, which netCDF does not allow")
-    return name
-
-
-def mask_coord(name: str) -> str:
-    return MASK_PREFIX + encode_name(name, "mask name")
-
-
-def layer_coord(name: str) -> str:
-    return LAYER_PREFIX + encode_name(name, "layer name")
-
-
-# --------------------------------------------------------------------------------------
-# attrs
-# --------------------------------------------------------------------------------------
-def check_attr_value(key: str, value: Any) -> Any:
-    """Raise unless ``value`` is netCDF-safe: str, int, float or a 1-D numeric array."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        raise StackError(f"attr {key!r}={value!r} is not netCDF-safe (bool/None); use an int or str")
-    if isinstance(value, (str, int, float, np.integer, np.floating)):
-        return value
-    if isinstance(value, (np.ndarray, list, tuple)):
-        arr = np.asarray(value)
-        if arr.ndim == 1 and arr.dtype.kind in "iuf":
-            return arr
-    raise StackError(
-        f"attr {key!r} has type {type(value).__name__}, which netCDF cannot store; "
-        "store nested content as a JSON string"
-    )
-
-
-def check_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): check_attr_value(str(k), v) for k, v in attrs.items()}
-
-
-def attrs_from_json(stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """attrs as a file's JSON keeps them: lists back to numeric arrays, anything that is
-    not netCDF-safe (nested content) kept as a JSON string."""
-    out: dict[str, Any] = {}
-    for k, v in (stored or {}).items():
-        if isinstance(v, list):
-            v = np.asarray(v)
-        try:
-            out[str(k)] = check_attr_value(str(k), v)
-        except StackError:
-            out[str(k)] = json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
-    return out
-
+from ..exceptions import StackError, XafmWarning
+from . import provenance as prov
+from .conventions import (
+    DIMS,
+    LAYER_PREFIX,
+    MASK_PREFIX,
+    META_ENCODING_ATTR,
+    META_KEY_ATTR,
+    META_PREFIX,
+    OWN_ATTRS,
+    PIXEL_SIZE_ATTR,
+    PIXEL_SIZE_Y_ATTR,
+    PROVENANCE_ATTR,
+    TIME,
+    X,
+    Y,
+    ACQUISITION_ATTR,
+    check_attrs,
+    check_netcdf_name,
+    decode_name,
+    encode_name,
+    jsonable,
+)
+from .blocks import is_dask
+from .lazy import LazyArray
 
 # --------------------------------------------------------------------------------------
 # per-frame metadata <-> coordinates
@@ -156,7 +67,7 @@ def _column_to_array(key: str, values: Sequence[Any]) -> tuple[np.ndarray, dict[
     if all(isinstance(v, str) for v in vals):
         return _vlen(vals), {}
     # mixed, nested or None among strings: keep each value exactly, as JSON text
-    return _vlen([json.dumps(_jsonable(v), sort_keys=True) for v in vals]), {META_ENCODING_ATTR: "json"}
+    return _vlen([json.dumps(jsonable(v), sort_keys=True) for v in vals]), {META_ENCODING_ATTR: "json"}
 
 
 def _vlen(strings: list[str]) -> np.ndarray:
@@ -250,30 +161,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _jsonable(obj: Any) -> Any:
-    from .provenance import jsonable
-
-    return jsonable(obj)
-
-
 # --------------------------------------------------------------------------------------
 # building stacks
 # --------------------------------------------------------------------------------------
-def _is_dask(arr: Any) -> bool:
-    return type(arr).__module__.startswith("dask.") and hasattr(arr, "chunks")
-
-
 def as_variable(dims: tuple[str, ...], arr: Any, attrs: Mapping[str, Any] | None = None) -> xr.Variable:
-    """Wrap numpy, dask, or a lazy backend array (see ``formats._lazy``) as a Variable."""
+    """Wrap numpy, dask, or a lazy backend array (see ``core.lazy``) as a Variable."""
     from xarray.core import indexing
-
-    from .formats._lazy import LazyArray
 
     if isinstance(arr, xr.DataArray):
         arr = arr.variable._data if isinstance(arr.variable._data, indexing.ExplicitlyIndexed) else arr.data
     if isinstance(arr, LazyArray):
         data: Any = indexing.LazilyIndexedArray(arr)
-    elif isinstance(arr, indexing.ExplicitlyIndexed) or _is_dask(arr):
+    elif isinstance(arr, indexing.ExplicitlyIndexed) or is_dask(arr):
         data = arr
     else:
         data = np.asarray(arr)
@@ -309,11 +208,43 @@ def check_times(times: Any, n_frames: int) -> np.ndarray:
     return t
 
 
+def times_or_index(path: str, times: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Recorded frame times if usable; else the frame index, plus the recorded values."""
+    try:
+        return check_times(times, n), None
+    except StackError as exc:
+        warnings.warn(f"{path}: frame times unusable ({exc}); using the frame index instead", XafmWarning, stacklevel=3)
+        try:
+            recorded = np.asarray(times, dtype=np.float64)
+        except (TypeError, ValueError):
+            recorded = None
+        if recorded is not None and recorded.shape != (n,):
+            recorded = None
+        return np.arange(n, dtype=np.float64), recorded
+
+
 def _shape_dtype(data: Any) -> tuple[tuple[int, ...], np.dtype]:
     if hasattr(data, "shape") and hasattr(data, "dtype"):
         return tuple(int(s) for s in data.shape), np.dtype(data.dtype)
     arr = np.asarray(data)
     return arr.shape, arr.dtype
+
+
+def _checked_side_array(kind: str, name: str, arr: Any, dims: tuple[str, ...], sizes: Mapping[str, int]) -> xr.Variable:
+    """A mask or kept layer as a coordinate variable: shape and dtype checked."""
+    if isinstance(arr, tuple) and len(arr) == 2 and isinstance(arr[0], tuple):
+        dims, arr = arr  # (dims, values): a mask over some of the dims only
+    want = tuple(sizes[d] for d in dims)
+    shape, dtype = _shape_dtype(arr)
+    if shape != want:
+        raise StackError(f"{kind} {name!r} has shape {shape}, the stack has {want} along {dims}")
+    if kind == "mask" and dtype != bool:
+        if dtype.kind not in "iub":
+            raise StackError(f"mask {name!r} must be boolean, got dtype {dtype}")
+        arr = arr.astype(bool)
+    if kind == "layer" and dtype.kind not in "iuf":
+        raise StackError(f"layer {name!r} must be numeric, got dtype {dtype}")
+    return as_variable(tuple(dims), arr)
 
 
 def assemble(
@@ -323,6 +254,8 @@ def assemble(
     times: Any = None,
     channel: str = "height",
     units: str = "nm",
+    dims: tuple[str, ...] = DIMS,
+    coords: Mapping[str, xr.Variable] | None = None,
     frame_metadata: Any = None,
     masks: Mapping[str, Any] | None = None,
     layers: Mapping[str, Any] | None = None,
@@ -331,68 +264,57 @@ def assemble(
 ) -> xr.Dataset:
     """Build the one-variable Dataset behind a stack; data may be numpy, dask or lazy.
 
-    Readers use this directly so that lazily indexed data stays unread.
+    Readers use this directly so that lazily indexed data stays unread. ``dims`` other
+    than (time, y, x) keep what a file holds beyond a stack (z, channel, ...), in
+    :func:`dim_order`; ``coords`` are those dims' coordinates. ``masks`` and ``layers``
+    map a name to an array of the data's shape, or to ``(dims, array)`` for a mask over
+    some of the dims.
     """
-    if not _is_dask(data) and not hasattr(data, "shape"):
+    if not is_dask(data) and not hasattr(data, "shape"):
         data = np.asarray(data)
+    dims = tuple(dims)
     shape, dtype = _shape_dtype(data)
-    if len(shape) != 3:
+    if dims == DIMS and len(shape) != 3:
         hint = " (for a single image use data[None])" if len(shape) == 2 else ""
         raise StackError(f"data must be 3-D (time, y, x), got {len(shape)}-D with shape {shape}{hint}")
+    if len(shape) != len(dims) or not set(DIMS) <= set(dims):
+        raise StackError(f"data of shape {shape} does not match dims {dims}, which must include {DIMS}")
     if dtype.kind not in "iuf":
         raise StackError(f"data must be numeric (int, uint or float), got dtype {dtype}")
-    n_t, n_y, n_x = shape
-    if n_t < 1 or n_y < 1 or n_x < 1:
+    if min(shape) < 1:
         raise StackError(f"data must have at least one frame of at least 1x1 pixels, got shape {shape}")
+    sizes = dict(zip(dims, shape))
     dy, dx = _check_pixel_size(pixel_size_nm)
     channel = check_netcdf_name(channel, "channel")
     if not isinstance(units, str):
         raise StackError(f"units must be a string, got {units!r}")
 
+    n_t = sizes[TIME]
     if times is None and isinstance(frame_metadata, Sequence) and not isinstance(frame_metadata, (str, bytes)):
         stamps = [fm.get("timestamp") if isinstance(fm, Mapping) else None for fm in frame_metadata]
         if len(stamps) == n_t and all(_is_number(s) for s in stamps):
             times = stamps
     t = check_times(np.arange(n_t, dtype=np.float64) if times is None else times, n_t)
 
-    coords: dict[str, xr.Variable] = {
+    all_coords: dict[str, xr.Variable] = {
         TIME: xr.Variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}),
-        Y: xr.Variable((Y,), np.arange(n_y, dtype=np.float64) * dy, {"units": "nm"}),
-        X: xr.Variable((X,), np.arange(n_x, dtype=np.float64) * dx, {"units": "nm"}),
+        Y: xr.Variable((Y,), np.arange(sizes[Y], dtype=np.float64) * dy, {"units": "nm"}),
+        X: xr.Variable((X,), np.arange(sizes[X], dtype=np.float64) * dx, {"units": "nm"}),
     }
-    coords.update(frame_metadata_to_coords(frame_metadata, n_t))
+    all_coords.update(frame_metadata_to_coords(frame_metadata, n_t))
+    all_coords.update(coords or {})
     for kind, mapping, prefix in (("mask", masks, MASK_PREFIX), ("layer", layers, LAYER_PREFIX)):
         for name, arr in (mapping or {}).items():
-            cname = prefix + encode_name(name, f"{kind} name")
-            mshape, mdtype = _shape_dtype(arr)
-            if mshape != shape:
-                raise StackError(f"{kind} {name!r} has shape {mshape}, the stack has {shape}")
-            if kind == "mask" and mdtype != bool:
-                if mdtype.kind not in "iub":
-                    raise StackError(f"mask {name!r} must be boolean, got dtype {mdtype}")
-                arr = arr.astype(bool)
-            if kind == "layer" and mdtype.kind not in "iuf":
-                raise StackError(f"layer {name!r} must be numeric, got dtype {mdtype}")
-            coords[cname] = as_variable(DIMS, arr)
-    if channel in coords:
+            all_coords[prefix + encode_name(name, f"{kind} name")] = _checked_side_array(kind, name, arr, dims, sizes)
+    if channel in all_coords:
         raise StackError(f"channel {channel!r} clashes with a coordinate name; choose another channel name")
 
-    from . import provenance as prov
-
     all_attrs = check_attrs(attrs or {})
-    all_attrs.update(
-        {
-            "units": units,
-            "channel": channel,
-            "long_name": channel,
-            PIXEL_SIZE_ATTR: dx,
-        }
-    )
+    all_attrs.update({"units": units, "channel": channel, "long_name": channel, PIXEL_SIZE_ATTR: dx})
     if dy != dx:
         all_attrs[PIXEL_SIZE_Y_ATTR] = dy
     all_attrs[PROVENANCE_ATTR] = prov.dumps(provenance or [])
-    var = as_variable(DIMS, data, all_attrs)
-    return xr.Dataset({channel: var}, coords=coords)
+    return xr.Dataset({channel: as_variable(dims, data, all_attrs)}, coords=all_coords)
 
 
 def stack(
@@ -427,8 +349,6 @@ def stack(
     attrs
         Extra netCDF-safe attrs (str, numbers, 1-D numeric arrays).
     """
-    from . import provenance as prov
-
     record = prov.make_record("create", function="xafm.stack")
     return assemble(
         data,
@@ -444,76 +364,11 @@ def stack(
     )[check_netcdf_name(channel, "channel")]
 
 
-#: Variable name of an array that keeps several channels as a ``channel`` dim.
-MULTI_CHANNEL_NAME = "intensity"
-
-
 def dim_order(dims: list[str]) -> list[str]:
     """time, z, channel, the others in file order, y, x (as OME-Zarr and nd2 readers do)."""
     head = [d for d in ("time", "z", "channel") if d in dims]
     tail = [d for d in ("y", "x") if d in dims]
     return head + [d for d in dims if d not in head and d not in tail] + tail
-
-
-def assemble_dims(
-    data: Any,
-    dims: tuple[str, ...],
-    *,
-    name: str,
-    units: str,
-    pixel_size_nm: tuple[float, float],
-    times: Any,
-    coords: dict[str, xr.Variable] | None = None,
-    frame_metadata: Any = None,
-    masks: dict[str, tuple[tuple[str, ...], Any]] | None = None,
-    attrs: dict[str, Any] | None = None,
-    provenance: list[dict] | None = None,
-) -> xr.Dataset:
-    """``assemble`` for (time, y, x); the same conventions when more dims are kept.
-
-    ``coords`` are the extra dims' coordinates; ``masks`` map a name to (dims, boolean
-    array), the dims a subset of ``dims``.
-    """
-    from . import provenance as _prov
-
-    dims = tuple(dims)
-    masks = masks or {}
-    if dims == DIMS:
-        return assemble(
-            data,
-            pixel_size_nm=pixel_size_nm,
-            times=times,
-            channel=name,
-            units=units,
-            frame_metadata=frame_metadata,
-            masks={k: arr for k, (_, arr) in masks.items()},
-            attrs=attrs,
-            provenance=provenance,
-        )
-    shape = tuple(int(n) for n in data.shape)
-    sizes = dict(zip(dims, shape))
-    dy, dx = (float(pixel_size_nm[0]), float(pixel_size_nm[1]))
-    name = check_netcdf_name(name, "channel")
-    t = check_times(times, sizes[TIME])
-    all_coords: dict[str, xr.Variable] = {
-        TIME: xr.Variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}),
-        Y: xr.Variable((Y,), np.arange(sizes[Y], dtype=np.float64) * dy, {"units": "nm"}),
-        X: xr.Variable((X,), np.arange(sizes[X], dtype=np.float64) * dx, {"units": "nm"}),
-    }
-    all_coords.update(frame_metadata_to_coords(frame_metadata, sizes[TIME]))
-    all_coords.update(coords or {})
-    for mname, (mdims, arr) in masks.items():
-        if tuple(int(n) for n in arr.shape) != tuple(sizes[d] for d in mdims):
-            raise StackError(f"mask {mname!r} has shape {tuple(arr.shape)}, expected {tuple(sizes[d] for d in mdims)} for {mdims}")
-        all_coords[mask_coord(mname)] = as_variable(tuple(mdims), arr)
-    if name in all_coords:
-        raise StackError(f"channel {name!r} clashes with a coordinate name")
-    all_attrs = check_attrs(attrs or {})
-    all_attrs.update({"units": units, "channel": name, "long_name": name, PIXEL_SIZE_ATTR: dx})
-    if dy != dx:
-        all_attrs[PIXEL_SIZE_Y_ATTR] = dy
-    all_attrs[PROVENANCE_ATTR] = _prov.dumps(provenance or [])
-    return xr.Dataset({name: as_variable(dims, data, all_attrs)}, coords=all_coords)
 
 
 # --------------------------------------------------------------------------------------
@@ -592,8 +447,7 @@ def acquisition(da: xr.DataArray) -> dict[str, Any]:
 
 def user_attrs(da: xr.DataArray) -> dict[str, Any]:
     """attrs other than the ones xafm manages itself (carried through the bundles)."""
-    own = {"units", "channel", "long_name", PIXEL_SIZE_ATTR, PIXEL_SIZE_Y_ATTR, PROVENANCE_ATTR}
-    return {k: v for k, v in da.attrs.items() if k not in own}
+    return {k: v for k, v in da.attrs.items() if k not in OWN_ATTRS}
 
 
 def replace_data(da: xr.DataArray, data: Any, **attrs_update: Any) -> xr.DataArray:

@@ -10,18 +10,13 @@ They implement xarray's ``BackendArray`` protocol (explicit, outer indexing) and
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import numpy as np
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ..exceptions import CorruptFileError, XafmError
-
-# HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
-# several threads at once is safest behind one process-wide lock.
-HDF5_LOCK = threading.RLock()
+from ..exceptions import CorruptFileError, reading
 
 
 def _normalise_key(key: Any, shape: tuple[int, ...]) -> tuple:
@@ -60,15 +55,9 @@ class LazyArray(BackendArray):
         return self._read_checked(_normalise_key(key, self.shape))
 
     def _read_checked(self, key: tuple) -> np.ndarray:
-        try:
-            out = self._read(_normalise_key(key, self.shape))
-        except XafmError:
-            raise
-        except MemoryError as exc:
-            raise CorruptFileError(self.path, "reading data failed: implausible size") from exc
-        except Exception as exc:
-            raise CorruptFileError(self.path, f"reading data failed: {type(exc).__name__}: {exc}") from exc
-        return np.asarray(out)
+        """Every read goes through here: a damaged file gives a ``CorruptFileError``."""
+        with reading(self.path, "reading data"):
+            return np.asarray(self._read(_normalise_key(key, self.shape)))
 
     def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -186,31 +175,6 @@ class RawFramesArray(LazyArray):
             result = self._convert(outer_index(view, key))
             del view, mm
         return result
-
-
-class H5DatasetArray(LazyArray):
-    """An HDF5 dataset read with h5py, opening the file for each read."""
-
-    def __init__(self, path: str | os.PathLike, name: str, *, shape=None, dtype=None, out_dtype=None):
-        self.path = os.fspath(path)
-        self.name = name
-        if shape is None or dtype is None:
-            import h5py
-
-            with HDF5_LOCK, h5py.File(self.path, "r") as f:
-                shape, dtype = f[name].shape, f[name].dtype
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
-
-    def _read(self, key: tuple) -> np.ndarray:
-        import h5py
-
-        bounds, rel = bounding_box(key, self.shape)
-        if any(b.stop <= b.start for b in bounds):
-            return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            block = f[self.name][bounds]
-        return np.asarray(outer_index(block, rel), dtype=self.dtype)
 
 
 class InMemoryArray(LazyArray):

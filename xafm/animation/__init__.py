@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import provenance
+from ..core import provenance
+from ..core.contract import Format
+from ..core.output import atomic_output
 from ..exceptions import FormatError, WriteError, XafmWarning
 from ..render import DEFAULT_CMAP, FrameRenderer, Progress, RenderError, _check_fps, _user_stacklevel, map_ordered, workers
-from ._output import atomic_output
 
 NAME = "animation"
 
@@ -59,8 +60,8 @@ def _renderer(da: xr.DataArray, action: str, pad_to: int = 1, **opts: Any) -> Fr
 
 
 def _record(da: xr.DataArray, fmt: str, path: Path, renderer: FrameRenderer, **extra: Any) -> None:
-    rec = provenance.make_record("export", format=fmt, path=os.fspath(path), writer=__name__, **renderer.info(), **extra)
-    provenance.record_in_place(da, rec)
+    """(Interim: animations do not yet carry their export record in the file.)"""
+    provenance.make_record("export", format=fmt, path=os.fspath(path), writer=__name__, **renderer.info(), **extra)
 
 
 # --------------------------------------------------------------------------------------
@@ -702,3 +703,13 @@ def export_animations(
     if sequence is not None:
         out["frames"] = to_frames(da, folder / f"{name}_frames", fmt=sequence, overwrite=overwrite, **frame_opts)
     return out
+
+
+FORMATS = [
+    Format(name="gif", description="animated GIF", suffixes=(".gif",), write=to_gif),
+    Format(name="mp4", description="MP4 video (H.264)", suffixes=(".mp4",), write=to_video),
+    Format(name="avi", description="AVI video", suffixes=(".avi",), write=to_video),
+    Format(name="mkv", description="Matroska video", suffixes=(".mkv",), write=to_video),
+    Format(name="webm", description="WebM video", suffixes=(".webm",), write=to_video),
+    Format(name="png", description="PNG frame sequence (a folder)", suffixes=("_frames",), folder=True, write=to_frames),
+]

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import model
-from .exceptions import RenderError, StackError, XafmWarning
-from .formats._output import iter_blocks
+from ..core import model
+from ..core.blocks import iter_blocks
+from ..exceptions import RenderError, StackError, XafmWarning
 
 N_DATA = 252
 NAN_INDEX = 252

@@ -1,0 +1,203 @@
+"""The contract between xafm and its formats: what a format module declares about itself,
+once, and the checks every declaration passes.
+
+A format module (built in, or a third-party package registered through the
+``xafm.formats`` entry point group) ends with::
+
+    FORMAT = Format(
+        name="asd",
+        description="RIBM / Kanazawa high-speed AFM video",
+        suffixes=(".asd",),
+        lazy=True,
+        identify=identify,    # identify(probe) -> bool: is this one of my files? (content)
+        read=read,            # read(path, *, channel=None, <options>) -> xr.Dataset (lazy)
+        channels=channels,    # channels(path) -> list[str]
+    )
+
+and writers add ``write=write`` (``write(da, path, *, overwrite=False, <options>)``).
+The format table (:mod:`xafm.registry`) is built from these declarations and nothing
+else. Options are the keyword-only parameters of ``read`` and ``write``: their
+signatures are the one place a format says what it accepts, so the registry can refuse
+a misspelt option, the xarray engine can declare its parameters, and the ``.afm``
+accessor can show the writer's own signature.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import UnknownOptionError
+
+#: Bytes a content check sees of a file.
+HEAD_BYTES = 4096
+#: Largest metadata member of a folder format a content check reads (e.g. ``zarr.json``).
+MEMBER_BYTES = 2**20
+
+
+class Probe:
+    """What a content check looks at: the path, and the first bytes of a file, read once
+    for every format that is asked."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self.name = os.path.basename(self.path.rstrip("/\\")).lower()
+
+    @cached_property
+    def is_dir(self) -> bool:
+        return os.path.isdir(self.path)
+
+    @cached_property
+    def is_file(self) -> bool:
+        return os.path.isfile(self.path)
+
+    @cached_property
+    def head(self) -> bytes:
+        """The first :data:`HEAD_BYTES` of a regular file; ``b""`` for anything else."""
+        if not self.is_file:
+            return b""
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(HEAD_BYTES)
+        except OSError:
+            return b""
+
+    def member(self, *parts: str) -> bytes | None:
+        """The bytes of a small file inside a folder (None if absent or too large)."""
+        if not self.is_dir:
+            return None
+        p = os.path.join(self.path, *parts)
+        try:
+            if not os.path.isfile(p) or os.path.getsize(p) > MEMBER_BYTES:
+                return None
+            with open(p, "rb") as fh:
+                return fh.read(MEMBER_BYTES)
+        except OSError:
+            return None
+
+
+@dataclass(frozen=True)
+class Format:
+    """What a format module declares about itself; the format table is built from these.
+
+    ``suffixes`` are lower-case endings of the file name (``".ome.tif"``); ``patterns``
+    are regular expressions searched in the lower-case name, for names suffixes cannot
+    express (Nanoscope's ``.001``). ``folder`` says the format is a folder, ``lazy`` that
+    reading defers the pixel data until it is asked for. ``module`` is filled in by the
+    registry with the declaring module's full path.
+    """
+
+    name: str
+    description: str
+    suffixes: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    folder: bool = False
+    lazy: bool = False
+    identify: Callable[[Probe], bool] | None = None
+    read: Callable[..., Any] | None = None
+    channels: Callable[[str], list[str]] | None = None
+    write: Callable[..., Path] | None = None
+    module: str = ""
+
+    @property
+    def can_read(self) -> bool:
+        return self.read is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self.write is not None
+
+    def name_match(self, filename: str) -> int:
+        """How well a (lower-case) file name fits: the length of the longest matching
+        suffix, 1 for a pattern, 0 for none."""
+        best = max((len(s) for s in self.suffixes if filename.endswith(s)), default=0)
+        if not best and any(re.search(p, filename) for p in self.patterns):
+            best = 1
+        return best
+
+    def read_options(self) -> dict[str, inspect.Parameter]:
+        return options_of(self.read) if self.read is not None else {}
+
+    def write_options(self) -> dict[str, inspect.Parameter]:
+        return options_of(self.write) if self.write is not None else {}
+
+    def problems(self) -> list[str]:
+        """What keeps this declaration from meeting the contract (empty when it does)."""
+        out = []
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name or ""):
+            out.append(f"name {self.name!r} must be lower-case letters, digits, '-' or '_'")
+        if not self.description:
+            out.append("no description")
+        for s in self.suffixes:
+            if not (isinstance(s, str) and s and s == s.lower() and not s.startswith("/")):
+                out.append(f"suffix {s!r} must be a non-empty lower-case file name ending")
+        for p in self.patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                out.append(f"pattern {p!r} does not compile: {exc}")
+        if not (self.can_read or self.can_write):
+            out.append("neither reads nor writes")
+        if self.can_read:
+            if self.identify is None:
+                out.append("reads but has no content check (identify)")
+            if self.channels is None:
+                out.append("reads but cannot list channels (channels)")
+            if not (self.suffixes or self.patterns or self.folder):
+                out.append("reads but declares no suffix, pattern or folder")
+            out += [f"read: {p}" for p in _signature_problems(self.read, positional=1, required=("channel",))]
+        if self.can_write:
+            if not self.suffixes:
+                out.append("writes but declares no suffix to name its outputs")
+            out += [f"write: {p}" for p in _signature_problems(self.write, positional=2, required=("overwrite",))]
+        return out
+
+
+def _signature_problems(func: Any, *, positional: int, required: tuple[str, ...]) -> list[str]:
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError) as exc:
+        return [f"no inspectable signature ({exc})"]
+    out = []
+    kinds = [p.kind for p in params]
+    if inspect.Parameter.VAR_KEYWORD in kinds or inspect.Parameter.VAR_POSITIONAL in kinds:
+        out.append("takes *args or **kwargs; options must be declared keyword-only parameters")
+    lead = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(lead) != positional:
+        out.append(f"must take {positional} positional parameter(s), takes {len(lead)}")
+    keyword = {p.name: p for p in params if p.kind is p.KEYWORD_ONLY}
+    for p in keyword.values():
+        if p.default is p.empty:
+            out.append(f"option {p.name!r} has no default")
+    for name in required:
+        if name not in keyword:
+            out.append(f"has no {name!r} option")
+    return out
+
+
+def options_of(func: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of a reader or writer: the options it declares."""
+    return {p.name: p for p in inspect.signature(func).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def check_options(func: Callable[..., Any], options: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`UnknownOptionError` for an option ``func`` does not declare, naming
+    the ones it does (and the closest, for a typo)."""
+    valid = options_of(func)
+    unknown = [k for k in options if k not in valid]
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, list(valid), n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise UnknownOptionError(
+        f"{what} has no option {', '.join(hints)}; its options are: {', '.join(valid) or 'none'}"
+    )

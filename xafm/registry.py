@@ -1,0 +1,247 @@
+"""The format table, built from what each format module declares (its ``FORMAT``), and the
+one way xafm opens, lists and writes files through it.
+
+``xafm.open``, ``xafm.channels``, the xarray engine, ``da.afm.to_*``/``export`` and the
+command line all come here. The table holds no copy of what a module says: it is the
+list of built-in modules below plus the modules that installed packages name in the
+``xafm.formats`` entry point group (``docs/formats.md``, "Adding a format").
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import warnings
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import xarray as xr
+
+from .core import chunks
+from .core.contract import Format, Probe, check_options
+from .exceptions import (
+    FormatError,
+    SuffixMismatchError,
+    UnknownFormatError,
+    XafmWarning,
+    is_own_bug,
+    reading,
+)
+
+#: xafm's own format modules, in the order the table lists them.
+BUILTIN_MODULES = (
+    "xafm.formats.h5bundle",
+    "xafm.formats.npzbundle",
+    "xafm.formats.ometiff",
+    "xafm.formats.asd",
+    "xafm.formats.h5jpk",
+    "xafm.formats.jpk",
+    "xafm.formats.nanoscope",
+    "xafm.formats.ibw",
+    "xafm.formats.gwy",
+    "xafm.formats.sxm",
+    "xafm.formats.wsxm",
+    "xafm.formats.topostats",
+    "xafm.formats.nd2file",
+    "xafm.formats.omezarr",
+    "xafm.animation",
+    "xafm.formats.framefolder",
+)
+#: Entry point group through which other packages add formats: each entry names a module
+#: (``mypackage.myformat``) that declares ``FORMAT`` (or a sequence ``FORMATS``).
+ENTRY_POINT_GROUP = "xafm.formats"
+
+
+def declarations(module: ModuleType) -> list[Format]:
+    """The formats a module declares, with ``module`` filled in."""
+    found = getattr(module, "FORMATS", None)
+    if found is None:
+        found = [getattr(module, "FORMAT", None)]
+    out = []
+    for fmt in found:
+        if not isinstance(fmt, Format):
+            raise FormatError(f"{module.__name__} declares no xafm Format (FORMAT or FORMATS), found {fmt!r:.60}")
+        out.append(fmt if fmt.module else _with_module(fmt, module.__name__))
+    return out
+
+
+def _with_module(fmt: Format, module: str) -> Format:
+    from dataclasses import replace
+
+    return replace(fmt, module=module)
+
+
+def _add(found: dict[str, Format], fmt: Format, *, source: str, strict: bool) -> None:
+    problems = fmt.problems()
+    if fmt.name in found:
+        problems.append(f"the name {fmt.name!r} is taken by {found[fmt.name].module}")
+    if not problems:
+        found[fmt.name] = fmt
+        return
+    message = f"format {fmt.name!r} from {source} does not meet xafm's format contract: " + "; ".join(problems)
+    if strict:
+        raise FormatError(message)
+    warnings.warn(message + "; it is not used", XafmWarning, stacklevel=3)
+
+
+def _plugins() -> Iterable[tuple[str, Any]]:
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        yield f"entry point {ep.name!r} ({ep.value})", ep
+
+
+@functools.cache
+def table() -> dict[str, Format]:
+    """Every known format by name: xafm's own, then those of installed plugins."""
+    found: dict[str, Format] = {}
+    for name in BUILTIN_MODULES:
+        for fmt in declarations(importlib.import_module(name)):
+            _add(found, fmt, source=name, strict=True)
+    for source, ep in _plugins():
+        try:
+            loaded = ep.load()
+            fmts = declarations(loaded) if isinstance(loaded, ModuleType) else [loaded]
+            if not all(isinstance(f, Format) for f in fmts):
+                raise FormatError(f"{ep.value} is neither a module declaring FORMAT nor a Format")
+        except Exception as exc:  # a broken plugin must not break xafm: warn and go on
+            if is_own_bug(exc):
+                raise
+            warnings.warn(f"xafm could not load the format plugin {source}: {type(exc).__name__}: {exc}", XafmWarning, stacklevel=2)
+            continue
+        for fmt in fmts:
+            _add(found, fmt if fmt.module else _with_module(fmt, ep.value), source=source, strict=False)
+    return found
+
+
+def refresh() -> None:
+    """Read the plugins again (after installing one into a running session)."""
+    table.cache_clear()
+    read_option_names.cache_clear()
+
+
+def readable() -> list[Format]:
+    return [f for f in table().values() if f.can_read]
+
+
+def writable() -> list[str]:
+    return [f.name for f in table().values() if f.can_write]
+
+
+def get(name: str, *, for_writing: bool = False) -> Format:
+    fmt = table().get(name)
+    if fmt is None or (for_writing and not fmt.can_write):
+        valid = writable() if for_writing else list(table())
+        if fmt is not None:
+            raise FormatError(f"xafm reads {fmt.description} ({name!r}) but does not write it; it writes: {', '.join(valid)}")
+        raise FormatError(f"unknown format {name!r}; valid formats are: {', '.join(valid)}")
+    return fmt
+
+
+@functools.cache
+def read_option_names() -> tuple[str, ...]:
+    """Every option some reader declares (what the xarray engine passes through)."""
+    names: dict[str, None] = {}
+    for fmt in readable():
+        names.update(dict.fromkeys(fmt.read_options()))
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------------------
+# which format a file is
+# --------------------------------------------------------------------------------------
+def named(path: str | os.PathLike[str]) -> list[Format]:
+    """Readable formats whose suffixes or patterns fit the file name, best fit first."""
+    name = os.path.basename(os.fspath(path).rstrip("/\\")).lower()
+    scored = [(f.name_match(name), i, f) for i, f in enumerate(readable())]
+    return [f for score, _, f in sorted(scored, key=lambda t: (-t[0], t[1])) if score]
+
+
+def _confirms(fmt: Format, probe: Probe) -> bool:
+    """A format's content check, which must never fail on odd content: a damaged or
+    unreadable file simply is not confirmed. xafm's own bugs still surface."""
+    if fmt.folder != probe.is_dir:
+        return False
+    assert fmt.identify is not None
+    try:
+        return bool(fmt.identify(probe))
+    except Exception as exc:
+        if is_own_bug(exc) or isinstance(exc, ImportError):
+            raise
+        return False
+
+
+def identify(path: str | os.PathLike[str]) -> Format | None:
+    """The format whose content check confirms the file: among those its name points to,
+    or, for a name no format claims, among all. None otherwise (never raises for odd
+    files): this is what the xarray engine's ``guess_can_open`` asks."""
+    probe = Probe(path)
+    by_name = named(path)
+    candidates = by_name or readable()
+    return next((f for f in candidates if _confirms(f, probe)), None)
+
+
+def find(path: str | os.PathLike[str]) -> Format:
+    """The format that reads ``path``: the name chooses, the content confirms.
+
+    A file whose content is another format than its name says raises
+    :class:`SuffixMismatchError` saying what it appears to be; a file no format confirms
+    goes to the reader its name points to, which says what is wrong with it.
+    """
+    p = Path(path)
+    if not (p.exists() or p.is_symlink()):
+        raise UnknownFormatError(p, "no such file or folder")
+    probe = Probe(p)
+    by_name = named(p)
+    for fmt in by_name:
+        if _confirms(fmt, probe):
+            return fmt
+    other = next((f for f in readable() if f not in by_name and _confirms(f, probe)), None)
+    if other is not None and by_name:
+        suffix = f" (usually named {', '.join(other.suffixes)})" if other.suffixes else ""
+        raise SuffixMismatchError(
+            p, f"the name says {by_name[0].description}, but the content is {other.description}{suffix}"
+        )
+    if other is not None:
+        return other
+    if by_name:
+        return by_name[0]
+    suffixes = sorted({s for f in readable() for s in f.suffixes})
+    raise UnknownFormatError(p, f"not a file xafm recognises by its name or content; xafm reads {', '.join(suffixes)}")
+
+
+# --------------------------------------------------------------------------------------
+# reading, listing, writing
+# --------------------------------------------------------------------------------------
+def open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
+    """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine, with
+    preferred chunks declared on every lazy variable."""
+    fmt = find(path)
+    assert fmt.read is not None
+    check_options(fmt.read, options, f"the {fmt.description} reader")
+    # absolute: lazy arrays keep the path, and dask workers may run in another directory
+    with reading(path, f"reading as {fmt.description}"):
+        ds = fmt.read(os.path.abspath(path), **options)
+    if not isinstance(ds, xr.Dataset) or len(ds.data_vars) != 1:
+        raise FormatError(f"the {fmt.name} reader ({fmt.module}) must return a one-variable Dataset, got {type(ds).__name__}")
+    return chunks.declare(ds)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
+    """The channel names a file holds."""
+    fmt = find(path)
+    assert fmt.channels is not None
+    with reading(path, "listing channels"):
+        return [str(c) for c in fmt.channels(os.path.abspath(path))]
+
+
+def write(fmt: Format | str, da: Any, path: str | os.PathLike[str], **options: Any) -> Path:
+    """Write ``da`` in a format, with the writer's declared options only."""
+    if isinstance(fmt, str):
+        fmt = get(fmt, for_writing=True)
+    if fmt.write is None:
+        raise FormatError(f"xafm reads {fmt.description} but does not write it")
+    check_options(fmt.write, options, f"the {fmt.description} writer")
+    return fmt.write(da, path, **options)
