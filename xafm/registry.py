@@ -159,7 +159,7 @@ def named(path: str | os.PathLike[str]) -> list[Format]:
     return [f for score, _, f in sorted(scored, key=lambda t: (-t[0], t[1])) if score]
 
 
-def _confirms(fmt: Format, probe: Probe) -> bool:
+def confirms(fmt: Format, probe: Probe) -> bool:
     """A format's content check, which must never fail on odd content: a damaged or
     unreadable file simply is not confirmed. xafm's own bugs still surface."""
     if fmt.folder != probe.is_dir:
@@ -180,7 +180,7 @@ def identify(path: str | os.PathLike[str]) -> Format | None:
     probe = Probe(path)
     by_name = named(path)
     candidates = by_name or readable()
-    return next((f for f in candidates if _confirms(f, probe)), None)
+    return next((f for f in candidates if confirms(f, probe)), None)
 
 
 def find(path: str | os.PathLike[str]) -> Format:
@@ -196,9 +196,9 @@ def find(path: str | os.PathLike[str]) -> Format:
     probe = Probe(p)
     by_name = named(p)
     for fmt in by_name:
-        if _confirms(fmt, probe):
+        if confirms(fmt, probe):
             return fmt
-    other = next((f for f in readable() if f not in by_name and _confirms(f, probe)), None)
+    other = next((f for f in readable() if f not in by_name and confirms(f, probe)), None)
     if other is not None and by_name:
         suffix = f" (usually named {', '.join(other.suffixes)})" if other.suffixes else ""
         raise SuffixMismatchError(

@@ -162,7 +162,7 @@ def assemble_bundle(
     fm = [{k: v for k, v in f.items() if k != "timestamp"} for f in fm] if fm else None
 
     attrs: dict[str, Any] = conventions.attrs_from_json(extra.get("attrs"))
-    if acquisition:
+    if acquisition and attrs_json is None:  # playNano's file: its acquisition metadata (xafm's keeps its own attrs)
         attrs.setdefault(conventions.ACQUISITION_ATTR, json_text(acquisition))
     sb = text(state_backups_json)
     if sb and sb.strip() not in ("{}", "null"):

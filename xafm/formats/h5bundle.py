@@ -162,7 +162,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
                 if key not in f.attrs:
                     raise CorruptFileError(path, f"root attribute {key!r} is missing")
             texts = {k: _read_text(f, k) for k in ("frame_metadata_json", "provenance_json", "state_backups_json")}
-            pixel_size, channel = f.attrs["pixel_size_nm"], f.attrs["channel"]
+            pixel_size, stored_channel = f.attrs["pixel_size_nm"], f.attrs["channel"]
             attrs_json = f.attrs.get("xafm_attrs_json")
     except OSError as exc:
         if isinstance(exc, CorruptFileError):
@@ -180,7 +180,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         provenance_json=texts["provenance_json"],
         state_backups_json=texts["state_backups_json"],
         pixel_size_nm=pixel_size,
-        channel=channel,
+        channel=stored_channel,
         attrs_json=attrs_json,
         reader=__name__,
     )
