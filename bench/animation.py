@@ -140,15 +140,16 @@ def run_compare(n_frames: int, size: int, repeat: int, tmp: Path, only: list[str
 def encoder_alone(da: Any, tmp: Path) -> Any:
     """xafm's own ffmpeg command and pipe fed frames rendered beforehand (z-scale and
     rendering excluded): the floor of the MP4 export on this machine."""
-    from xafm import animation
+    from xafm.animation import video
+    from xafm.render import FrameRenderer
 
-    r = animation._renderer(da, "to_video", pad_to=2)
+    r = FrameRenderer(da, pad_to=2, action="to_video")
     frames = [r.yuv420(r.indices(f, i)) for i, f in r.frames()]
     out = tmp / "encoder.mp4"
-    command, _ = animation.video_command(out, r.size, fps=5.0, codec=None, quality=animation.DEFAULT_QUALITY, preset=None)
+    command, _ = video.video_command(out, r.size, fps=5.0, codec=None, quality=video.DEFAULT_QUALITY, preset=None)
 
-    def run() -> None:
-        with animation._FfmpegInput(out, [*command, str(out)]) as ffmpeg:
+    def run() -> None:  # without the provenance input: the encoder alone
+        with video._FfmpegInput(out, [*command, str(out)]) as ffmpeg:
             for f in frames:
                 ffmpeg.write(f)
             ffmpeg.finish()
@@ -196,9 +197,9 @@ def docs_images(outdir: Path) -> list[Path]:
     """The example GIF and the colormap picture of docs/animation.md."""
     from PIL import Image, ImageDraw
 
-    from xafm import render
+    from xafm import animation, render
     from xafm.demo import synthetic_video
-    from xafm import animation
+    from xafm.render import overlay
 
     outdir.mkdir(parents=True, exist_ok=True)
     da = synthetic_video(18, 100, pixel_size_nm=0.5, n_particles=10, seed=3).afm.remove_plane().afm.align_rows()
@@ -208,7 +209,7 @@ def docs_images(outdir: Path) -> list[Path]:
     w, bar_h, label_w, gap = 512, 36, 150, 10
     im = Image.new("RGB", (label_w + w + gap, len(names) * (bar_h + gap) + gap), "white")
     draw = ImageDraw.Draw(im)
-    font = render._font(15)
+    font = overlay._font(15)
     for k, name in enumerate(names):
         pal = render.build_palette(name)
         y = gap + k * (bar_h + gap)

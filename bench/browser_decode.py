@@ -56,8 +56,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     import xafm
-    from xafm import render
-    from xafm import animation
+    from xafm import animation, render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")

@@ -1,11 +1,19 @@
 """Animated exports: GIF, video, numbered frames and the notebook preview
-(xafm.formats.animation), read back with Pillow, imageio and ffmpeg."""
+(xafm.animation), read back with Pillow, imageio and ffmpeg, and the provenance each
+export carries inside its file."""
 
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
+import inspect
+import json
+import struct
 import subprocess
+import tempfile
 import tracemalloc
+import zlib
 
 import dask.array as dsa
 import imageio.v2 as iio
@@ -15,11 +23,11 @@ import pytest
 from PIL import GifImagePlugin, Image
 
 import xafm
-from xafm import render
+from xafm import animation, registry, render
+from xafm.animation import sequence, video
 from xafm.core import provenance
-from xafm.exceptions import FormatError, OutputExistsError, StackError, XafmWarning
-from xafm import animation
-from xafm.render import N_DATA, NAN_INDEX, RenderError
+from xafm.exceptions import FormatError, OutputExistsError, StackError, UnknownOptionError, XafmWarning
+from xafm.render import N_DATA, NAN_INDEX, RenderError, RenderOptions
 
 GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
 
@@ -61,6 +69,69 @@ def expected_colours(cmap="xafm_afm"):
     return pal[0], pal[N_DATA // 2], pal[N_DATA - 1], pal[NAN_INDEX]
 
 
+def gif_comment(path) -> bytes | None:
+    """The GIF's comment as Pillow reads it (None if it has none)."""
+    with Image.open(path) as im:
+        return im.info.get("comment")
+
+
+def without_gif_comments(data: bytes) -> bytes:
+    """A GIF's bytes with its comment extensions cut out, from a walk over its blocks
+    written here (not xafm's)."""
+    pos = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    out = bytearray(data[:pos])
+
+    def skip_sub_blocks(i: int) -> int:
+        while data[i]:
+            i += 1 + data[i]
+        return i + 1
+
+    while data[pos] != 0x3B:
+        if data[pos] == 0x21:
+            end = skip_sub_blocks(pos + 2)
+            if data[pos + 1] != 0xFE:
+                out += data[pos:end]
+        elif data[pos] == 0x2C:
+            flags = data[pos + 9]
+            table = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+            end = skip_sub_blocks(pos + 10 + table + 1)  # + the LZW minimum code size
+            out += data[pos:end]
+        else:
+            raise AssertionError(f"no GIF block starts with {data[pos]:#x} (at {pos})")
+        pos = end
+    return bytes(out + data[pos:])
+
+
+def ffmetadata_tags(path) -> dict[str, str]:
+    """The global tags of a video as ``ffmpeg -f ffmetadata`` prints them, unescaped
+    (a backslash escapes the next character), keys lower-cased (Matroska's are upper)."""
+    text = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"], capture_output=True, check=True
+    ).stdout.decode("utf-8")
+    lines, line, i = [], [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            line.append((text[i + 1], True))
+            i += 2
+            continue
+        if text[i] == "\n":
+            lines.append(line)
+            line = []
+        else:
+            line.append((text[i], False))
+        i += 1
+    lines.append(line)
+    tags = {}
+    for line in lines:
+        if not line or line[0] in ((";", False), ("#", False)):
+            continue
+        if line[0] == ("[", False):  # [STREAM], [CHAPTER]: the global tags are done
+            break
+        eq = next(k for k, (c, escaped) in enumerate(line) if c == "=" and not escaped)
+        tags["".join(c for c, _ in line[:eq]).lower()] = "".join(c for c, _ in line[eq + 1 :])
+    return tags
+
+
 # --------------------------------------------------------------------------------------
 # GIF
 # --------------------------------------------------------------------------------------
@@ -86,7 +157,7 @@ def test_gif_frames_size_duration_loop_and_colours(tmp_path, compression):
 
 def test_gif_decodes_identically_in_pillow_and_ffmpeg(tmp_path, rng):
     da = xafm.stack(rng.normal(0, 1, (4, 37, 251)), pixel_size_nm=1.0, times=[0, 1, 2, 3])
-    r = render.FrameRenderer(da, upscale=1)
+    r = render.FrameRenderer(da, RenderOptions(upscale=1))
     expected = [r.rgb(r.indices(f, i)) for i, f in r.frames()]
     for compression in ("fast", "lzw"):
         path = animation.to_gif(da, tmp_path / f"{compression}.gif", upscale=1, compression=compression)
@@ -116,13 +187,20 @@ def test_gif_fast_fps_warns_and_bad_fps_raises(tmp_path):
 
 def test_gif_overwrite_and_provenance(tmp_path):
     da = known_stack(2)
-    path = animation.to_gif(da, tmp_path / "a.gif", **OPTS)
+    attrs = copy.deepcopy(da.attrs)
+    path = animation.to_gif(da, tmp_path / "a µm.gif", **OPTS)
     with pytest.raises(OutputExistsError):
         animation.to_gif(da, path, **OPTS)
     animation.to_gif(da, path, overwrite=True, **OPTS)
-    rec = provenance.records(da)[-1]
+    assert da.attrs == attrs  # the record goes into the file; what the user holds is untouched
+    comment = gif_comment(path)
+    assert comment.isascii()  # GIF comments are 7-bit text: JSON's escapes carry the rest
+    recs = json.loads(comment)
+    assert recs[:-1] == provenance.records(da) and recs[0]["type"] == "create"
+    rec = recs[-1]
     assert rec["type"] == "export" and rec["format"] == "gif" and rec["path"] == str(path)
     assert rec["zmin"] == 0.0 and rec["zmax"] == 1.0 and rec["frames"] == 2 and rec["fps"] == 5.0
+    assert rec["writer"] == "xafm.animation.gif" and rec["compression"] == "fast" and rec["size"] == [96, 96]
 
 
 # --------------------------------------------------------------------------------------
@@ -144,6 +222,44 @@ def test_video_frames_size_fps_codec(tmp_path, suffix, codec):
         assert "yuv420p(tv, smpte170m/bt709/iec61966-2-1" in stream
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"])
+def test_video_carries_provenance_in_its_comment_tag(tmp_path, suffix):
+    da = known_stack(3, 48, 64)
+    attrs = copy.deepcopy(da.attrs)
+    path = animation.to_video(da, tmp_path / f"run=1;#2 µm\\x{suffix}", fps=8, **OPTS)  # ffmetadata's special characters
+    assert da.attrs == attrs
+    recs = json.loads(ffmetadata_tags(path)["comment"])
+    assert recs[:-1] == provenance.records(da)
+    rec = recs[-1]
+    assert rec["type"] == "export" and rec["format"] == suffix[1:] and rec["path"] == str(path) and rec["writer"] == "xafm.animation.video"
+    assert rec["zmin"] == 0.0 and rec["zmax"] == 1.0 and rec["frames"] == 3 and rec["fps"] == 8.0 and rec["size"] == [64, 48]
+    assert rec["codec"] == video.CONTAINERS[suffix][1] and rec["quality"] == video.DEFAULT_QUALITY
+
+
+def test_video_provenance_through_a_file_where_pipes_are_not_inherited(tmp_path, monkeypatch):
+    """The Windows path: the comment is made before ffmpeg starts and read from a
+    temporary file, which is removed."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(video._FfmpegInput, "METADATA_PIPE", False)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    da = known_stack(2)
+    path = animation.to_video(da, tmp_path / "v.mp4", **OPTS)
+    rec = json.loads(ffmetadata_tags(path)["comment"])[-1]
+    assert rec["format"] == "mp4" and rec["zmin"] == 0.0 and rec["frames"] == 2
+    assert list(temp.iterdir()) == []
+
+
+def test_video_long_provenance_whole_in_mp4_cut_to_the_export_record_in_mov(tmp_path):
+    da = provenance.append(known_stack(2), provenance.make_record("step", name="notes", params={"text": "é" * 100_000}))
+    recs = json.loads(ffmetadata_tags(animation.to_video(da, tmp_path / "v.mp4", **OPTS))["comment"])
+    assert recs[:-1] == provenance.records(da) and recs[-2]["params"]["text"] == "é" * 100_000
+    with pytest.warns(XafmWarning, match="does not fit the 65535 bytes"):
+        path = animation.to_video(da, tmp_path / "v.mov", **OPTS)  # QuickTime text: 16-bit length
+    (rec,) = json.loads(ffmetadata_tags(path)["comment"])
+    assert rec["type"] == "export" and rec["format"] == "mov" and rec["earlier_records_omitted"] == 2
+
+
 def test_video_colours_away_from_annotations(tmp_path):
     da = known_stack(2)
     path = animation.to_video(da, tmp_path / "v.mp4", quality=10, **OPTS)
@@ -162,7 +278,7 @@ def test_video_odd_sizes_are_padded_not_rescaled(tmp_path):
     assert frames.shape == (3, 18, 34, 3)
     assert frames[:, 17, :, :].max() < 40 and frames[:, :, 33, :].max() < 40  # black padding
     # the image itself is not rescaled: its pixels keep their colours (within codec loss)
-    r = render.FrameRenderer(da, upscale=1, scale_bar=False, timestamps=False)
+    r = render.FrameRenderer(da, RenderOptions(upscale=1, scale_bar=False, timestamps=False))
     first = r.rgb(r.indices(next(r.frames())[1], 0)).astype(int)
     assert np.abs(frames[0, :17, :33].astype(int) - first).mean() < 4
 
@@ -186,7 +302,7 @@ def test_video_ffmpeg_failure_names_file_and_reason(tmp_path):
 
 def test_video_error_while_rendering_stops_ffmpeg_and_leaves_nothing(tmp_path, monkeypatch):
     started = []
-    real_init = animation._FfmpegInput.__init__
+    real_init = video._FfmpegInput.__init__
 
     def spy(self, *a, **k):
         real_init(self, *a, **k)
@@ -201,7 +317,7 @@ def test_video_error_while_rendering_stops_ffmpeg_and_leaves_nothing(tmp_path, m
             raise RuntimeError("out of memory")
         return real_yuv(self, idx, out)
 
-    monkeypatch.setattr(animation._FfmpegInput, "__init__", spy)
+    monkeypatch.setattr(video._FfmpegInput, "__init__", spy)
     monkeypatch.setattr(render.FrameRenderer, "yuv420", failing)
     with pytest.raises(xafm.WriteError, match="out of memory"):
         animation.to_video(known_stack(6), tmp_path / "v.mp4", **OPTS)
@@ -223,7 +339,7 @@ def test_frames_png_names_palette_and_indices(tmp_path):
     folder = animation.to_frames(da, tmp_path / "seq", **OPTS)
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"frame_{i:04d}.png" for i in range(12)]
-    r = render.FrameRenderer(da, **OPTS)
+    r = render.FrameRenderer(da, RenderOptions(**OPTS))
     frames = {i: f for i, f in r.frames()}
     with Image.open(folder / "frame_0007.png") as im:
         assert im.mode == "P" and im.size == (96, 96)
@@ -247,13 +363,48 @@ def test_frames_jpeg_and_errors(tmp_path):
         animation.to_frames(da, tmp_path / "x", prefix="a/b", **OPTS)
 
 
+@pytest.mark.parametrize(("fmt", "key"), [("png", "xafm_provenance"), ("jpeg", "comment")])
+def test_frames_carry_provenance_in_every_file(tmp_path, fmt, key):
+    da = known_stack(3)
+    attrs = copy.deepcopy(da.attrs)
+    folder = animation.to_frames(da, tmp_path / "seq", fmt=fmt, **OPTS)
+    assert da.attrs == attrs
+    texts = []
+    for f in sorted(folder.iterdir()):
+        with Image.open(f) as im:
+            texts.append(im.info[key])  # PNG: the iTXt text (str); JPEG: the COM segment (bytes)
+    assert len(texts) == 3 and len(set(texts)) == 1
+    recs = json.loads(texts[0])
+    assert recs[:-1] == provenance.records(da)
+    rec = recs[-1]
+    assert rec["type"] == "export" and rec["format"] == fmt and rec["path"] == str(folder) and rec["writer"] == "xafm.animation.sequence"
+    assert rec["files"] == 3 and rec["zmin"] == 0.0 and rec["zmax"] == 1.0 and rec["frames"] == 3
+
+
+def test_png_provenance_is_a_valid_itxt_chunk_before_the_image_data(tmp_path):
+    folder = animation.to_frames(known_stack(1), tmp_path / "seq", **OPTS)
+    data = (folder / "frame_0000.png").read_bytes()
+    chunks, pos = [], 8
+    while pos < len(data):  # walk the chunks, checking each CRC
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        pos += 12 + length
+    kinds = [k for k, _ in chunks]
+    assert kinds == [b"IHDR", b"PLTE", b"iTXt", b"IDAT", b"IEND"]
+    keyword, rest = chunks[2][1].split(b"\x00", 1)
+    assert keyword == b"xafm_provenance" and rest[:4] == b"\x01\x00\x00\x00"  # compressed, no language
+    assert json.loads(zlib.decompress(rest[4:]).decode("utf-8"))[-1]["format"] == "png"
+
+
 def test_frames_failure_leaves_nothing(tmp_path, monkeypatch):
     da = known_stack(3)
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(animation, "png_bytes", boom)
+    monkeypatch.setattr(sequence, "png_bytes", boom)
     with pytest.raises(xafm.WriteError, match="disk full"):
         animation.to_frames(da, tmp_path / "seq", **OPTS)
     assert list(tmp_path.iterdir()) == []
@@ -344,7 +495,10 @@ def test_dask_and_numpy_render_the_same(tmp_path, rng):
     lazy = xafm.stack(dsa.from_array(data, chunks=(2, 32, 32)), pixel_size_nm=1.0)
     a = animation.to_gif(eager, tmp_path / "a.gif", scale_bar_nm=10)
     b = animation.to_gif(lazy, tmp_path / "b.gif", scale_bar_nm=10)
-    assert a.read_bytes() == b.read_bytes()
+    # the same file but for the provenance comment (paths, timestamps)
+    assert without_gif_comments(a.read_bytes()) == without_gif_comments(b.read_bytes())
+    assert len(without_gif_comments(a.read_bytes())) < len(a.read_bytes())
+    assert json.loads(gif_comment(a))[-1]["zmin"] == json.loads(gif_comment(b))[-1]["zmin"]
 
 
 def test_progress_callable(tmp_path):
@@ -374,7 +528,9 @@ def test_preview_inline_html(tmp_path, fmt, mime, tag):
         finally:
             reader.close()
     assert "xafm Preview: 4 frames" in repr(p)
-    assert all(r.get("type") != "export" for r in provenance.records(da))  # a preview is not an export
+    # a preview is not an export: no record in its bytes, none on the stack
+    assert (gif_comment(saved) if fmt == "gif" else ffmetadata_tags(saved).get("comment")) is None
+    assert all(r.get("type") != "export" for r in provenance.records(da))
     with pytest.raises(FormatError):
         animation.preview(da, format="avi")
 
@@ -400,3 +556,79 @@ def test_export_animations_writes_what_is_asked(tmp_path):
         animation.export_animations(da, tmp_path, "x", video="flv")
     with pytest.raises(OutputExistsError):
         animation.export_animations(da, tmp_path, "run1", gif=True, **OPTS)
+
+
+def test_export_animations_renders_every_output_with_one_options_object(tmp_path):
+    da = known_stack(2)
+    out = animation.export_animations(da, tmp_path, "r", gif=True, video="mp4", sequence="png", fps=4, render=RenderOptions(cmap="gray", **OPTS))
+    gif_rec = json.loads(gif_comment(out["gif"]))[-1]
+    mp4_rec = json.loads(ffmetadata_tags(out["mp4"])["comment"])[-1]
+    with Image.open(out["frames"] / "frame_0000.png") as im:
+        png_rec = json.loads(im.info["xafm_provenance"])[-1]
+    assert gif_rec["cmap"] == mp4_rec["cmap"] == png_rec["cmap"] == "gray"
+    assert gif_rec["fps"] == mp4_rec["fps"] == 4.0 and "fps" not in png_rec
+
+
+# --------------------------------------------------------------------------------------
+# the render options: keywords, one object, signatures
+# --------------------------------------------------------------------------------------
+WRITERS = {"to_gif": animation.to_gif, "to_video": animation.to_video, "to_frames": animation.to_frames, "preview": animation.preview}
+
+
+def test_render_options_as_keywords_or_one_object(tmp_path):
+    da = known_stack(2)
+    by_keywords = animation.to_gif(da, tmp_path / "k.gif", cmap="viridis", **OPTS)
+    by_object = animation.to_gif(da, tmp_path / "o.gif", render=RenderOptions(cmap="viridis", **OPTS))
+    overridden = animation.to_gif(da, tmp_path / "x.gif", render=RenderOptions(cmap="gray", zmin=-5.0, zmax=1.0, upscale=2), cmap="viridis", zmin=0.0, upscale=1)
+    for path in (by_object, overridden):
+        for got, want in zip(gif_frames(path), gif_frames(by_keywords)):
+            np.testing.assert_array_equal(got, want)
+    rec = json.loads(gif_comment(overridden))[-1]
+    assert rec["cmap"] == "viridis" and rec["zmin"] == 0.0 and rec["upscale"] == 1
+    xafm_default = np.asarray(render.build_palette()[0])
+    assert not np.array_equal(gif_frames(by_keywords)[0][60, 10], xafm_default)  # viridis, not xafm_afm, at zmin
+
+
+def test_unknown_or_bad_render_options_are_refused_before_writing(tmp_path):
+    da = known_stack(2)
+    with pytest.raises(UnknownOptionError, match="did you mean 'scale_bar_nm'"):
+        animation.to_gif(da, tmp_path / "a.gif", scale_bar_mn=20)
+    with pytest.raises(UnknownOptionError, match="no option 'colour'"):
+        da.afm.to_video(tmp_path / "a.mp4", colour="red")
+    with pytest.raises(UnknownOptionError, match="did you mean 'upscale'"):
+        registry.write("png", da, tmp_path / "f", upscal=2)
+    with pytest.raises(RenderError, match="render must be a RenderOptions"):
+        animation.to_frames(da, tmp_path / "f", render={"cmap": "gray"})
+    with pytest.raises(RenderError, match="zmin .* above zmax"):
+        animation.to_video(da, tmp_path / "a.mp4", zmin=2, zmax=1)
+    assert list(tmp_path.iterdir()) == []
+    da.afm.to_gif(tmp_path / "readme.gif", fps=10, scale_bar_nm=20)  # the README's call
+    assert json.loads(gif_comment(tmp_path / "readme.gif"))[-1]["scale_bar_nm"] == 20.0
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_writer_signatures_show_every_option(name):
+    params = inspect.signature(WRITERS[name]).parameters
+    assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values())
+    for field in dataclasses.fields(RenderOptions):
+        assert params[field.name].kind is inspect.Parameter.KEYWORD_ONLY and params[field.name].default == field.default
+    own = {"to_gif": "compression", "to_video": "codec", "to_frames": "jpeg_quality", "preview": "max_frames"}[name]
+    assert params["render"].default is None and params[own].kind is inspect.Parameter.KEYWORD_ONLY  # the writer's own options stay
+    accessor = inspect.signature(getattr(known_stack(1).afm, name)).parameters
+    assert list(accessor) == list(params)[1:]  # the accessor shows the writer's own, without da
+    doc = WRITERS[name].__doc__
+    assert "Other Parameters" in doc and "nan_color" in doc and "render" in doc
+
+
+def test_animated_formats_meet_the_contract():
+    table = registry.table()  # every declaration is checked while the table is built
+    animated = {name: fmt for name, fmt in table.items() if fmt.module.startswith("xafm.animation")}
+    assert {n: f.module for n, f in animated.items()} == {
+        "gif": "xafm.animation.gif", "mp4": "xafm.animation.video", "m4v": "xafm.animation.video",
+        "mov": "xafm.animation.video", "avi": "xafm.animation.video", "mkv": "xafm.animation.video",
+        "webm": "xafm.animation.video", "png": "xafm.animation.sequence",
+    }  # fmt: skip
+    for fmt in animated.values():
+        assert fmt.problems() == [] and fmt.suffixes
+        assert set(RenderOptions.__dataclass_fields__) <= set(fmt.write_options())
+    assert table["png"].folder and not table["gif"].folder

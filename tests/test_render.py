@@ -1,7 +1,9 @@
-"""Colormaps, z-scale, colour indices, upscaling and annotations (xafm.render, xafm.colormaps)."""
+"""Colormaps, z-scale, colour indices, upscaling, annotations and the render options
+(xafm.render, xafm.render.colormaps)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -15,9 +17,8 @@ from matplotlib import colormaps as registry
 
 import xafm
 from xafm import render
-from xafm.render import colormaps
 from xafm.exceptions import StackError, XafmWarning
-from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError
+from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError, RenderOptions, colormaps, colorscale
 
 from .helpers import raise_if_dask_computes
 
@@ -174,8 +175,8 @@ def test_in_memory_tails_bin_only_a_few_percent(rng, monkeypatch):
     """The shortcut is taken for a typical stack and bins only the tails."""
     data = rng.normal(0, 1, (20, 128, 128))
     binned = []
-    real = render._hist_chunk
-    monkeypatch.setattr(render, "_hist_chunk", lambda x, ref: binned.append(x.size) or real(x, ref))
+    real = colorscale._hist_chunk
+    monkeypatch.setattr(colorscale, "_hist_chunk", lambda x, ref: binned.append(x.size) or real(x, ref))
     got = render.percentiles(xafm.stack(data, pixel_size_nm=1.0))
     assert 0 < sum(binned) < 0.06 * data.size
     np.testing.assert_allclose(got, np.percentile(data, [1, 99]), atol=np.ptp(np.percentile(data, [1, 99])) / 1000)
@@ -283,7 +284,7 @@ def _runs(row: np.ndarray, value: int) -> list[int]:
 @pytest.mark.parametrize(("shape", "px", "bar_nm"), [((64, 64), 2.0, 40), ((8, 8), 0.5, 2), ((200, 300), 1.0, 100), ((17, 33), 3.0, 25)])
 def test_scale_bar_length_matches_pixel_size(shape, px, bar_nm):
     da = xafm.stack(np.zeros((1, *shape)), pixel_size_nm=px)
-    r = render.FrameRenderer(da, scale_bar_nm=bar_nm, timestamps=False, zmin=-1, zmax=1)
+    r = render.FrameRenderer(da, RenderOptions(scale_bar_nm=bar_nm, timestamps=False, zmin=-1, zmax=1))
     idx = r.indices(next(r.frames())[1], 0)
     expected = bar_nm / px * r.k
     longest = max(max(_runs(row, FG_INDEX), default=0) for row in idx)
@@ -294,16 +295,16 @@ def test_scale_bar_length_matches_pixel_size(shape, px, bar_nm):
 def test_scale_bar_too_long_is_replaced_with_warning():
     da = xafm.stack(np.zeros((1, 32, 32)), pixel_size_nm=1.0)
     with pytest.warns(XafmWarning, match="does not fit"):
-        r = render.FrameRenderer(da, scale_bar_nm=1000)
+        r = render.FrameRenderer(da, RenderOptions(scale_bar_nm=1000))
     assert r.scale_bar_nm == 5.0  # a round length of about a third of the 32 nm width
-    assert render.FrameRenderer(da, scale_bar_nm=None).scale_bar_nm == 5.0
+    assert render.FrameRenderer(da, RenderOptions(scale_bar_nm=None)).scale_bar_nm == 5.0
 
 
 def test_timestamps_drawn_and_absent(rng):
     data = np.zeros((3, 64, 64))
     da = xafm.stack(data, pixel_size_nm=1.0, times=[0.0, 1.25, 12.4])
-    on = render.FrameRenderer(da, scale_bar=False, zmin=-1, zmax=1)
-    off = render.FrameRenderer(da, scale_bar=False, timestamps=False, zmin=-1, zmax=1)
+    on = render.FrameRenderer(da, RenderOptions(scale_bar=False, zmin=-1, zmax=1))
+    off = render.FrameRenderer(da, RenderOptions(scale_bar=False, timestamps=False, zmin=-1, zmax=1))
     frames = [f for _, f in on.frames()]
     a, b = on.indices(frames[0], 0), on.indices(frames[1], 1)
     corner = (slice(0, 60), slice(0, 160))  # the timestamp's corner
@@ -342,6 +343,48 @@ def test_time_labels_from_cached_glyphs_match_pillow(side):
         assert np.all(a[outline & ~fg] == BG_INDEX)
 
 
+def test_render_options_normalise_and_are_frozen():
+    opts = RenderOptions(cmap=None, zmin=0, zmax=np.float32(2), scale_bar_nm=20, upscale=np.int64(3), scale_bar=np.bool_(False))
+    assert opts == RenderOptions(cmap="xafm_afm", zmin=0.0, zmax=2.0, scale_bar_nm=20.0, upscale=3, scale_bar=False)
+    assert type(opts.zmin) is float and type(opts.upscale) is int and type(opts.scale_bar) is bool
+    assert RenderOptions(zmin=None, zmax="auto").zmin is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.cmap = "gray"
+    assert dataclasses.replace(opts, cmap="gray").cmap == "gray" and opts.cmap == "xafm_afm"
+    assert "nan_color" in RenderOptions.__doc__
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cmap": "nope"}, "unknown colormap 'nope'"),
+        ({"cmap": 3}, "cmap must be"),
+        ({"zmin": "automatic"}, "zmin must be a number, 'auto' or None"),
+        ({"zmax": float("inf")}, "zmax must be finite"),
+        ({"zmin": 3, "zmax": 1}, "zmin .* above zmax"),
+        ({"scale_bar_nm": -1}, "scale_bar_nm must be a positive number or None"),
+        ({"scale_bar_nm": "long"}, "scale_bar_nm must be a positive number or None"),
+        ({"scale_bar": "yes"}, "scale_bar must be True or False"),
+        ({"timestamps": 1}, "timestamps must be True or False"),
+        ({"nan_color": "notacolour"}, "not a colour"),
+        ({"upscale": 1.5}, "upscale must be 'auto' or a positive integer"),
+        ({"upscale": True}, "upscale must be 'auto' or a positive integer"),
+    ],
+)
+def test_render_options_refuse_bad_values_when_made(options, message):
+    with pytest.raises(RenderError, match=message):
+        RenderOptions(**options)
+
+
+def test_renderer_takes_render_options_only():
+    da = xafm.stack(np.zeros((1, 8, 8)), pixel_size_nm=1.0)
+    with pytest.raises(RenderError, match="must be a RenderOptions"):
+        render.FrameRenderer(da, {"cmap": "gray"})
+    r = render.FrameRenderer(da, RenderOptions(cmap="gray", upscale=2, zmin=-1, zmax=1))
+    assert r.options.cmap == "gray" and r.k == 2 and r.zscale() == (-1.0, 1.0)
+    assert r.info()["cmap"] == "gray" and r.info()["nan_color"] == "#" + bytes(r.palette[NAN_INDEX]).hex()
+
+
 def test_renderer_rejects_extra_dims_and_non_numeric():
     da = xafm.stack(np.zeros((2, 4, 4)), pixel_size_nm=1.0)
     extra = da.expand_dims(channel=2).transpose("time", "y", "x", "channel")
@@ -351,7 +394,7 @@ def test_renderer_rejects_extra_dims_and_non_numeric():
 
 def test_yuv420_frame_is_bt601_limited_range():
     da = xafm.stack(np.zeros((1, 4, 4)), pixel_size_nm=1.0)
-    r = render.FrameRenderer(da, scale_bar=False, timestamps=False, upscale=1)
+    r = render.FrameRenderer(da, RenderOptions(scale_bar=False, timestamps=False, upscale=1))
     idx = np.array([[FG_INDEX, FG_INDEX, BG_INDEX, BG_INDEX]] * 2, dtype=np.uint8)
     frame = r.yuv420(idx)
     assert frame.shape == (2 * 4 * 3 // 2,) and frame.dtype == np.uint8
@@ -368,7 +411,7 @@ def test_yuv420_matches_per_pixel_bt601(half_h, half_w, data):
     the nearest integer, U and V the 2x2 mean to within the rounding of its x4 terms."""
     h, w = 2 * half_h, 2 * half_w
     idx = data.draw(hnp.arrays(np.uint8, (h, w)))
-    r = render.FrameRenderer(xafm.stack(np.zeros((1, h, w)), pixel_size_nm=1.0), scale_bar=False, timestamps=False, upscale=1)
+    r = render.FrameRenderer(xafm.stack(np.zeros((1, h, w)), pixel_size_nm=1.0), RenderOptions(scale_bar=False, timestamps=False, upscale=1))
     y, u, v = render.split_yuv420(r.yuv420(idx), h, w)
     rgb = r.palette[idx].astype(float) / 255
     luma = rgb @ [0.299, 0.587, 0.114]

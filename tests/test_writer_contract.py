@@ -54,7 +54,11 @@ def _png_frames(folder):
 
 
 #: Independent readers of the write-only formats' files: (frames, (width, height)).
-DECODERS = {"gif": _gif_frames, "mp4": _video_frames, "avi": _video_frames, "mkv": _video_frames, "webm": _video_frames, "png": _png_frames}
+DECODERS = {
+    "gif": _gif_frames,
+    **dict.fromkeys(("mp4", "m4v", "mov", "avi", "mkv", "webm"), _video_frames),
+    "png": _png_frames,
+}
 
 
 def _write(fmt, da, path, **kw):

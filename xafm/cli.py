@@ -82,6 +82,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     from . import animation, registry
     from .exceptions import FormatError
+    from .render import RenderOptions
 
     for f in args.export:
         registry.get(f, for_writing=True)
@@ -94,8 +95,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     written.update(
         animation.export_animations(
             da, out, name, gif=args.make_gif, video=args.make_video, sequence=args.make_sequence,
-            overwrite=args.overwrite, fps=args.fps, cmap=args.cmap, zmin=args.zmin, zmax=args.zmax,
-            scale_bar_nm=args.scale_bar_nm, timestamps=args.draw_ts, scale_bar=args.draw_scale,
+            overwrite=args.overwrite, fps=args.fps,
+            render=RenderOptions(
+                cmap=args.cmap, zmin=args.zmin, zmax=args.zmax, scale_bar_nm=args.scale_bar_nm,
+                timestamps=args.draw_ts, scale_bar=args.draw_scale,
+            ),
         )
     )
     for fmt, path in written.items():
@@ -105,6 +109,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__, animation, registry
+    from .render import RenderOptions
 
     p = argparse.ArgumentParser(prog="xafm", description="AFM stacks and HS-AFM videos as labeled arrays")
     p.add_argument("--version", action="version", version=f"xafm {__version__}")
@@ -130,17 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--channel", default=None)
     c.add_argument("--overwrite", action="store_true")
 
+    # playNano's flag names; their defaults are RenderOptions' (one RenderOptions is made from them)
+    render_defaults = RenderOptions()
     a = c.add_argument_group("animations (playNano's flags)")
     a.add_argument("--make-gif", action="store_true", help="write NAME.gif")
-    a.add_argument("--make-video", nargs="?", const="mp4", default=None, choices=animation.VIDEO_FORMATS, help="write NAME.mp4 (or avi, mkv, webm)")
+    a.add_argument("--make-video", nargs="?", const="mp4", default=None, choices=animation.VIDEO_FORMATS, help=f"write NAME.mp4 (or {', '.join(animation.VIDEO_FORMATS[1:])})")
     a.add_argument("--make-sequence", nargs="?", const="png", default=None, choices=["png", "jpg"], help="write NAME_frames/ with one image per frame")
     a.add_argument("--fps", type=float, default=5.0)
-    a.add_argument("--cmap", default="xafm_afm", help="any matplotlib colormap name (xafm_afm, xafm_afm_uniform, viridis, ...)")
-    a.add_argument("--zmin", type=animation.parse_zlimit, default="auto", help="auto (1st percentile), none (minimum) or a number")
-    a.add_argument("--zmax", type=animation.parse_zlimit, default="auto", help="auto (99th percentile), none (maximum) or a number")
-    a.add_argument("--scale-bar-nm", type=float, default=100.0)
-    a.add_argument("--draw-ts", action=argparse.BooleanOptionalAction, default=True, help="draw the frame time")
-    a.add_argument("--draw-scale", action=argparse.BooleanOptionalAction, default=True, help="draw the scale bar")
+    a.add_argument("--cmap", default=render_defaults.cmap, help="any matplotlib colormap name (xafm_afm, xafm_afm_uniform, viridis, ...)")
+    a.add_argument("--zmin", type=animation.parse_zlimit, default=render_defaults.zmin, help="auto (1st percentile), none (minimum) or a number")
+    a.add_argument("--zmax", type=animation.parse_zlimit, default=render_defaults.zmax, help="auto (99th percentile), none (maximum) or a number")
+    a.add_argument("--scale-bar-nm", type=float, default=render_defaults.scale_bar_nm)
+    a.add_argument("--draw-ts", action=argparse.BooleanOptionalAction, default=render_defaults.timestamps, help="draw the frame time")
+    a.add_argument("--draw-scale", action=argparse.BooleanOptionalAction, default=render_defaults.scale_bar, help="draw the scale bar")
     c.set_defaults(func=_cmd_convert)
     return p
 

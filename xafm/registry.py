@@ -48,7 +48,9 @@ BUILTIN_MODULES = (
     "xafm.formats.topostats",
     "xafm.formats.nd2file",
     "xafm.formats.omezarr",
-    "xafm.animation",
+    "xafm.animation.gif",
+    "xafm.animation.video",
+    "xafm.animation.sequence",
     "xafm.formats.framefolder",
 )
 #: Entry point group through which other packages add formats: each entry names a module

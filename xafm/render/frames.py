@@ -1,0 +1,274 @@
+"""Frames of a stack as annotated palette indices, and those as the colours encoders take.
+
+:class:`FrameRenderer` holds everything fixed for one export (z-scale, palette, upscale
+factor, padding, overlays) and streams ``(i, values)`` from numpy, dask or lazy stacks
+block by block. A frame becomes 8-bit indices in one vectorised step, is upscaled by an
+integer factor with nearest neighbour when small, and gets its annotations drawn as
+indices; GIF and palette PNG store the indices, video and JPEG look colours up here
+(RGB, or BT.601 Y/U/V planes through pair tables).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..core import model
+from ..core.blocks import iter_blocks
+from ..exceptions import RenderError, StackError, XafmWarning
+from .colorscale import zscale
+from .options import RenderOptions, check_upscale
+from .overlay import Overlay, length_label, nice_length, time_label
+from .palette import BG_INDEX, N_DATA, NAN_INDEX, build_palette, colormap
+from .parallel import block_bytes
+
+#: Frames whose shorter side is below this are upscaled by an integer factor ...
+MIN_SIDE = 320
+#: ... unless that would make the longer side exceed this.
+MAX_SIDE = 2048
+
+
+def user_stacklevel() -> int:
+    """The stacklevel of the first caller outside xafm, so warnings point at user code."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("xafm"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def to_indices(frame: np.ndarray, lo: float, hi: float, out: np.ndarray | None = None, work: np.ndarray | None = None) -> np.ndarray:
+    """Palette indices 0-251 of a frame on the scale lo..hi (clipped); NaN/inf -> 252."""
+    frame = np.asarray(frame)
+    if work is None or work.shape != frame.shape:
+        work = np.empty(frame.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(frame.shape, dtype=np.uint8)
+    scale = N_DATA / (hi - lo) if hi > lo else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.subtract(frame, lo, out=work, casting="unsafe")  # in the input's precision
+        work *= scale
+        # NaN propagates through minimum and maximum; -inf shows in one, inf in the other
+        finite = math.isfinite(float(np.minimum.reduce(work, axis=None))) and math.isfinite(float(np.maximum.reduce(work, axis=None)))
+        if scale == 0.0:
+            work += N_DATA / 2
+        np.clip(work, 0, N_DATA - 1, out=out, casting="unsafe")  # truncates: floor, as >= 0
+    if not finite:
+        bad = ~np.isfinite(frame)
+        if frame.dtype.kind == "f" and bad.any():
+            out[bad] = NAN_INDEX
+    return out
+
+
+def upscale_factor(h: int, w: int, upscale: Any = "auto") -> int:
+    """Integer nearest-neighbour factor: small frames grow until their shorter side reaches
+    ``MIN_SIDE`` (so text fits and pixels stay crisp), never past ``MAX_SIDE``."""
+    upscale = check_upscale(upscale)
+    if isinstance(upscale, int):
+        return upscale
+    k = max(1, math.ceil(MIN_SIDE / max(1, min(h, w))))
+    return max(1, min(k, MAX_SIDE // max(h, w)))
+
+
+def split_yuv420(frame: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y (h, w), U and V (h/2, w/2) planes of a flat yuv420p frame, as views."""
+    n = h * w
+    return (
+        frame[:n].reshape(h, w),
+        frame[n : n + n // 4].reshape(h // 2, w // 2),
+        frame[n + n // 4 : n + n // 2].reshape(h // 2, w // 2),
+    )
+
+
+class FrameRenderer:
+    """Everything fixed for one export: z-scale, palette, upscale, padding, overlays.
+
+    ``frames()`` streams ``(i, indices)`` from numpy, dask or lazy stacks block by block,
+    so memory stays at one block of values plus a few output frames.
+    """
+
+    def __init__(self, da: xr.DataArray, options: RenderOptions | None = None, *, pad_to: int = 1, action: str = "rendering"):
+        if options is None:
+            options = RenderOptions()
+        elif not isinstance(options, RenderOptions):
+            raise RenderError(f"{action}: the options must be a RenderOptions, got {type(options).__name__}")
+        self.options = options
+        da = model.check_stack(da, action)
+        if da.dtype.kind not in "iuf":
+            raise StackError(f"{action} needs numeric values, the stack has dtype {da.dtype}")
+        self.da = da
+        self.n, h, w = (int(s) for s in da.shape)
+        if self.n < 1 or h < 1 or w < 1:
+            raise StackError(f"{action} needs at least one frame of at least 1x1 pixels, got shape {da.shape}")
+        self.cmap = colormap(options.cmap)
+        self.palette = build_palette(self.cmap, options.nan_color)
+        self._lut32 = np.zeros(256, dtype=np.uint32)
+        self._lut32.view(np.uint8).reshape(256, 4)[:, :3] = self.palette
+        self._yuv: tuple[np.ndarray, np.ndarray] | None = None
+        self.k = upscale_factor(h, w, options.upscale)
+        self.image_shape = (h * self.k, w * self.k)
+        ph = (-self.image_shape[0]) % pad_to
+        pw = (-self.image_shape[1]) % pad_to
+        self.shape = (self.image_shape[0] + ph, self.image_shape[1] + pw)
+        # the z-scale pass is deferred to the first frame, so a writer can start its encoder
+        # (ffmpeg) meanwhile; the limits were checked with the options
+        self._limits = (options.zmin, options.zmax)
+        self._scale: tuple[float, float] | None = None
+        self.scale_bar_nm: float | None = None
+        bar_px = self._bar_px(options.scale_bar_nm) if options.scale_bar else None
+        times = [time_label(t) for t in model.times_s(da)] if options.timestamps else None
+        self.overlay = Overlay(
+            *self.image_shape,
+            bar_px=bar_px,
+            bar_label=length_label(self.scale_bar_nm) if bar_px and self.scale_bar_nm else "",
+            times=times,
+            stride=self.shape[1],
+        )
+
+    def _bar_px(self, scale_bar_nm: float | None) -> int | None:
+        dx = model.pixel_size_nm(self.da)[1]
+        out_w = self.image_shape[1]
+        margin = max(2, round(min(self.image_shape) * 0.03))
+        room = out_w - 2 * margin
+        px_per_nm = self.k / dx
+        if scale_bar_nm is not None:
+            nm = scale_bar_nm
+            px = round(nm * px_per_nm)
+            if 1 <= px <= room:
+                self.scale_bar_nm = nm
+                return int(px)
+            warnings.warn(
+                f"a {nm:g} nm scale bar is {nm * px_per_nm:.1f} px long, which does not fit a {out_w} px wide frame; "
+                "drawing a bar of a length that fits instead (pass scale_bar_nm=None to choose it silently)",
+                XafmWarning,
+                stacklevel=user_stacklevel(),
+            )
+        nm = nice_length(0.3 * room / px_per_nm)
+        px = round(nm * px_per_nm)
+        if not 1 <= px <= room:
+            return None
+        self.scale_bar_nm = nm
+        return int(px)
+
+    @property
+    def lo(self) -> float:
+        return self.zscale()[0]
+
+    @property
+    def hi(self) -> float:
+        return self.zscale()[1]
+
+    def zscale(self) -> tuple[float, float]:
+        """(low, high) of the colour scale, computed on first use (one pass for "auto")."""
+        if self._scale is None:
+            self._scale = zscale(self.da, *self._limits)
+        return self._scale
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the output frames."""
+        return self.shape[1], self.shape[0]
+
+    def indices(self, frame: np.ndarray, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Annotated palette indices of frame ``i`` at output size, into ``out`` (a new
+        array if None; safe to call from several threads at once with different ``out``)."""
+        h, w = frame.shape
+        lo, hi = self.zscale()
+        if out is None:
+            out = np.empty(self.shape, dtype=np.uint8)
+        k = self.k
+        H, W = self.image_shape
+        if k == 1 and self.shape == self.image_shape:
+            to_indices(frame, lo, hi, out=out)  # straight into the output: no copy
+        elif self.shape == self.image_shape:
+            out.reshape(h, k, w, k)[...] = to_indices(frame, lo, hi)[:, None, :, None]
+        else:  # padded for a codec: black beyond the image
+            small = to_indices(frame, lo, hi)
+            out[H:] = BG_INDEX
+            out[:H, W:] = BG_INDEX
+            out[:H, :W] = np.broadcast_to(small[:, None, :, None], (h, k, w, k)).reshape(H, W)
+        self.overlay.apply(out, i)
+        return out
+
+    def rgb0(self, indices: np.ndarray) -> np.ndarray:
+        """Colours as one uint32 per pixel, bytes R, G, B, 0 (ffmpeg's ``rgb0``): a
+        one-dimensional table look-up, several times faster than ``palette[indices]``."""
+        return np.take(self._lut32, indices, mode="wrap")  # a uint8 always indexes 256
+
+    def _pair_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tables indexed by two horizontally adjacent palette indices read as one native
+        uint16: their two Y bytes (as a uint16 laid out like the pair), and the sums of
+        their U and V values, x4, packed in one uint32 (U in the low 16 bits). One look-up
+        per two pixels for Y and per four for U and V together, instead of one per pixel
+        and plane (BT.601 matrix, limited range, as in ``yuv420``)."""
+        if self._yuv is None:
+            rgb = self.palette.astype(np.float64) / 255.0
+            y = rgb @ np.array([0.299, 0.587, 0.114])
+            cb = (rgb[:, 2] - y) / 1.772
+            cr = (rgb[:, 0] - y) / 1.402
+            ly = np.round(16 + 219 * y).astype(np.uint16)
+            lu = np.round(4 * (128 + 224 * cb)).astype(np.uint32)  # x4: 2x2 sums stay integers
+            lv = np.round(4 * (128 + 224 * cr)).astype(np.uint32)
+            pair = np.arange(65536, dtype=np.uint16)
+            as_bytes = pair.view(np.uint8).reshape(-1, 2)  # the two pixels in memory order
+            a, b = as_bytes[:, 0], as_bytes[:, 1]
+            y2 = np.empty((65536, 2), dtype=np.uint8)
+            y2[:, 0], y2[:, 1] = ly[a], ly[b]
+            # each sum < 2**11; +4 per pair rounds the mean of a 2x2 block's four x4 values
+            uv = (lu[a] + lu[b] + 4) | ((lv[a] + lv[b] + 4) << 16)
+            self._yuv = (y2.view(np.uint16).reshape(-1), uv)
+        return self._yuv
+
+    def yuv420(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One yuv420p (I420) frame of an even-sized index frame: the Y, U and V planes
+        one after the other in a flat uint8 array (``out`` if given), as video encoders take
+        them, so ffmpeg converts nothing and the pipe carries half the bytes of RGB.
+
+        BT.601 matrix, limited range, chroma the rounded mean of 2x2 pixels as ffmpeg's
+        scaler does. BT.601 because it is what decoders assume for untagged video and what
+        ffmpeg (and so imageio) uses when it converts back to RGB; the videos are tagged
+        with it. ``split_yuv420`` gives the planes."""
+        y2, uv = self._pair_tables()
+        h, w = indices.shape
+        pairs = np.ascontiguousarray(indices).view(np.uint16)  # (h, w / 2)
+        if out is None:
+            out = np.empty(h * w * 3 // 2, dtype=np.uint8)
+        y_plane, u_plane, v_plane = split_yuv420(out, h, w)
+        # mode "wrap" (a no-op: a uint16 always indexes a 65536 table) is the fastest
+        np.take(y2, pairs, out=y_plane.view(np.uint16), mode="wrap")
+        acc = np.take(uv, pairs[0::2], mode="wrap")
+        acc += np.take(uv, pairs[1::2], mode="wrap")
+        acc >>= 4
+        np.copyto(u_plane, acc, casting="unsafe")  # the low byte: U
+        np.right_shift(acc, 16, out=v_plane, casting="unsafe")
+        return out
+
+    def rgb(self, indices: np.ndarray) -> np.ndarray:
+        """Colours as an (h, w, 3) uint8 array."""
+        return np.ascontiguousarray(self.rgb0(indices).view(np.uint8).reshape(*indices.shape, 4)[..., :3])
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Raw frames ``(i, values)``, pulled block by block (after the z-scale pass)."""
+        self.zscale()
+        for a, _, block in iter_blocks(self.da, target_bytes=block_bytes()):
+            for j in range(block.shape[0]):
+                yield a + j, block[j]
+
+    def info(self) -> dict[str, Any]:
+        """What the provenance record says about the rendering."""
+        return {
+            "cmap": getattr(self.cmap, "name", str(self.cmap)),
+            "zmin": self.lo,
+            "zmax": self.hi,
+            "frames": self.n,
+            "size": list(self.size),
+            "upscale": self.k,
+            "scale_bar_nm": self.scale_bar_nm,
+            "timestamps": self.overlay.times is not None,
+            "nan_color": "#" + bytes(self.palette[NAN_INDEX]).hex(),
+        }
