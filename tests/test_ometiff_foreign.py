@@ -18,6 +18,7 @@ import xafm
 from tests.helpers import raise_if_dask_computes, reference, shared_file
 from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from xafm.testing.ometiff import write_foreign_ome_tiff
 
 SAMPLE = ("other", "multi-channel.ome.tif")
 NO_SIZE = "no physical pixel size"
@@ -67,11 +68,6 @@ def test_real_file_lazy_engine_and_channels():
 # --------------------------------------------------------------------------------------
 # files tifffile writes
 # --------------------------------------------------------------------------------------
-def _write(path, arr, axes, **meta):
-    tifffile.imwrite(path, arr, ome=True, metadata={"axes": axes, **meta}, photometric="rgb" if axes.endswith("S") else "minisblack")
-    return path
-
-
 AXES = ["YX", "TYX", "ZYX", "CYX", "TZYX", "TCYX", "ZCYX", "CZYX", "TZCYX", "CTZYX"]
 
 
@@ -107,9 +103,9 @@ def test_times_z_names_and_units(tmp_path):
     arr = np.arange(2 * 3 * 2 * 4 * 5, dtype=np.uint16).reshape(2, 3, 2, 4, 5)
     n = 2 * 3 * 2
     deltas = [1.5 + 250.0 * (i // 6) for i in range(n)]  # ms, per plane (t slowest)
-    p = _write(tmp_path / "t.ome.tif", arr, "TZCYX", PhysicalSizeX=0.5, PhysicalSizeXUnit="µm", PhysicalSizeY=0.25,
-               PhysicalSizeZ=2.0, PhysicalSizeZUnit="nm", Channel={"Name": ["DAPI", "GFP"]},
-               Plane={"DeltaT": deltas, "DeltaTUnit": ["ms"] * n})
+    p = write_foreign_ome_tiff(tmp_path / "t.ome.tif", arr, "TZCYX", PhysicalSizeX=0.5, PhysicalSizeXUnit="µm", PhysicalSizeY=0.25,
+                               PhysicalSizeZ=2.0, PhysicalSizeZUnit="nm", Channel={"Name": ["DAPI", "GFP"]},
+                               Plane={"DeltaT": deltas, "DeltaTUnit": ["ms"] * n})
     da = xafm.open(p)
     assert da.dims == ("time", "z", "channel", "y", "x")
     np.testing.assert_allclose(da.time.values, [0.0, 0.25])
@@ -128,7 +124,7 @@ def test_times_z_names_and_units(tmp_path):
         assert back.channel.values.tolist() == ["DAPI", "GFP"] and back.attrs["units"] == ""
         assert provenance.records(back)[-1]["type"] == "read"
     # TimeIncrement when planes carry no DeltaT
-    p2 = _write(tmp_path / "inc.ome.tif", arr[:, 0, 0], "TYX", TimeIncrement=2.0, TimeIncrementUnit="min", PhysicalSizeX=1.0)
+    p2 = write_foreign_ome_tiff(tmp_path / "inc.ome.tif", arr[:, 0, 0], "TYX", TimeIncrement=2.0, TimeIncrementUnit="min", PhysicalSizeX=1.0)
     da2 = xafm.open(p2)
     assert da2.dims == ("time", "y", "x") and da2.time.values.tolist() == [0.0, 120.0]
     assert model.pixel_size_nm(da2) == (1000.0, 1000.0)  # Y falls back to X
@@ -136,7 +132,7 @@ def test_times_z_names_and_units(tmp_path):
 
 def test_rgb_samples(tmp_path, rng):
     arr = rng.integers(0, 255, size=(2, 4, 5, 3), dtype=np.uint8)
-    p = _write(tmp_path / "rgb.ome.tif", arr, "TYXS", PhysicalSizeX=1.0, PhysicalSizeY=1.0)
+    p = write_foreign_ome_tiff(tmp_path / "rgb.ome.tif", arr, "TYXS", PhysicalSizeX=1.0, PhysicalSizeY=1.0)
     da = xafm.open(p)
     assert da.dims == ("time", "sample", "y", "x")
     np.testing.assert_array_equal(da.values, arr.transpose(0, 3, 1, 2))

@@ -23,12 +23,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import xafm
-from xafm.core import conventions, model
-from xafm.exceptions import ChannelError, CorruptFileError, FormatError, OutputExistsError, StackError, WriteError, XafmError, XafmWarning
-from xafm.core.contract import Probe
-from xafm.formats import omezarr
 import xafm.registry
 from tests.helpers import raise_if_dask_computes, reference, shared_file
+from xafm.core import conventions, model
+from xafm.core.contract import Probe
+from xafm.exceptions import ChannelError, CorruptFileError, FormatError, OutputExistsError, StackError, WriteError, XafmError, XafmWarning
+from xafm.formats import omezarr
+from xafm.formats.omezarr import pyramid, store
+from xafm.testing.omezarr import write_foreign_ome_zarr
 
 VERSIONS = ["0.5", "0.4"]
 
@@ -196,18 +198,18 @@ def reference_level(data: np.ndarray, k: int, method: str) -> np.ndarray:
     """Level k computed the slow way: k successive 2x2 reductions."""
     out = data
     for _ in range(k):
-        out = omezarr._downsample_block(out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2], method, data.dtype)
+        out = pyramid.downsample_block(out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2], method, data.dtype)
     return out
 
 
 def test_downsample_methods():
     block = np.array([[[1, 2, 5, 7], [3, 4, 6, 9]]], dtype=np.int16)
-    assert omezarr._downsample_block(block, "mean", block.dtype).tolist() == [[[2, 7]]]  # 2.5 -> 2 (round half even), 6.75 -> 7
-    assert omezarr._downsample_block(block, "max", block.dtype).tolist() == [[[4, 9]]]
-    assert omezarr._downsample_block(block, "min", block.dtype).tolist() == [[[1, 5]]]
-    assert omezarr._downsample_block(block, "nearest", block.dtype).tolist() == [[[1, 5]]]
+    assert pyramid.downsample_block(block, "mean", block.dtype).tolist() == [[[2, 7]]]  # 2.5 -> 2 (round half even), 6.75 -> 7
+    assert pyramid.downsample_block(block, "max", block.dtype).tolist() == [[[4, 9]]]
+    assert pyramid.downsample_block(block, "min", block.dtype).tolist() == [[[1, 5]]]
+    assert pyramid.downsample_block(block, "nearest", block.dtype).tolist() == [[[1, 5]]]
     f = block.astype(np.float32)
-    assert omezarr._downsample_block(f, "mean", f.dtype).tolist() == [[[2.5, 6.75]]]
+    assert pyramid.downsample_block(f, "mean", f.dtype).tolist() == [[[2.5, 6.75]]]
 
 
 # --------------------------------------------------------------------------------------
@@ -264,8 +266,8 @@ def test_pyramid_is_streamed_never_materialising_a_level(tmp_path):
 def test_parallel_writes_are_chunk_aligned(tmp_path, monkeypatch, rng):
     """Dask chunks that straddle Zarr chunks are rechunked: no two tasks write one chunk."""
     regions = []
-    original = omezarr._Target.write
-    monkeypatch.setattr(omezarr._Target, "write", lambda self, region, block: regions.append((self.component, region)) or original(self, region, block))
+    original = store.Target.write
+    monkeypatch.setattr(store.Target, "write", lambda self, region, block: regions.append((self.component, region)) or original(self, region, block))
     data = rng.normal(size=(11, 50, 45)).astype(np.float32)
     da = xafm.stack(dsa.from_array(data, chunks=(3, 17, 50)), pixel_size_nm=1.0)
     omezarr.write(da, tmp_path / "s.ome.zarr", chunks=(4, 16, 16), shards=(4, 32, 32), levels=2)
@@ -395,7 +397,7 @@ def test_append_frames_extends_everything(version, tmp_path, rng):
 
 
 def test_append_checks_compatibility(tmp_path, rng):
-    d1, a1 = piece(rng, 3, 0.0)
+    _, a1 = piece(rng, 3, 0.0)
     p = omezarr.write(a1, tmp_path / "s.ome.zarr")
     before = xafm.open(p)
     cases = [
@@ -523,20 +525,6 @@ def test_reads_spatialdata_blobs_v04():
     assert xr.open_dataarray(path, engine="xafm").shape == (1, 3, 12, 12)
 
 
-def _foreign(root: Path, version: str, axes: list, shape: tuple, data: np.ndarray, transforms: list, omero=None, wrap=None):
-    zf = 3 if version == "0.5" else 2
-    g = zarr.open_group(str(root), mode="w", zarr_format=zf)
-    kw = {"dimension_names": [a["name"] for a in axes]} if zf == 3 else {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-    a = g.create_array("s0", shape=shape, dtype=data.dtype, chunks=shape, **kw)
-    a[...] = data
-    ms = {"axes": axes, "datasets": [{"path": "s0", "coordinateTransformations": transforms}], "name": "img"}
-    content = {"multiscales": [ms if zf == 3 else {"version": "0.4", **ms}]}
-    if omero:
-        content["omero"] = omero
-    g.attrs.update({"ome": {"version": "0.5", **content}} if zf == 3 else content)
-    return g
-
-
 def test_reads_foreign_tczyx_with_units(tmp_path, rng):
     axes = [
         {"name": "t", "type": "time", "unit": "millisecond"},
@@ -547,7 +535,7 @@ def test_reads_foreign_tczyx_with_units(tmp_path, rng):
     ]
     data = rng.integers(0, 1000, size=(3, 2, 4, 5, 6)).astype(np.uint16)
     tf = [{"type": "scale", "scale": [50.0, 1.0, 0.5, 0.25, 2.0]}, {"type": "translation", "translation": [0, 0, 0, 1.0, 0]}]
-    _foreign(tmp_path / "f.ome.zarr", "0.4", axes, data.shape, data, tf, omero={"channels": [{"label": "GFP"}, {"label": "RFP"}]})
+    write_foreign_ome_zarr(tmp_path / "f.ome.zarr", "0.4", axes, data, tf, omero={"channels": [{"label": "GFP"}, {"label": "RFP"}]})
     da = xafm.open(tmp_path / "f.ome.zarr")
     assert da.dims == ("time", "z", "channel", "y", "x")
     np.testing.assert_array_equal(da.values, data.transpose(0, 2, 1, 3, 4))
@@ -566,7 +554,7 @@ def test_reads_foreign_tczyx_with_units(tmp_path, rng):
 def test_reads_foreign_v05_yx_and_bioformats2raw(tmp_path, rng):
     data = rng.normal(size=(5, 6)).astype(np.float32)
     axes = [{"name": "y", "type": "space", "unit": "nanometer"}, {"name": "x", "type": "space", "unit": "nanometer"}]
-    _foreign(tmp_path / "yx.ome.zarr", "0.5", axes, data.shape, data, [{"type": "scale", "scale": [3.0, 4.0]}])
+    write_foreign_ome_zarr(tmp_path / "yx.ome.zarr", "0.5", axes, data, [{"type": "scale", "scale": [3.0, 4.0]}])
     da = xafm.open(tmp_path / "yx.ome.zarr")
     assert da.dims == conventions.DIMS and da.shape == (1, 5, 6) and da.attrs["channel"] == "C0"
     np.testing.assert_array_equal(da.values[0], data)
@@ -576,7 +564,7 @@ def test_reads_foreign_v05_yx_and_bioformats2raw(tmp_path, rng):
     # bioformats2raw: the image is the group "0" below the root
     root = zarr.open_group(str(tmp_path / "b2r.ome.zarr"), mode="w", zarr_format=2)
     root.attrs["bioformats2raw.layout"] = 3
-    _foreign(tmp_path / "b2r.ome.zarr" / "0", "0.4", axes, data.shape, data, [{"type": "scale", "scale": [1.0, 1.0]}])
+    write_foreign_ome_zarr(tmp_path / "b2r.ome.zarr" / "0", "0.4", axes, data, [{"type": "scale", "scale": [1.0, 1.0]}])
     assert omezarr.identify(Probe(tmp_path / "b2r.ome.zarr"))
     np.testing.assert_array_equal(xafm.open(tmp_path / "b2r.ome.zarr", chunks={}).values[0], data)
 

@@ -285,3 +285,17 @@ def test_content_checks_claim_only_their_own_files(paths, sample):
     assert registry.identify(path).name == sample.format
     # under a name no format uses, the content alone finds the format
     assert registry.identify(path) is registry.find(path)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"null", b"{not json", b'{"attributes": [1]}', b"\xff\xfe"])
+def test_content_checks_never_fail_on_odd_metadata(tmp_path, content):
+    """A folder whose metadata is valid JSON of the wrong shape, or no JSON at all, is
+    simply not confirmed (a content check that raised would be a bug in xafm)."""
+    for name in ("zarr.json", ".zattrs"):
+        store = tmp_path / name.strip(".") / "s.ome.zarr"
+        store.mkdir(parents=True)
+        (store / name).write_bytes(content)
+        probe = Probe(store)
+        assert [f.name for f in registry.readable() if registry.confirms(f, probe)] == []
+        with pytest.raises(xafm.CorruptFileError):
+            xafm.open(store)

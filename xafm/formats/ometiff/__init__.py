@@ -1,0 +1,107 @@
+"""OME-TIFF (``.ome.tif``): one plane per frame, OME-XML 2016-06, streamed page by page.
+
+xafm writes the stack as OME Image 0 (``TiffData`` IFD 0, one plane per frame,
+``PhysicalSizeX/Y`` in µm as playNano does, ``TimeIncrement`` and per-plane ``DeltaT`` in
+s, the channel name), then each kept layer and mask as a further OME Image of the same
+size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries the
+provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
+also in private TIFF tag 65000 and the JSON list of layer names in tag 65001.
+
+Reading accepts OME-TIFF from any tool (docs/formats.md): every dim OME
+and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... in the order
+(time, z, channel, others, y, x); length-1 dims other than time are dropped; ``channel=``
+selects one channel by name; physical sizes convert to nm and DeltaT to s.
+
+This module is the format's face (content check, channel list, the reader that sends a
+file to the right one, the declaration); the work is done in:
+
+- :mod:`.omexml`: the OME-XML document, written and parsed, and its units;
+- :mod:`.writer`: the writer (images of data, layers and masks, BigTIFF, private tags);
+- :mod:`.pages`: the lazy page and plane arrays, and the checks a page passes;
+- :mod:`.own`: reading a file xafm wrote;
+- :mod:`.foreign`: reading other tools' files;
+- :mod:`.names`: the format name, TIFF magic and private tags.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import xarray as xr
+
+from ...core.contract import Format, Probe
+from ...exceptions import CorruptFileError
+from . import foreign, omexml, own
+from .names import NAME, TIFF_MAGIC
+from .pages import series_source
+from .writer import write
+
+
+def identify(probe: Probe) -> bool:
+    """A TIFF whose first page's description is OME-XML."""
+    if not probe.head.startswith(TIFF_MAGIC):
+        return False
+    import tifffile
+
+    with tifffile.TiffFile(probe.path) as tf:
+        return bool(tf.is_ome)
+
+
+def channels(path: str | os.PathLike[str]) -> list[str]:
+    path = os.fspath(path)
+    info = _describe(path)
+    if not omexml.annotation(info["root"]):  # another tool's file: as read_foreign names them
+        return list(foreign.layout(path, info["images"], 0)["names"])
+    return [c["name"] for c in info["channels"]]
+
+
+def _describe(path: str) -> dict[str, Any]:
+    """The parsed OME-XML (``root``, its ``images``), the lazy planes of each series (as
+    xafm's own files are read) and the first image's channels."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.is_ome or not tf.ome_metadata:
+                raise CorruptFileError(path, "TIFF has no OME-XML: not an OME-TIFF")
+            root = omexml.parse(path, tf.ome_metadata)
+            images = root.findall(omexml.q("Image"))
+            if not images or len(tf.series) < 1:
+                raise CorruptFileError(path, "OME-XML describes no image")
+            info: dict[str, Any] = {"root": root, "images": images, "series": []}
+            for i in range(min(len(images), len(tf.series))):
+                info["series"].append(series_source(tf, path, i))
+            pix = images[0].find(omexml.q("Pixels"))
+            info["channels"] = [
+                {"name": c.get("Name") or f"C{j}", "index": j} for j, c in enumerate(pix.findall(omexml.q("Channel")))
+            ] or [{"name": "C0", "index": 0}]
+            return info
+    except (tifffile.TiffFileError, ValueError, struct.error) as exc:
+        raise CorruptFileError(path, f"not a readable TIFF: {exc}") from None
+
+
+def read(path: str | os.PathLike[str], *, channel: str | None = None, series: int = 0) -> xr.Dataset:
+    """An xafm OME-TIFF as the stack it was written from; any other OME-TIFF with its dims.
+
+    ``series`` picks the OME Image of another tool's file (xafm's own files use Image 0).
+    """
+    path = os.fspath(path)
+    info = _describe(path)
+    ann = omexml.annotation(info["root"])
+    if not ann:  # another tool's OME-TIFF
+        return foreign.read_foreign(path, info["root"], info["images"], channel=channel, series=series)
+    return own.read_own(path, info, ann, channel=channel)
+
+
+FORMAT = Format(
+    name=NAME,
+    description="OME-TIFF",
+    suffixes=(".ome.tif", ".ome.tiff"),
+    lazy=True,
+    identify=identify,
+    read=read,
+    channels=channels,
+    write=write,
+)

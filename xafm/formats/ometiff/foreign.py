@@ -1,0 +1,226 @@
+"""Reading other tools' OME-TIFF (Bio-Formats, tifffile, microscope software; docs/formats.md,
+"OME-TIFF from other tools"): every dim OME and tifffile know, named ``time``, ``z``,
+``channel``, ``sample``, ... in the order (time, z, channel, others, y, x); length-1 dims
+other than time dropped; ``channel=`` selects one channel by name; physical sizes in nm,
+DeltaT in s, the acquisition date as per-frame epoch times; playNano's provenance tag."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import warnings
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ...core import conventions, model, provenance
+from ...core.lazy import DimView
+from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from .names import NAME, READER, TAG_PROVENANCE
+from .omexml import length_nm, pixel_size_nm, q, time_s
+from .pages import TiffPlanesArray
+
+#: xafm dim names for tifffile's axis letters (the modulo letters follow tifffile).
+AXIS_NAMES = {
+    "T": "time", "Z": "z", "C": "channel", "S": "sample", "Y": "y", "X": "x", "A": "angle",
+    "P": "phase", "R": "tile", "H": "lifetime", "E": "lambda", "L": "exposure", "V": "event",
+    "Q": "other", "M": "mosaic", "I": "sequence",
+}
+#: Largest provenance tag xafm parses (a lying count must not make it read gigabytes).
+MAX_TAG_BYTES = 64 * 2**20
+
+
+def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[str, int] | None], str]:
+    """Unsqueezed axes/shape of a tifffile series and where each plane lives."""
+    axes, shape = s.get_axes(False), tuple(int(n) for n in s.get_shape(False))
+    k = len(axes)
+    while k > 0 and axes[k - 1] in "YXS":
+        k -= 1
+    page_axes = axes[k:]
+    if "Y" not in page_axes or "X" not in page_axes:
+        raise CorruptFileError(path, f"OME series axes {axes!r} have no Y/X image plane")
+    planes: list[tuple[str, int] | None] = []
+    for page in s.pages:
+        if page is None:
+            planes.append(None)
+            continue
+        index = page.index
+        if not isinstance(index, (int, np.integer)):
+            raise CorruptFileError(path, f"OME plane in a sub-IFD ({index}) is not supported")
+        planes.append((os.path.abspath(page.parent.filehandle.path), int(index)))
+    n_lead = int(np.prod(shape[:k], dtype=np.int64))
+    if n_lead != len(planes):
+        raise CorruptFileError(path, f"OME series {axes}{shape} needs {n_lead} planes, the file has {len(planes)}")
+    return axes, shape, planes, page_axes
+
+
+def _tag_provenance(path: str) -> tuple[list[dict], dict]:
+    """playNano's provenance from private tag 65000 (its OME-TIFFs carry nothing else)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            tag = tf.pages[0].tags.get(TAG_PROVENANCE)
+            if tag is None or tag.count > MAX_TAG_BYTES:
+                return [], {}
+            raw = tag.value
+        obj = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw))
+    except (ValueError, UnicodeDecodeError, tifffile.TiffFileError):
+        return [], {}
+    return provenance.from_playnano(obj) if isinstance(obj, dict) else ([], {})
+
+
+def _epoch_ms(text: str | None) -> float | None:
+    """ms since the Unix epoch for an ISO 8601 date with a time zone (None without one)."""
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() * 1e3 if when.tzinfo is not None else None
+
+
+def layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
+    """Axes, shape and planes of an OME series (tifffile's reading of the OME-XML), its
+    dim names and sizes, and its channel names."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
+                raise FormatError(f"{path}: no OME image {series!r}; the file holds {len(tf.series)} (series=0..{len(tf.series) - 1})")
+            s = tf.series[series]
+            axes, shape, planes, page_axes = _series_planes(path, s)
+            dtype = np.dtype(s.dtype)
+    except (tifffile.TiffFileError, ValueError, struct.error) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise CorruptFileError(path, f"not a readable OME-TIFF: {exc}") from None
+    if dtype.kind not in "iuf":
+        raise CorruptFileError(path, f"OME pixel type {dtype} is not a real number type")
+    image = images[series] if series < len(images) else images[0]
+    pix = image.find(q("Pixels"))
+    if pix is None:
+        raise CorruptFileError(path, "OME Image has no Pixels element")
+    dims = tuple(AXIS_NAMES.get(a, f"dim_{a.lower()}") for a in axes)
+    sizes = dict(zip(dims, shape))
+    # channel names: OME Channel elements, padded to the C size
+    n_c = sizes.get("channel", 1)
+    chan_els = pix.findall(q("Channel"))
+    names = [(c.get("Name") or f"C{j}") for j, c in enumerate(chan_els[:n_c])]
+    names += [f"C{j}" for j in range(len(names), n_c)]
+    return {"axes": axes, "shape": shape, "planes": planes, "page_axes": page_axes, "dtype": dtype, "image": image,
+            "pix": pix, "dims": dims, "sizes": sizes, "names": names, "chan_els": chan_els}
+
+
+def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, channel: str | None, series: int) -> xr.Dataset:
+    """Another tool's OME-TIFF, OME Image ``series``, with its dims (lazy)."""
+    lay = layout(path, images, series)
+    axes, shape, planes, page_axes, dtype = lay["axes"], lay["shape"], lay["planes"], lay["page_axes"], lay["dtype"]
+    image, pix, names, chan_els = lay["image"], lay["pix"], lay["names"], lay["chan_els"]
+    base_dims, sizes = lay["dims"], lay["sizes"]
+    if any(p is None for p in planes):
+        warnings.warn(f"{path}: {sum(p is None for p in planes)} OME planes are missing; read as zeros", XafmWarning, stacklevel=3)
+    n_lead = len(axes) - len(page_axes)
+    base = TiffPlanesArray(path, planes, shape[:n_lead], shape[n_lead:], dtype)
+    n_c = sizes.get("channel", 1)
+    fixed: dict[str, int] = {}
+    if channel is not None:
+        if channel not in names:
+            raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
+        c_index: int | None = names.index(channel)
+    else:
+        c_index = 0 if n_c == 1 else None
+    if "channel" in sizes and c_index is not None:
+        fixed["channel"] = c_index
+    for d, n in sizes.items():
+        if n == 1 and d not in ("time", "y", "x", "channel"):
+            fixed[d] = 0
+    out_dims = model.dim_order([d for d in base_dims if d not in fixed] + ([] if "time" in base_dims else ["time"]))
+    data = DimView(base, base_dims, tuple(out_dims), fixed)
+
+    # physical sizes (nm); without them one pixel is 1 nm, with a warning
+    size = pixel_size_nm(path, pix)
+    if size is None:
+        warnings.warn(f"{path}: OME-XML gives no physical pixel size; using 1 nm per pixel", XafmWarning, stacklevel=3)
+    dy, dx = size or (1.0, 1.0)
+
+    # times: DeltaT of the first plane of each T (at the selected channel), else TimeIncrement
+    n_t = sizes.get("time", 1)
+    want_c = c_index or 0
+    deltas: dict[int, float] = {}
+    for plane in pix.findall(q("Plane")):
+        try:
+            tz, tc, tt = (int(plane.get(a, 0)) for a in ("TheZ", "TheC", "TheT"))
+        except ValueError:
+            continue
+        if tz == 0 and tc == want_c and 0 <= tt < n_t and plane.get("DeltaT") is not None and tt not in deltas:
+            deltas[tt] = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+    recorded = None
+    if n_t >= 1 and len(deltas) == n_t:
+        recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)
+        times, _ = model.times_or_index(path, recorded - recorded[0], n_t)
+    else:
+        inc = time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit"))
+        times = np.arange(n_t, dtype=np.float64) * (inc if inc and np.isfinite(inc) and inc > 0 else 1.0)
+    start_ms = _epoch_ms(image.findtext(q("AcquisitionDate")))
+    frame_metadata = None
+    if recorded is not None or start_ms is not None:
+        frame_metadata = [
+            {
+                **({"delta_t_s": float(recorded[i])} if recorded is not None else {}),
+                **({"start_epoch_ms": start_ms + 1e3 * float(recorded[i] if recorded is not None else times[i])} if start_ms is not None else {}),
+            }
+            for i in range(n_t)
+        ]
+
+    coords: dict[str, xr.Variable] = {}
+    if "channel" in out_dims:
+        coords["channel"] = xr.Variable(("channel",), np.array(names))
+    if "z" in out_dims:
+        dz = length_nm(path, pix.get("PhysicalSizeZ"), pix.get("PhysicalSizeZUnit"))
+        coords["z"] = (
+            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz, {"units": "nm"})
+            if dz
+            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+        )
+    for d in out_dims:
+        if d not in coords and d not in conventions.DIMS:
+            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+    acquisition = {
+        "format": "OME-TIFF",
+        "creator": root.get("Creator"),
+        "image": series,
+        "image_name": image.get("Name"),
+        "acquisition_date": image.findtext(q("AcquisitionDate")),
+        "pixels": dict(pix.attrib),
+        "channels": [dict(c.attrib) for c in chan_els],
+        "tiff_axes": axes,
+        "tiff_shape": list(shape),
+    }
+    if "channel" in out_dims:
+        name = conventions.MULTI_CHANNEL_NAME
+    else:
+        name = conventions.safe_channel(names[c_index or 0])
+    earlier, pn_acquisition = _tag_provenance(path)
+    if pn_acquisition:
+        acquisition["playnano_acquisition"] = pn_acquisition
+    recs = earlier + [provenance.make_record("read", path=path, format=NAME, reader=READER, channel=channel, series=int(series))]
+    return model.assemble(
+        data,
+        dims=tuple(out_dims),
+        channel=name,
+        units="",
+        pixel_size_nm=(dy, dx),
+        times=times,
+        coords=coords,
+        frame_metadata=frame_metadata,
+        attrs={conventions.ACQUISITION_ATTR: conventions.json_text(acquisition)},
+        provenance=recs,
+    )

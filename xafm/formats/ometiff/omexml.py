@@ -1,0 +1,169 @@
+"""OME-XML (schema 2016-06) for OME-TIFF: the namespace, the pixel type and unit tables, the
+document xafm writes (Image, Pixels, Channel, TiffData and Plane elements, the ``xafm/stack``
+MapAnnotation), and reading any tool's document back (parsing with the namespace
+normalised, length units to nm, time units to s, the annotation)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from ..._version import __version__
+from ...exceptions import CorruptFileError
+
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+ANNOTATION_NS = "xafm/stack"
+
+OME_TYPES = {
+    np.dtype(np.int8): "int8", np.dtype(np.int16): "int16", np.dtype(np.int32): "int32",
+    np.dtype(np.uint8): "uint8", np.dtype(np.uint16): "uint16", np.dtype(np.uint32): "uint32",
+    np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+}
+#: Length units of the OME enumeration, in nm.
+LENGTH_NM = {
+    "Ym": 1e33, "Zm": 1e30, "Em": 1e27, "Pm": 1e24, "Tm": 1e21, "Gm": 1e18, "Mm": 1e15,
+    "km": 1e12, "hm": 1e11, "dam": 1e10, "m": 1e9, "dm": 1e8, "cm": 1e7, "mm": 1e6,
+    "µm": 1e3, "\u03bcm": 1e3, "um": 1e3, "nm": 1.0, "pm": 1e-3, "fm": 1e-6, "am": 1e-9,
+    "zm": 1e-12, "ym": 1e-15, "Å": 0.1, "\u212b": 0.1, "thou": 25400.0, "li": 2116666.67,
+    "in": 2.54e7, "ft": 3.048e8, "yd": 9.144e8, "mi": 1.609344e12, "ua": 1.495978707e20,
+    "ly": 9.4607304725808e24, "pc": 3.0856776e25, "pt": 352777.78, "pixel": None, "reference frame": None,
+}
+TIME_S = {
+    "Ys": 1e24, "Zs": 1e21, "Es": 1e18, "Ps": 1e15, "Ts": 1e12, "Gs": 1e9, "Ms": 1e6, "ks": 1e3,
+    "hs": 1e2, "das": 10.0, "s": 1.0, "ds": 0.1, "cs": 0.01, "ms": 1e-3, "µs": 1e-6, "\u03bcs": 1e-6,
+    "ns": 1e-9, "ps": 1e-12, "fs": 1e-15, "as": 1e-18, "zs": 1e-21, "ys": 1e-24,
+    "min": 60.0, "h": 3600.0, "d": 86400.0,
+}
+
+
+# --------------------------------------------------------------------------------------
+# the document xafm writes
+# --------------------------------------------------------------------------------------
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """Drop what XML 1.0 cannot hold (control characters, non-characters); display only."""
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int, planes: bool = True) -> str:
+    """The Pixels element of one image: its Channel, TiffData and (``planes``) one Plane per frame."""
+    n_t, n_y, n_x = shape
+    inc = float(np.median(np.diff(times))) if n_t > 1 else None
+    attrs = (
+        f'ID="Pixels:{index}" DimensionOrder="XYCZT" Type="{OME_TYPES[dtype]}" '
+        f'SizeX="{n_x}" SizeY="{n_y}" SizeZ="1" SizeC="1" SizeT="{n_t}" BigEndian="false" '
+        f'PhysicalSizeX="{_fmt(dx / 1e3)}" PhysicalSizeXUnit="&#181;m" '
+        f'PhysicalSizeY="{_fmt(dy / 1e3)}" PhysicalSizeYUnit="&#181;m"'
+    )
+    if inc is not None and inc > 0:
+        attrs += f' TimeIncrement="{_fmt(inc)}" TimeIncrementUnit="s"'
+    plane_xml = "".join(
+        f'<Plane TheZ="0" TheC="0" TheT="{t}" DeltaT="{_fmt(times[t])}" DeltaTUnit="s"/>' for t in range(n_t)
+    ) if planes else ""
+    return (
+        f"<Pixels {attrs}>"
+        f'<Channel ID="Channel:{index}:0" Name={quoteattr(_xml_safe(name))} SamplesPerPixel="1"><LightPath/></Channel>'
+        f'<TiffData IFD="{first_ifd}" PlaneCount="{n_t}"/>'
+        f"{plane_xml}</Pixels>"
+    )
+
+
+def ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, annotation: dict[str, str]) -> str:
+    """The whole document, ASCII: one Image per ``(image name, channel name, dtype)``, all
+    of ``shape``, and the MapAnnotation holding ``annotation``."""
+    parts = []
+    for i, (image_name, channel, dtype) in enumerate(images):
+        parts.append(
+            f'<Image ID="Image:{i}" Name={quoteattr(_xml_safe(image_name))}>'
+            # Plane/DeltaT on the stack's image only: playNano collects every Plane in the
+            # document as its frame times
+            + pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0)
+            + '<AnnotationRef ID="Annotation:0"/></Image>'
+        )
+    values = "".join(f"<M K={quoteattr(k)}>{escape(_xml_safe(v))}</M>" for k, v in annotation.items())
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<OME xmlns="{OME_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="{OME_NS} {OME_NS}/ome.xsd" '
+        f'UUID="urn:uuid:{uuid.uuid4()}" Creator={quoteattr("xafm " + __version__)}>'
+        + "".join(parts)
+        + f'<StructuredAnnotations><MapAnnotation ID="Annotation:0" Namespace="{ANNOTATION_NS}">'
+        f"<Value>{values}</Value></MapAnnotation></StructuredAnnotations></OME>"
+    )
+    # TIFF's ImageDescription is ASCII: non-ASCII becomes XML character references.
+    return xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+# --------------------------------------------------------------------------------------
+# reading any tool's document
+# --------------------------------------------------------------------------------------
+def q(tag: str) -> str:
+    """An element name in the OME namespace, as :func:`parse` leaves every element."""
+    return f"{{{OME_NS}}}{tag}"
+
+
+def parse(path: str, xml: str | bytes) -> ET.Element:
+    """The document's root; elements of other schema versions are put in :data:`OME_NS`."""
+    try:
+        root = ET.fromstring(xml.encode("utf-8") if isinstance(xml, str) else xml)
+    except ET.ParseError as exc:
+        raise CorruptFileError(path, f"OME-XML does not parse: {exc}") from None
+    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+    if ns != OME_NS:
+        # other schema versions share the element names we use; rewrite the namespace
+        for el in root.iter():
+            if el.tag.startswith("{"):
+                el.tag = q(el.tag.split("}", 1)[1])
+    return root
+
+
+def length_nm(path: str, value: str | None, unit: str | None) -> float | None:
+    """An OME length in nm (µm when no unit is given); None when absent, not positive, or
+    in pixels or a reference frame."""
+    if value is None:
+        return None
+    factor = LENGTH_NM.get(unit or "µm", "?")
+    if factor == "?":
+        raise CorruptFileError(path, f"unknown OME length unit {unit!r}")
+    if factor is None:
+        return None
+    v = float(value) * factor
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def time_s(path: str, value: str | None, unit: str | None) -> float | None:
+    """An OME time in s (s when no unit is given); None when absent."""
+    if value is None:
+        return None
+    factor = TIME_S.get(unit or "s")
+    if factor is None:
+        raise CorruptFileError(path, f"unknown OME time unit {unit!r}")
+    return float(value) * factor
+
+
+def pixel_size_nm(path: str, pix: ET.Element) -> tuple[float, float] | None:
+    """``(dy, dx)`` in nm from a Pixels element's PhysicalSizeY/X, either standing in for
+    the other; None when it gives neither."""
+    dx = length_nm(path, pix.get("PhysicalSizeX"), pix.get("PhysicalSizeXUnit"))
+    dy = length_nm(path, pix.get("PhysicalSizeY"), pix.get("PhysicalSizeYUnit"))
+    if dx is None and dy is None:
+        return None
+    return (dy or dx, dx or dy)
+
+
+def annotation(root: ET.Element) -> dict[str, str]:
+    """The key/value pairs of xafm's MapAnnotation; empty for another tool's file."""
+    for ann in root.iter(q("MapAnnotation")):
+        if ann.get("Namespace") == ANNOTATION_NS:
+            return {m.get("K"): (m.text or "") for m in ann.iter(q("M"))}
+    return {}

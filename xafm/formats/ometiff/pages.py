@@ -1,0 +1,180 @@
+"""Lazy arrays over the pages of an OME-TIFF, and the checks a page passes before tifffile
+decodes it.
+
+xafm's own files: an uncompressed contiguous series is memory-mapped (:class:`RawFramesArray`),
+any other is read page by page (:class:`TiffPagesArray`), and the planes are seen as
+(T, Z, C, y, x) (:class:`Reshaped`) or as the stack's (time, y, x) (:class:`Squeezed`).
+Other tools' files: :class:`TiffPlanesArray` decodes the planes of one OME series wherever
+they live (several files, missing planes), refusing pages whose strips or tiles lie.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...core.lazy import LazyArray, RawFramesArray, outer_index
+from ...exceptions import CorruptFileError
+
+
+# --------------------------------------------------------------------------------------
+# xafm's own files
+# --------------------------------------------------------------------------------------
+class TiffPagesArray(LazyArray):
+    """Pages of one series, read with tifffile (for compressed or scattered pages)."""
+
+    def __init__(self, path: str, series: int, page_indices: np.ndarray, frame_shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.series = path, series
+        self.page_indices = np.asarray(page_indices).reshape(-1)
+        self.lead_shape = tuple(np.asarray(page_indices).shape)
+        self.shape = self.lead_shape + tuple(frame_shape)
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def _read(self, key: tuple) -> np.ndarray:
+        import tifffile
+
+        n_lead = len(self.lead_shape)
+        grid = outer_index(np.arange(self.page_indices.size).reshape(self.lead_shape), key[:n_lead])
+        flat = np.asarray(grid).reshape(-1)
+        frames = []
+        with tifffile.TiffFile(self.path) as tf:
+            pages = tf.series[self.series].pages
+            for i in flat:
+                page = pages[int(self.page_indices[i])]
+                if page is None:
+                    raise CorruptFileError(self.path, f"page {int(self.page_indices[i])} of image {self.series} is missing (truncated file?)")
+                _check_page(self.path, page, tf.filehandle.size, self.shape[n_lead:], self.dtype)
+                frames.append(page.asarray())
+        arr = np.stack(frames).reshape(np.shape(grid) + self.shape[n_lead:]) if frames else np.empty(np.shape(grid) + self.shape[n_lead:], self.dtype)
+        return np.array(outer_index(arr, (slice(None),) * np.ndim(grid) + tuple(key[n_lead:])), dtype=self.dtype)
+
+
+def series_source(tf: Any, path: str, index: int) -> tuple[LazyArray, str]:
+    """The planes of series ``index`` of an open ``tifffile.TiffFile`` as (planes, y, x),
+    memory-mapped when they lie uncompressed in one block, and the series' axes."""
+    s = tf.series[index]
+    dtype = np.dtype(s.dtype)
+    axes = s.axes
+    if s.dataoffset is not None and not getattr(s.keyframe, "is_subsampled", False):
+        frame_shape = s.shape[-2:]
+        n = int(np.prod(s.shape[:-2])) if len(s.shape) > 2 else 1
+        raw = dtype.newbyteorder(tf.byteorder)
+        arr: LazyArray = RawFramesArray(path, offset=s.dataoffset, n_frames=n, frame_shape=frame_shape, raw_dtype=raw)
+    else:
+        n = int(np.prod(s.shape[:-2])) if len(s.shape) > 2 else 1
+        arr = TiffPagesArray(path, index, np.arange(n), s.shape[-2:], dtype)
+    return arr, axes
+
+
+class RawOrPages3D(LazyArray):
+    """A 2-D series (one plane) seen as one frame."""
+
+    def __init__(self, base: LazyArray):
+        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.shape = (1,) + tuple(base.shape[-2:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return self.base._read(key)
+
+
+class Reshaped(LazyArray):
+    """A (frames, y, x) source seen with several leading dims (e.g. C, Z, T)."""
+
+    def __init__(self, base: LazyArray, lead: tuple[int, ...], order: tuple[int, ...]):
+        self.base, self.lead, self.order = base, lead, order
+        self.path = base.path
+        self.dtype = base.dtype
+        self.shape = tuple(lead[i] for i in order) + tuple(base.shape[1:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        n = len(self.lead)
+        grid = np.arange(int(np.prod(self.lead))).reshape(self.lead).transpose(self.order)
+        sel = outer_index(grid, key[:n])
+        flat = np.asarray(sel).reshape(-1)
+        if flat.size == 0:
+            return np.empty(np.shape(sel) + outer_index(np.empty(self.base.shape[1:], np.uint8), key[n:]).shape, self.dtype)
+        if flat.size == 1 or np.all(np.diff(flat) == 1):
+            # consecutive planes (the usual time slice): one read of a slice, one copy
+            got = self.base._read((slice(int(flat[0]), int(flat[-1]) + 1),) + tuple(key[n:]))
+            return got.reshape(np.shape(sel) + got.shape[1:])
+        order = np.argsort(flat)
+        got = self.base._read((flat[order],) + tuple(key[n:]))
+        out = np.empty_like(got)
+        out[order] = got
+        return out.reshape(np.shape(sel) + got.shape[1:])
+
+
+class Squeezed(LazyArray):
+    """T, 1, 1, Y, X seen as T, Y, X."""
+
+    def __init__(self, full: Reshaped):
+        self.full, self.path, self.dtype = full, full.path, full.dtype
+        self.shape = (full.shape[0],) + tuple(full.shape[3:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return self.full._read((key[0], 0, 0) + tuple(key[1:]))
+
+
+# --------------------------------------------------------------------------------------
+# other tools' files
+# --------------------------------------------------------------------------------------
+class TiffPlanesArray(LazyArray):
+    """The planes (pages) of one OME series, decoded by tifffile; files opened per read.
+
+    ``planes`` holds ``(file, page index)`` per plane in C order over ``lead_shape``
+    (``None`` for a plane the file lacks: read as zeros, as Bio-Formats does).
+    """
+
+    def __init__(self, path: str, planes: list[tuple[str, int] | None], lead_shape: tuple[int, ...], page_shape: tuple[int, ...], dtype: Any):
+        self.path = path
+        self.planes = planes
+        self.lead_shape = tuple(int(n) for n in lead_shape)
+        self.page_shape = tuple(int(n) for n in page_shape)
+        self.shape = self.lead_shape + self.page_shape
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def _read(self, key: tuple) -> np.ndarray:
+        import tifffile
+
+        n = len(self.lead_shape)
+        grid = outer_index(np.arange(len(self.planes)).reshape(self.lead_shape), key[:n])
+        flat = np.asarray(grid).reshape(-1)
+        page_key = tuple(key[n:])
+        page_out = outer_index(np.empty(self.page_shape, np.uint8), page_key).shape
+        out = np.zeros((flat.size,) + page_out, self.dtype)
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        for i, plane in enumerate(flat):
+            src = self.planes[int(plane)]
+            if src is not None:
+                by_file.setdefault(src[0], []).append((i, src[1]))
+        for file, items in by_file.items():
+            with tifffile.TiffFile(file) as tf:
+                for i, index in items:
+                    page = tf.pages[index]
+                    _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    arr = page.asarray()
+                    out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
+        return out.reshape(np.shape(grid) + page_out)
+
+
+#: deflate/LZW/zstd rarely beat ~1000:1; a page claiming more is a lying header.
+MAX_COMPRESSION_RATIO = 1100
+
+
+def _check_page(path: str, page: Any, file_size: int, page_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a page whose strips/tiles lie outside the file or whose size is implausible,
+    before tifffile allocates buffers from those numbers."""
+    offsets, counts = tuple(page.dataoffsets), tuple(page.databytecounts)
+    if len(offsets) != len(counts):
+        raise CorruptFileError(path, f"page {page.index}: {len(offsets)} strip offsets but {len(counts)} byte counts")
+    stored = 0
+    for o, c in zip(offsets, counts):
+        if o < 0 or c < 0 or o + c > file_size:
+            raise CorruptFileError(path, f"page {page.index}: a strip/tile at byte {o} of {c} bytes lies outside the {file_size}-byte file")
+        stored += c
+    nbytes = int(np.prod(page.shape, dtype=np.int64)) * max(np.dtype(page.dtype).itemsize if page.dtype is not None else 1, 1)
+    if int(np.prod(page.shape, dtype=np.int64)) != int(np.prod(page_shape, dtype=np.int64)):
+        raise CorruptFileError(path, f"page {page.index} has shape {page.shape}, the series expects {page_shape}")
+    if page.compression == 1 and nbytes > file_size or nbytes > stored * MAX_COMPRESSION_RATIO + 2**16:
+        raise CorruptFileError(path, f"page {page.index} decodes to {nbytes} bytes from {stored} stored bytes")

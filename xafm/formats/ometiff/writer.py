@@ -1,0 +1,102 @@
+"""Writing OME-TIFF: the stack, then each kept layer and mask, as OME images of one plane
+per frame, streamed frame by frame with tifffile; BigTIFF when the file may exceed 4 GiB;
+the OME-XML (:mod:`.omexml`) and playNano's private tags on the first page."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..._version import __version__
+from ...core import conventions, model
+from ...core.blocks import in_memory_or_frames
+from ...core.output import atomic_output
+from ...exceptions import StackError
+from .. import _bundle
+from .names import NAME, TAG_LAYERS, TAG_PROVENANCE
+from .omexml import OME_TYPES, ome_xml
+
+#: Stay clear of the 4 GiB classic-TIFF limit (headers, IFDs and the XML need room too).
+BIGTIFF_THRESHOLD = 2**32 - 2**25
+
+
+def _ascii_json(text: str) -> str:
+    return json.dumps(json.loads(text), ensure_ascii=True)
+
+
+def _tiff_dtype(dtype: np.dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype == bool:
+        return np.dtype(np.uint8)
+    if dtype in OME_TYPES:
+        return dtype
+    if dtype.kind == "f":
+        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
+    raise StackError(f"OME-TIFF cannot store dtype {dtype}")
+
+
+def write(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    raw: bool = False,
+    overwrite: bool = False,
+    bigtiff: bool | None = None,
+) -> Path:
+    """Write the stack as OME-TIFF, one page per frame, streamed; BigTIFF when needed."""
+    import tifffile
+
+    path = Path(path)
+    content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
+    dy, dx = model.pixel_size_nm(da)
+    fm = json.loads(content.frame_metadata_json)
+    sizes = [f.get(_bundle.FRAME_PIXEL_SIZE_KEY) for f in fm]
+    numeric = np.array([s if isinstance(s, (int, float)) else np.nan for s in sizes], dtype=np.float64)
+    if not np.all(np.isclose(numeric, dx, rtol=1e-6)):
+        bad = [s for s, ok in zip(sizes, np.isclose(numeric, dx, rtol=1e-6)) if not ok]
+        raise StackError(
+            f"frames have different pixel sizes ({sorted(set(map(str, bad)))[:5]} nm vs {dx} nm); "
+            "OME-TIFF holds one pixel size per image: resample or split the stack first"
+        )
+    series: list[tuple[str, str, xr.DataArray, np.dtype]] = [
+        (content.channel, content.channel, content.data, _tiff_dtype(content.data.dtype))
+    ]
+    series += [(f"layer:{conventions.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
+    series += [(f"mask:{conventions.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
+    shape = tuple(content.data.shape)
+    # JSON with \\uXXXX escapes: exact names and values survive the ASCII-only XML
+    annotation = {
+        "provenance_json": _ascii_json(content.provenance_json),
+        "frame_metadata_json": _ascii_json(content.frame_metadata_json),
+        "xafm_attrs_json": _ascii_json(content.attrs_json),
+        "channel_json": json.dumps(content.channel),
+        "images_json": json.dumps([["data", content.channel]] + [["layer", conventions.decode_name(k)] for k in content.layers] + [["mask", conventions.decode_name(k)] for k in content.masks]),
+    }
+    if content.state_backups_json:
+        annotation["state_backups_json"] = content.state_backups_json
+    xml = ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation)
+    total = sum(int(np.prod(shape)) * t.itemsize for *_, t in series) + len(xml) + 64 * shape[0] * len(series)
+    if bigtiff is None:
+        bigtiff = total > BIGTIFF_THRESHOLD
+    layer_names = json.dumps([conventions.decode_name(k) for k in content.layers], ensure_ascii=False).encode("utf-8")
+    extratags = [
+        (TAG_PROVENANCE, 7, None, content.provenance_json.encode("utf-8"), True),
+        (TAG_LAYERS, 7, None, layer_names, True),
+    ]
+    with atomic_output(path, overwrite=overwrite) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff, byteorder="<") as tw:
+        for i, (_, _, obj, dtype) in enumerate(series):
+            tw.write(
+                in_memory_or_frames(obj, dtype),
+                shape=shape,
+                dtype=dtype,
+                photometric="minisblack",
+                description=xml if i == 0 else None,
+                metadata=None,
+                extratags=extratags if i == 0 else None,
+                software=f"xafm {__version__}",
+            )
+    return path

@@ -1,0 +1,121 @@
+"""Writing into Zarr arrays, chunk-aligned and in parallel.
+
+A :class:`Target` is a picklable handle on one array, opened inside each task and never
+kept open, so the tasks of a dask stack run on any scheduler (threads, or the workers of
+a ``dask.distributed`` cluster). A dask stack is rechunked so that every task writes whole
+write units (the shard, else the chunk) that no other task touches; a numpy- or
+lazily-backed stack is written block by block in the calling process. Every write can
+return the finite min/max of what it wrote (the omero window), so no second pass is needed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ...core import blocks
+from ...core.blocks import is_dask, raw_data
+from .geometry import aligned
+
+Range = tuple[float, float]
+
+
+def zarr() -> Any:
+    """zarr, imported when a store is first opened."""
+    import zarr
+
+    return zarr
+
+
+def open_array(root: str, component: str, mode: str = "r") -> Any:
+    return zarr().open_array(store=root, path=component, mode=mode)
+
+
+def native(dtype: Any) -> np.dtype:
+    return np.dtype(dtype).newbyteorder("=")
+
+
+def np_dtype(arr: Any) -> np.dtype:
+    """The numpy dtype of a stored array (Zarr v3 dtypes or numpy ones)."""
+    dt = arr.dtype
+    return np.dtype(dt.to_native_dtype() if hasattr(dt, "to_native_dtype") else dt)
+
+
+class Target:
+    """Picklable handle on one Zarr array: opened inside each task, never kept open."""
+
+    def __init__(self, root: str, component: str):
+        self.root, self.component = root, component
+
+    def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
+        open_array(self.root, self.component, "r+")[region] = block
+
+
+def finite_range(block: np.ndarray) -> Range | None:
+    if block.dtype.kind == "f":
+        fin = block[np.isfinite(block)]
+        if fin.size == 0:
+            return None
+        return float(fin.min()), float(fin.max())
+    if block.size == 0:
+        return None
+    return float(block.min()), float(block.max())
+
+
+def merge_ranges(ranges: Any) -> Range | None:
+    got = [r for r in ranges if r is not None]
+    if not got:
+        return None
+    return min(r[0] for r in got), max(r[1] for r in got)
+
+
+def _write_block(block: np.ndarray, target: Target, region: tuple[slice, ...], dtype: np.dtype, stats: bool):
+    """One dask task: write one chunk-aligned block; return its finite min/max if asked."""
+    block = np.asarray(block).astype(dtype, copy=False)
+    target.write(region, block)
+    return finite_range(block) if stats else None
+
+
+def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
+    """Write a dask array at time offset ``t0``: one task per write unit (chunk or shard)."""
+    import dask
+
+    n, ny, nx = arr.shape
+    arr = arr.rechunk((aligned(n, unit[0], t0), aligned(ny, unit[1]), aligned(nx, unit[2])))
+    edges = [np.cumsum((0,) + c) for c in arr.chunks]
+    tasks = []
+    pieces = arr.to_delayed()
+    for idx in np.ndindex(*pieces.shape):
+        region = tuple(
+            slice(int(e[i]) + (t0 if ax == 0 else 0), int(e[i + 1]) + (t0 if ax == 0 else 0))
+            for ax, (e, i) in enumerate(zip(edges, idx))
+        )
+        tasks.append(dask.delayed(_write_block, pure=False)(pieces[idx], target, region, dtype, stats, dask_key_name=f"xafm-zarr-write-{uuid.uuid4().hex}"))
+    return merge_ranges(dask.compute(*tasks)) if tasks else None
+
+
+def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
+    """Write a numpy- or lazily-backed stack block by block in this process."""
+    arr = open_array(target.root, target.component, "r+")
+    frame_bytes = max(1, int(np.prod(obj.shape[1:])) * dtype.itemsize)
+    per_block = max(unit[0], blocks.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
+    ranges = []
+    a = 0
+    for size in aligned(obj.shape[0], per_block, t0):
+        block = np.asarray(obj[a : a + size].values).astype(dtype, copy=False)
+        arr[t0 + a : t0 + a + size] = block
+        if stats:
+            ranges.append(finite_range(block))
+        a += size
+    return merge_ranges(ranges)
+
+
+def store(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool = False) -> Range | None:
+    """Write a stack into ``target`` from frame ``t0`` on, in write units ``unit``;
+    return the finite min/max of the values if ``stats``."""
+    if is_dask(obj):
+        return store_dask(raw_data(obj), target, t0, unit, dtype, stats)
+    return _store_local(obj, target, t0, unit, dtype, stats)
