@@ -23,6 +23,7 @@ import xafm
 from xafm.core import blocks as _output
 from xafm.core import conventions, model
 from tests.helpers import CountingScheduler, raise_if_dask_computes
+from xafm.testing import write_playnano_h5, write_playnano_npz, write_playnano_ome_tiff
 
 FORMATS = ["h5", "npz", "tif"]
 SUFFIX = {"h5": ".h5", "npz": ".npz", "tif": ".ome.tif"}
@@ -297,9 +298,9 @@ def test_ome_tiff_validates_and_carries_playnano_tags(tmp_path, rng):
 def test_ome_tiff_bigtiff_for_streams_over_4gib(tmp_path, monkeypatch):
     import tifffile
 
-    from xafm.formats import ometiff
+    from xafm.formats.ometiff import writer as ometiff_writer
 
-    monkeypatch.setattr(ometiff, "BIGTIFF_THRESHOLD", 1000)  # pretend 4 GiB is 1000 bytes
+    monkeypatch.setattr(ometiff_writer, "BIGTIFF_THRESHOLD", 1000)  # pretend 4 GiB is 1000 bytes
     arr = dsa.zeros((4, 16, 16), chunks=(1, 16, 16), dtype=np.float32)
     path = xafm.stack(arr, pixel_size_nm=1.0).afm.to_ome_tiff(tmp_path / "big.ome.tif")
     with tifffile.TiffFile(path) as tf:
@@ -317,41 +318,10 @@ def test_ome_tiff_refuses_mixed_pixel_sizes(tmp_path):
 # --------------------------------------------------------------------------------------
 # playNano's own files (layouts as its writers produce them)
 # --------------------------------------------------------------------------------------
-def _playnano_provenance():
-    return {
-        "environment": {"timestamp": "2025-10-20T12:00:00Z", "python_version": "3.11", "playnano_version": "0.5.0"},
-        "processing": {
-            "steps": [
-                {"index": 1, "name": "remove_plane", "params": {}, "timestamp": "2025-10-20T12:00:01Z", "step_type": "filter",
-                 "version": "0.1.0", "function_module": "playnano.processing.filters", "processed_key": "step_1_remove_plane"},
-                {"index": 2, "name": "mask_threshold", "params": {"threshold": 1.0}, "timestamp": "2025-10-20T12:00:02Z",
-                 "step_type": "mask", "version": "0.1.0", "function_module": "playnano.processing.mask_generators",
-                 "mask_key": "step_2_mask_threshold"},
-            ],
-            "keys_by_name": {"remove_plane": ["step_1_remove_plane"], "mask_threshold": ["step_2_mask_threshold"]},
-        },
-        "analysis": {"frame_times": None, "steps": [], "results_by_name": {}},
-    }
-
-
-def _playnano_frames(n):
-    return [{"timestamp": float(i) * 0.5, "frame_pixel_size_nm": 1.5, "line_rate": 100.0} for i in range(n)]
-
-
 def test_reads_playnano_npz_with_object_arrays_without_pickle(tmp_path, rng, monkeypatch):
     data = rng.normal(size=(3, 4, 5)).astype(np.float32)
-    path = tmp_path / "pn.npz"
-    np.savez_compressed(
-        path,
-        data=data,
-        pixel_size_nm=np.array(1.5, dtype=np.float32),
-        channel=np.array("height_trace", dtype=object),
-        frame_metadata_json=np.array(json.dumps(_playnano_frames(3)), dtype=object),
-        provenance_json=np.array(json.dumps(_playnano_provenance()).encode("utf-8"), dtype=object),
-        state_backups_json=np.array(json.dumps({}), dtype=object),
-        timestamps=np.arange(3) * 0.5,
-        **{"processed__raw": data + 1, "processed__step_1_remove_plane": data, "masks__step_2_mask_threshold": data > 0},
-    )
+    path = write_playnano_npz(tmp_path / "pn.npz", data, pixel_size_nm=1.5, channel="height_trace", timestamps=np.arange(3) * 0.5,
+                              processed={"raw": data + 1, "step_1_remove_plane": data}, masks={"step_2_mask_threshold": data > 0})
     real_load = np.load
     monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("np.load must not be used")) if k.get("allow_pickle") else real_load(*a, **k))
     back = xafm.open(path)
@@ -370,16 +340,8 @@ def test_reads_playnano_npz_with_object_arrays_without_pickle(tmp_path, rng, mon
 
 def test_reads_playnano_h5_bundle(tmp_path, rng):
     data = rng.normal(size=(2, 3, 4)).astype(np.float32)
-    path = tmp_path / "pn.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("data", data=data, compression="gzip")
-        f.create_group("processed").create_dataset("raw", data=data * 2, compression="gzip")
-        f.create_group("masks").create_dataset("step_2_mask_threshold", data=data > 0, compression="gzip")
-        f.create_dataset("timestamps", data=np.array([0.0, 0.5]))
-        f.create_dataset("frame_metadata_json", data=np.bytes_(json.dumps(_playnano_frames(2))))
-        f.create_dataset("provenance_json", data=np.bytes_(json.dumps(_playnano_provenance())))
-        f.attrs["pixel_size_nm"] = 1.5
-        f.attrs["channel"] = "height_trace"
+    path = write_playnano_h5(tmp_path / "pn.h5", data, pixel_size_nm=1.5, channel="height_trace", timestamps=np.array([0.0, 0.5]),
+                             processed={"raw": data * 2}, masks={"step_2_mask_threshold": data > 0})
     back = xafm.open(path)
     np.testing.assert_array_equal(back.values, data)
     np.testing.assert_array_equal(back.afm.layers["raw"].values, data * 2)
@@ -505,16 +467,8 @@ def test_ome_tiff_has_one_plane_per_frame_in_the_whole_document(tmp_path, rng):
 
 def test_reads_playnano_ome_tiff_provenance_tag(tmp_path, rng):
     """playNano's OME-TIFF (tifffile ome=True, TCZYX, provenance JSON in tag 65000)."""
-    import tifffile
-
     data = rng.normal(size=(3, 1, 1, 6, 7)).astype(np.float32)
-    prov = json.dumps(_playnano_provenance()).encode("utf-8")
-    tifffile.imwrite(
-        tmp_path / "pn.ome.tif", data, ome=True, photometric="minisblack",
-        metadata={"axes": "TCZYX", "PhysicalSizeX": 0.0015, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.0015,
-                  "PhysicalSizeYUnit": "µm", "Plane": {"DeltaT": [0.0, 0.5, 1.0]}, "Channel": {"Name": "height_trace"}},
-        extratags=[(65000, 7, len(prov), prov, True), (65001, 7, 9, b'["raw"]\x00\x00', True)],
-    )
+    write_playnano_ome_tiff(tmp_path / "pn.ome.tif", data, pixel_size_nm=1.5, times=[0.0, 0.5, 1.0], channel="height_trace")
     back = xafm.open(tmp_path / "pn.ome.tif")
     np.testing.assert_array_equal(back.values, data[:, 0, 0])
     assert back.afm.pixel_size_nm == pytest.approx(1.5)

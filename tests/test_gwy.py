@@ -18,26 +18,10 @@ from tests.helpers import assert_matches_reference, raise_if_dask_computes, refe
 from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError, XafmWarning
 from xafm.formats import gwy
+from xafm.testing import gwy_component, gwy_container, write_gwy
 
 PTO = ("afm", "PTO_110_Virgin0001.gwy")
 TEST = ("afm", "gwyfile_test.gwy")
-
-
-def write_gwy(path, fields, *, masks=None, meta=None):
-    """fields: list of (title, values (yres, xres), xreal, yreal, unit_xy, unit_z)."""
-    from gwyfile.objects import GwyContainer, GwyDataField
-
-    c = GwyContainer()
-    for i, (title, values, xreal, yreal, uxy, uz) in enumerate(fields):
-        c[f"/{i}/data"] = GwyDataField(np.asarray(values, dtype=np.float64), xreal=xreal, yreal=yreal, si_unit_xy=uxy, si_unit_z=uz)
-        if title is not None:
-            c[f"/{i}/data/title"] = title
-    for i, m in (masks or {}).items():
-        c[f"/{i}/mask"] = GwyDataField(np.asarray(m, dtype=np.float64), xreal=1.0, yreal=1.0)
-    if meta is not None:
-        c["/0/meta"] = GwyContainer(meta)
-    c.tofile(str(path))
-    return path
 
 
 def acq(da):
@@ -158,28 +142,19 @@ def test_every_truncation_is_a_clean_error(tmp_path, rng):
             xafm.open(p)
 
 
-def _component(name, type_, payload):
-    return name.encode() + b"\0" + type_.encode() + payload
-
-
-def _container(components):
-    body = b"".join(components)
-    return b"GWYP" + b"GwyContainer\0" + struct.pack("<I", len(body)) + body
-
-
 @pytest.mark.parametrize(
     "blob,match",
     [
         (b"", "no GWYP magic"),
         (b"GWYO....", "GWYO"),
-        (_container([_component("/0/data/title", "s", b"no terminator")]), "not NUL-terminated"),
-        (_container([_component("x", "S", struct.pack("<I", 2**31) + b"a\0")]), "claims 2147483648 items"),
-        (_container([_component("x", "D", struct.pack("<I", 2**30))]), "runs past the end"),
-        (_container([_component("x", "O", struct.pack("<I", 3))]), "claims 3 items"),
-        (_container([_component("x", "O", struct.pack("<I", 1) + b"abc")]), "object name"),
-        (_container([_component("x", "Z", b"")]), "unknown type 'Z'"),
+        (gwy_container([gwy_component("/0/data/title", "s", b"no terminator")]), "not NUL-terminated"),
+        (gwy_container([gwy_component("x", "S", struct.pack("<I", 2**31) + b"a\0")]), "claims 2147483648 items"),
+        (gwy_container([gwy_component("x", "D", struct.pack("<I", 2**30))]), "runs past the end"),
+        (gwy_container([gwy_component("x", "O", struct.pack("<I", 3))]), "claims 3 items"),
+        (gwy_container([gwy_component("x", "O", struct.pack("<I", 1) + b"abc")]), "object name"),
+        (gwy_container([gwy_component("x", "Z", b"")]), "unknown type 'Z'"),
         (b"GWYP" + b"GwyContainer\0" + struct.pack("<I", 10**9), "claims 1000000000 bytes"),
-        (_container([_component("/0/data", "o", b"GwyDataField\0" + struct.pack("<I", 0))]), "xres"),
+        (gwy_container([gwy_component("/0/data", "o", b"GwyDataField\0" + struct.pack("<I", 0))]), "xres"),
     ],
 )
 def test_bad_serializations(tmp_path, blob, match):

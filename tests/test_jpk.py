@@ -19,6 +19,7 @@ from tests.helpers import assert_matches_reference, raise_if_dask_computes, refe
 from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
 from xafm.formats import jpk
+from xafm.testing import write_jpk
 
 JPK = ("afm", "sample_0.jpk")
 QI = ("afm", "sample_0.jpk-qi-image")
@@ -28,67 +29,6 @@ JPK_CHANNELS = [f"{q}_{d}" for d in ("retrace", "trace") for q in ("height", "me
 def epoch_ms(text_utc: str) -> float:
     when = dt.datetime.strptime(text_utc, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
     return when.timestamp() * 1000.0
-
-
-# --------------------------------------------------------------------------------------
-# a writer of synthetic JPK images following docs/formats.md
-# --------------------------------------------------------------------------------------
-def slot_tags(n, name, *, scaling="LinearScaling", multiplier=1.0, offset=0.0, unit="m", parent="raw"):
-    base = 32912 + 48 * n
-    tags = [(base, "s", 0, name, True), (base + 1, "s", 0, "RelativeCalibration", True),
-            (base + 2, "s", 0, parent, True), (base + 16, "s", 0, name.title(), True),
-            (base + 17, "s", 0, "SignedInteger", True)]
-    if unit is not None:
-        tags.append((base + 18, "s", 0, unit, True))
-    tags.append((base + 19, "s", 0, scaling, True))
-    if scaling == "LinearScaling":
-        tags += [(base + 20, "d", 1, multiplier, True), (base + 21, "d", 1, offset, True)]
-    return tags
-
-
-def write_jpk(path, channels, *, ulength=3e-7, vlength=None, start="2017-01-16 16:00:32.334 GMT",
-              end="2017-01-16 16:01:36.264 GMT", unique_id="1484582432334", scan_rate=4.0, motion="bottomUp",
-              reflect=0, grid=True):
-    """Write a big-endian JPK TIFF: thumbnail page with file tags, then one page per channel.
-
-    ``channels``: dicts with ``name``, ``retrace``, ``raw`` (int32, rows x cols as stored,
-    row 0 the bottom line) and either ``multiplier``/``offset``/``unit`` (a linear default
-    slot) or ``slots`` (a list of ``slot_tags`` keyword dicts) plus ``default``.
-    """
-    rows, cols = np.asarray(channels[0]["raw"]).shape
-    file_tags = [(32768, "s", 0, "6.0.41", True), (32769, "d", 1, 2.0, True)]
-    if start is not None:
-        file_tags.append((32771, "s", 0, start, True))
-    if end is not None:
-        file_tags.append((32774, "s", 0, end, True))
-    if unique_id is not None:
-        file_tags.append((32776, "s", 0, unique_id, True))
-    if grid:
-        file_tags += [(32834, "d", 1, ulength, True), (32835, "d", 1, ulength if vlength is None else vlength, True),
-                      (32837, "h", 1, reflect, True), (32838, "i", 1, cols, True), (32839, "i", 1, rows, True)]
-    if scan_rate is not None:
-        file_tags.append((32841, "d", 1, scan_rate, True))
-    if motion is not None:
-        file_tags.append((32843, "s", 0, motion, True))
-    with tifffile.TiffWriter(path, byteorder=">") as tw:
-        tw.write(np.zeros((4, 4), np.uint8), photometric="minisblack",
-                 extratags=file_tags + [(32848, "s", 0, "thumbnail", True)])
-        for ch in channels:
-            if "slots" in ch:
-                slots = ch["slots"]
-                default = ch["default"]
-            else:
-                slots = [dict(name="raw", scaling="NullScaling", unit=None),
-                         dict(name="calibrated", multiplier=ch.get("multiplier", 1.0), offset=ch.get("offset", 0.0),
-                              unit=ch.get("unit", "m"))]
-                default = "calibrated"
-            tags = [(32848, "s", 0, ch["name"], True), (32849, "h", 1, int(ch["retrace"]), True),
-                    (32850, "s", 0, ch["name"].title(), True), (32896, "i", 1, len(slots), True),
-                    (32897, "s", 0, default, True)]
-            for n, slot in enumerate(slots):
-                tags += slot_tags(n, **slot)
-            tw.write(np.asarray(ch["raw"], np.int32), photometric="minisblack", extratags=tags)
-    return path
 
 
 def expected(raw, multiplier=1.0, offset=0.0, unit="m", flip=True):

@@ -15,81 +15,10 @@ from hypothesis import strategies as st
 import xafm
 from xafm.formats import nanoscope
 from xafm.core.lazy import RawFramesArray
+from xafm.testing import patch_nanoscope_header, write_nanoscope
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 
 REAL = ("afm", "old_bruker.002")
-
-
-# --------------------------------------------------------------------------------------
-# a synthetic writer: the header layout of a v5.31 file, trimmed to what matters
-# --------------------------------------------------------------------------------------
-def write_nanoscope(
-    path,
-    layers,
-    *,
-    bpp=2,
-    scan_size="15 15 ~m",
-    sens="V 15.06800 nm/V",
-    scan_rate="1.5",
-    date="12:34:38 PM Tue Jul 30 2019",
-    header_len=8192,
-    data_length=None,
-    samps=None,
-    lines=None,
-    end_marker=True,
-):
-    """``layers``: list of dicts name, raw (lines, samps) ints, hard (V), soft, direction, frame."""
-    lines_ = [
-        "\\*File list",
-        "\\Version: 0x05310001",
-        f"\\Date: {date}",
-        f"\\Data length: {header_len}",
-        "\\*Scanner list",
-        "\\Scanner type: Dimension",
-        f"\\@Sens. Zscan: {sens}",
-        "\\@Sens. Phase: V 1.000000 ",
-        "\\*Ciao scan list",
-        f"\\Scan rate: {scan_rate}",
-        "\\Operating mode: Image",
-    ]
-    offset = header_len
-    blobs = []
-    for layer in layers:
-        raw = np.asarray(layer["raw"])
-        n_lines, n_samps = raw.shape
-        blob = raw.astype("<i2" if bpp == 2 else "<i4").tobytes()
-        lines_ += [
-            "\\*Ciao image list",
-            f"\\Data offset: {offset}",
-            f"\\Data length: {len(blob) if data_length is None else data_length}",
-            f"\\Bytes/pixel: {bpp}",
-            f"\\Frame direction: {layer.get('frame', 'Up')}",
-            f"\\Samps/line: {n_samps if samps is None else samps}",
-            f"\\Number of lines: {n_lines if lines is None else lines}",
-            f"\\Scan size: {scan_size}",
-            f"\\Line direction: {layer.get('direction', 'Trace')}",
-            f'\\@2:Image Data: S [{layer["name"]}] "{layer["name"]}"',
-            f"\\@2:Z scale: V [{layer.get('soft', 'Sens. Zscan')}] (0.006713765 V/LSB) {layer.get('hard', 439.9866)} V",
-            f"\\@2:Z offset: V [{layer.get('soft', 'Sens. Zscan')}] (0.006713765 V/LSB) 0 V",
-        ]
-        blobs.append(blob)
-        offset += len(blob)
-    if end_marker:
-        lines_.append("\\*File list end")
-    text = ("\r\n".join(lines_) + "\r\n").encode("latin-1")
-    assert len(text) <= header_len
-    path.write_bytes(text + b"\x1a" * (header_len - len(text)) + b"".join(blobs))
-    return path
-
-
-def patch_header(path, old, new, header_len=8192):
-    """Replace text in the header, keeping the data where the header says it is."""
-    content = path.read_bytes()
-    head, data = content[:header_len], content[header_len:]
-    assert old in head
-    head = head.replace(old, new, 1)
-    head = head[:header_len] + b"\x1a" * (header_len - len(head))
-    path.write_bytes(head + data)
 
 
 def expected(raw, bpp, hard=439.9866, sens=15.068):
@@ -228,7 +157,7 @@ def test_global_size_fallback(tmp_path):
     """v5.30 files may hold bogus sizes in the image list; the scan list's are used then."""
     raw = np.arange(16 * 8).reshape(8, 16)
     path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], samps=4, lines=4)
-    patch_header(path, b"\\Operating mode: Image", b"\\Samps/line: 16\r\n\\Lines: 8")
+    patch_nanoscope_header(path, b"\\Operating mode: Image", b"\\Samps/line: 16\r\n\\Lines: 8")
     da = xafm.open(path)
     assert da.shape == (1, 8, 16)
     np.testing.assert_allclose(da.values[0], expected(raw, 2))
@@ -303,7 +232,7 @@ def test_garbage(tmp_path, content, match):
     ],
 )
 def test_bad_header_values(good, old, new, match):
-    patch_header(good, old, new)
+    patch_nanoscope_header(good, old, new)
     with pytest.raises(xafm.CorruptFileError, match=match):
         xafm.open(good)
 
@@ -317,9 +246,9 @@ def test_numeric_suffix_is_dispatched(tmp_path):
 def test_key_case_varies_between_versions(tmp_path):
     raw = np.arange(6).reshape(2, 3)
     path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_rate="2.0")
-    patch_header(path, b"\\Scan size:", b"\\Scan Size:")
-    patch_header(path, b"\\Scan rate:", b"\\Scan Rate:")
-    patch_header(path, b"\\Line direction:", b"\\Line Direction:")
+    patch_nanoscope_header(path, b"\\Scan size:", b"\\Scan Size:")
+    patch_nanoscope_header(path, b"\\Scan rate:", b"\\Scan Rate:")
+    patch_nanoscope_header(path, b"\\Line direction:", b"\\Line Direction:")
     da = xafm.open(path)
     assert da.attrs["pixel_size_nm"] == pytest.approx(5000.0)
     assert float(da.line_rate[0]) == 2.0 and str(da.line_direction.values[0]) == "trace"

@@ -15,55 +15,10 @@ from hypothesis import strategies as st
 import xafm
 from xafm.formats import sxm
 from xafm.core.lazy import RawFramesArray
+from xafm.testing import write_sxm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 
 REAL = ("afm", "pyspm_test.sxm")
-
-
-# --------------------------------------------------------------------------------------
-# a synthetic writer
-# --------------------------------------------------------------------------------------
-def write_sxm(
-    path,
-    signals,
-    *,
-    nx,
-    ny,
-    scan_range=(5e-6, 4e-6),
-    scan_dir="up",
-    scanit_type="FLOAT            MSBFIRST",
-    pixels=None,
-    end_tag=True,
-    marker=b"\x1a\x04",
-    data_info_sep="\t",
-):
-    """``signals``: list of (name, unit, direction, frames), frames a list of (ny, nx)
-    arrays in file order (2 for ``both``)."""
-    order, kind = scanit_type.split()
-    dtype = np.dtype({"MSBFIRST": ">", "LSBFIRST": "<"}[kind] + {"FLOAT": "f4", "DOUBLE": "f8", "INT": "i4", "UINT": "u4"}[order])
-    sep = data_info_sep
-    rows = [sep + sep.join(["Channel", "Name", "Unit", "Direction", "Calibration", "Offset"])]
-    for i, (name, unit, direction, _) in enumerate(signals):
-        rows.append(sep + sep.join([str(i), name, unit, direction, "1.000E+0", "0.000E+0"]))
-    header = [
-        ":NANONIS_VERSION:", "2",
-        ":SCANIT_TYPE:", f"              {scanit_type}",
-        ":REC_DATE:", " 10.03.2016",
-        ":REC_TIME:", "09:36:05",
-        ":ACQ_TIME:", "       12.5",
-        ":SCAN_PIXELS:", f"       {nx if pixels is None else pixels[0]}       {ny if pixels is None else pixels[1]}",
-        ":SCAN_FILE:", "C:\\data\\test.sxm",
-        ":SCAN_TIME:", "             2.500E-1             2.500E-1",
-        ":SCAN_RANGE:", f"           {scan_range[0]!r}           {scan_range[1]!r}",
-        ":SCAN_DIR:", scan_dir,
-        ":Z-CONTROLLER:", "\tName\ton\tSetpoint", "\tlog Current\t1\t2.000E-10 A",
-        ":DATA_INFO:", *rows, "",
-    ]
-    if end_tag:
-        header.append(":SCANIT_END:")
-    blob = b"".join(np.asarray(f, dtype=dtype).tobytes() for *_, frames in signals for f in frames)
-    path.write_bytes(("\n".join(header) + "\n\n\n").encode("latin-1") + marker + blob)
-    return path
 
 
 def shown(frame, direction, scan_dir):

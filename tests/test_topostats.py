@@ -16,27 +16,9 @@ import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 from xafm.core import conventions, model, provenance
 from xafm.exceptions import ChannelError, CorruptFileError
+from xafm.testing import write_topostats
 
 SAMPLE = ("afm", "sample_0_1.topostats")
-
-
-def write_topostats(path, image, *, px=1.5, version="2.3.1", original=None, grain_masks=None, tensor=None, extra=None):
-    with h5py.File(path, "w") as f:
-        f["image"] = image
-        f["pixel_to_nm_scaling"] = px
-        f["topostats_file_version" if str(version) < "2.4" else "topostats_version"] = version
-        f["filename"] = "minicircle"
-        f["img_path"] = "/data/minicircle.spm"
-        if original is not None:
-            f["image_original"] = original
-        for k, v in (grain_masks or {}).items():
-            f[f"grain_masks/{k}"] = v
-        if tensor is not None:
-            f["image_grain_crops/above/full_mask_tensor"] = tensor
-            f["image_grain_crops/above/crops/0/image"] = np.zeros((3, 3))
-        for k, v in (extra or {}).items():
-            f[k] = v
-    return path
 
 
 # --------------------------------------------------------------------------------------
