@@ -69,8 +69,10 @@ def _scan(path: str) -> dict[str, Any]:
             f.visit(lambda n: names.append(n) if len(names) <= MAX_OBJECTS else True)
             if len(names) > MAX_OBJECTS:
                 raise CorruptFileError(path, f"more than {MAX_OBJECTS} HDF5 objects: not a TopoStats file")
-            for name in names:
-                obj = f.get(name, getclass=False)
+            for raw_name in names:
+                obj = f.get(raw_name, getclass=False)
+                # h5py gives bytes for names that are not UTF-8 (a damaged file): keep text keys
+                name = raw_name if isinstance(raw_name, str) else bytes(raw_name).decode("utf-8", "replace")
                 if not isinstance(obj, h5py.Dataset):
                     continue
                 shape = tuple(int(s) for s in obj.shape) if obj.shape is not None else ()
