@@ -1,0 +1,88 @@
+"""The format table: the name chooses, the content confirms; a file that is not what its
+name says gets an error saying what it is; options are the declared ones."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import xafm
+from tests.helpers import shared_file
+from xafm import registry
+from xafm.testing import write_asd
+
+
+@pytest.fixture
+def stack():
+    return xafm.stack(np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4), pixel_size_nm=1.0)
+
+
+def test_a_file_whose_content_contradicts_its_name_says_what_it_is(tmp_path, stack):
+    tif = stack.afm.to_ome_tiff(tmp_path / "s.ome.tif")
+    renamed = tmp_path / "s.h5"
+    shutil.copyfile(tif, renamed)
+    with pytest.raises(xafm.SuffixMismatchError, match=r"the name says HDF5 bundle.*but the content is OME-TIFF \(usually named \.ome\.tif") as err:
+        xafm.open(renamed)
+    assert str(renamed) in str(err.value) and isinstance(err.value, xafm.UnknownFormatError)
+    with pytest.raises(xafm.SuffixMismatchError):
+        xafm.channels(renamed)
+    assert registry.identify(renamed) is None  # the engine does not claim it either
+
+
+def test_a_name_no_format_uses_is_read_by_its_content(tmp_path, stack):
+    src = write_asd(tmp_path / "v.asd", np.zeros((2, 3, 4), np.int16))
+    for name in ("video.dat", "video", "VIDEO.ASD.bak"):
+        dst = tmp_path / name
+        shutil.copyfile(src, dst)
+        assert registry.find(dst).name == "asd"
+        assert xafm.open(dst).shape == (2, 3, 4)
+    nanoscope = tmp_path / "scan.pfc"  # a name Bruker users give Nanoscope files
+    shutil.copyfile(shared_file("afm", "old_bruker.002"), nanoscope)
+    assert registry.find(nanoscope).name == "nanoscope"
+
+
+def test_nothing_recognisable_is_an_unknown_format(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("hello")
+    with pytest.raises(xafm.UnknownFormatError, match="not a file xafm recognises by its name or content") as err:
+        xafm.open(p)
+    assert not isinstance(err.value, xafm.SuffixMismatchError)
+    assert ".asd" in str(err.value) and ".ome.zarr" in str(err.value)
+
+
+def test_a_damaged_file_goes_to_the_reader_its_name_points_to(tmp_path):
+    p = tmp_path / "broken.asd"
+    p.write_bytes(b"\x07\x00\x00\x00" + bytes(200))  # no known file version
+    with pytest.raises(xafm.CorruptFileError, match="unknown .asd file version 7"):
+        xafm.open(p)
+
+
+def test_options_are_checked_against_the_declaration(tmp_path, stack):
+    path = stack.afm.to_h5(tmp_path / "s.h5")
+    with pytest.raises(xafm.UnknownOptionError, match=r"has no option 'chanel' \(did you mean 'channel'\?\); its options are: channel"):
+        xafm.open(path, chanel=1)
+    with pytest.raises(xafm.ChannelError, match=r"no channel 'nonexistent'; available: \['height'\]"):
+        xafm.open(path, channel="nonexistent")
+    with pytest.raises(xafm.UnknownOptionError, match="compresion"):
+        stack.afm.to_h5(tmp_path / "t.h5", compresion="gzip")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_formats_table_lists_what_the_modules_declare():
+    rows = {r["name"]: r for r in xafm.formats_table()}
+    for fmt in registry.table().values():
+        assert rows[fmt.name]["suffixes"] == fmt.suffixes and rows[fmt.name]["read"] == fmt.can_read
+    assert rows["asd"]["suffixes"] == (".asd",) and rows["asd"]["write"] is False
+    assert rows["zarr"]["read"] and rows["zarr"]["write"] and rows["gif"]["write"] and not rows["gif"]["read"]
+
+
+def test_readme_formats_table_names_every_readable_suffix():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Formats", 1)[1].split("\n## ", 1)[0]
+    for fmt in registry.readable():
+        for suffix in fmt.suffixes:
+            assert f"`{suffix}`" in table or suffix in table, f"README's formats table lacks {suffix} ({fmt.name})"
