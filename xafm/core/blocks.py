@@ -59,7 +59,8 @@ def iter_blocks(
         elif isinstance(data, np.ndarray):
             block = data[a:b]
         elif isinstance(data, indexing.ExplicitlyIndexed):
-            block = np.asarray(data[indexing.BasicIndexer((slice(a, b), slice(None), slice(None)))].get_duck_array())
+            key = indexing.BasicIndexer((slice(a, b), slice(None), slice(None)))
+            block = np.asarray(data[key].get_duck_array())  # type: ignore[index]
         else:
             block = np.asarray(data[a:b])
         if dtype is not None:

@@ -40,7 +40,7 @@ def _is_lazy(var: xr.Variable) -> bool:
 def frame_bytes(var: xr.Variable) -> int:
     """Bytes of one time step of ``var``."""
     sizes = [n for d, n in var.sizes.items() if d != TIME]
-    return int(np.prod(sizes, dtype=np.int64)) * var.dtype.itemsize
+    return int(np.prod(sizes, dtype=np.int64)) * int(var.dtype.itemsize)
 
 
 def declare(ds: xr.Dataset) -> xr.Dataset:
@@ -68,11 +68,11 @@ def declare_stored(var: xr.Variable, stored: dict[str, int]) -> None:
     ``encoding["chunks"]`` is the stored chunk shape, and the preferred chunks are whole
     stored chunks: the stored chunk along y and x, along time as many stored chunks as
     make about :data:`CHUNK_BYTES`."""
-    sizes = dict(var.sizes)
+    sizes = {str(d): int(n) for d, n in var.sizes.items()}
     inner = {d: min(int(stored.get(d, n)), n) for d, n in sizes.items()}
     step_bytes = int(np.prod([c for d, c in inner.items() if d != TIME], dtype=np.int64)) * var.dtype.itemsize
     preferred = dict(inner)
     if TIME in sizes:
         preferred[TIME] = frames_per_chunk(step_bytes, sizes[TIME], inner[TIME])
-    var.encoding["chunks"] = tuple(inner[d] for d in var.dims)
+    var.encoding["chunks"] = tuple(inner[str(d)] for d in var.dims)
     var.encoding["preferred_chunks"] = preferred

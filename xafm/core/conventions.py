@@ -77,16 +77,16 @@ def check_netcdf_name(name: Any, what: str) -> str:
     """
     if not isinstance(name, str) or not name:
         raise StackError(f"{what} must be a non-empty string, got {name!r}")
-    name = unicodedata.normalize("NFC", name)
-    first = name[0]
+    text: str = unicodedata.normalize("NFC", name)
+    first = text[0]
     if first.isascii() and not (first.isalnum() or first == "_"):
-        raise StackError(f"{what} {name!r} must start with a letter, digit or '_'")
-    for c in name:
+        raise StackError(f"{what} {text!r} must start with a letter, digit or '_'")
+    for c in text:
         if c == "/" or (c.isascii() and not c.isprintable()) or unicodedata.category(c) in ("Cc", "Cs"):
-            raise StackError(f"{what} {name!r} contains {c!r}, which netCDF does not allow")
-    if name[-1].isspace():
-        raise StackError(f"{what} {name!r} ends with white space, which netCDF does not allow")
-    return name
+            raise StackError(f"{what} {text!r} contains {c!r}, which netCDF does not allow")
+    if text[-1].isspace():
+        raise StackError(f"{what} {text!r} ends with white space, which netCDF does not allow")
+    return text
 
 
 def safe_channel(name: Any) -> str:

@@ -18,14 +18,17 @@ from xarray.core import indexing
 
 from ..exceptions import CorruptFileError, reading
 
+#: An outer index: one int, slice or integer array per dimension.
+Key = tuple[Any, ...]
 
-def _normalise_key(key: Any, shape: tuple[int, ...]) -> tuple:
+
+def _normalise_key(key: Any, shape: tuple[int, ...]) -> Key:
     if not isinstance(key, tuple):
         key = (key,)
     if any(k is Ellipsis for k in key):
         i = next(i for i, k in enumerate(key) if k is Ellipsis)
         key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
-    return key + (slice(None),) * (len(shape) - len(key))
+    return tuple(key) + (slice(None),) * (len(shape) - len(key))
 
 
 class LazyArray(BackendArray):
@@ -49,25 +52,25 @@ class LazyArray(BackendArray):
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, indexing.ExplicitIndexer):
-            return indexing.explicit_indexing_adapter(
-                key, self.shape, indexing.IndexingSupport.OUTER, self._read_checked
-            )
+            out: np.ndarray = indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER, self._read_checked)
+            return out
         return self._read_checked(_normalise_key(key, self.shape))
 
-    def _read_checked(self, key: tuple) -> np.ndarray:
+    def _read_checked(self, key: Key) -> np.ndarray:
         """Every read goes through here: a damaged file gives a ``CorruptFileError``."""
         with reading(self.path, "reading data"):
-            return np.asarray(self._read(_normalise_key(key, self.shape)))
+            out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
+        return out
 
-    def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
+    def _read(self, key: Key) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[(slice(None),) * self.ndim]
         return out if dtype is None else out.astype(dtype)
 
 
-def outer_index(arr: np.ndarray, key: tuple) -> np.ndarray:
+def outer_index(arr: np.ndarray, key: Key) -> np.ndarray:
     """Apply an outer (orthogonal) index: ints, slices and integer arrays, one per axis."""
     out = arr[tuple(k if isinstance(k, (slice, int, np.integer)) else slice(None) for k in key)]
     axis = 0
@@ -80,9 +83,10 @@ def outer_index(arr: np.ndarray, key: tuple) -> np.ndarray:
     return out
 
 
-def bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple]:
+def bounding_box(key: Key, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], Key]:
     """Split an outer index into step-1 bounding slices plus an index relative to them."""
-    bounds, rel = [], []
+    bounds: list[slice] = []
+    rel: list[Any] = []
     for k, n in zip(key, shape):
         if isinstance(k, (int, np.integer)):
             k = int(k) + (n if k < 0 else 0)
@@ -111,7 +115,7 @@ class RawFramesArray(LazyArray):
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         offset: int,
         n_frames: int,
@@ -142,6 +146,7 @@ class RawFramesArray(LazyArray):
     def _convert(self, raw: np.ndarray) -> np.ndarray:
         if self.scale is None and self.add is None:
             return np.array(raw, dtype=self.dtype)
+        out: np.ndarray
         if self.scale is not None:
             out = np.multiply(raw, self.dtype.type(self.scale), dtype=self.dtype)
         else:
@@ -150,7 +155,7 @@ class RawFramesArray(LazyArray):
             out += self.dtype.type(self.add)
         return out
 
-    def _read(self, key: tuple) -> np.ndarray:
+    def _read(self, key: Key) -> np.ndarray:
         kt = key[0]
         frames = np.arange(self.shape[0])[kt]
         if np.size(frames) == 0:
@@ -180,13 +185,13 @@ class RawFramesArray(LazyArray):
 class InMemoryArray(LazyArray):
     """Already-read values behind the same interface (for formats that are read whole)."""
 
-    def __init__(self, path: str | os.PathLike, values: np.ndarray):
+    def __init__(self, path: str | os.PathLike[str], values: np.ndarray):
         self.path = os.fspath(path)
         self.values = np.asarray(values)
         self.shape = self.values.shape
         self.dtype = self.values.dtype
 
-    def _read(self, key: tuple) -> np.ndarray:
+    def _read(self, key: Key) -> np.ndarray:
         return np.array(outer_index(self.values, key))
 
 
@@ -204,7 +209,7 @@ class DimView(LazyArray):
             raise ValueError(f"dims {self.out_dims} do not match {self.base_dims} minus {sorted(self.fixed)}")
         self.shape = tuple(base.shape[self.base_dims.index(d)] if d in self.base_dims else 1 for d in self.out_dims)
 
-    def _read(self, key: tuple) -> np.ndarray:
+    def _read(self, key: Key) -> np.ndarray:
         kd = dict(zip(self.out_dims, key))
         got = self.base._read(tuple(self.fixed[d] if d in self.fixed else kd[d] for d in self.base_dims))
         have = [d for d in self.kept if not isinstance(kd[d], (int, np.integer))]

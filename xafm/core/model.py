@@ -129,7 +129,7 @@ def frame_metadata_to_coords(
 
 def frame_metadata_names(da: xr.DataArray) -> list[str]:
     """Coordinate names that hold per-frame metadata (1-D along time, not time itself)."""
-    return [k for k, c in da.coords.items() if k != TIME and c.dims == (TIME,)]
+    return [str(k) for k, c in da.coords.items() if k != TIME and c.dims == (TIME,)]
 
 
 def frame_metadata(da: xr.DataArray, *, with_timestamp: bool = True) -> list[dict[str, Any]]:
@@ -260,7 +260,7 @@ def assemble(
     masks: Mapping[str, Any] | None = None,
     layers: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
-    provenance: list[dict] | None = None,
+    provenance: list[prov.Record] | None = None,
 ) -> xr.Dataset:
     """Build the one-variable Dataset behind a stack; data may be numpy, dask or lazy.
 
@@ -419,7 +419,7 @@ def times_s(da: xr.DataArray) -> np.ndarray:
 
 
 def _named(da: xr.DataArray, prefix: str) -> dict[str, xr.DataArray]:
-    return {decode_name(k[len(prefix):]): da.coords[k] for k in da.coords if k.startswith(prefix)}
+    return {decode_name(str(k)[len(prefix) :]): da.coords[k] for k in da.coords if str(k).startswith(prefix)}
 
 
 def masks(da: xr.DataArray) -> dict[str, xr.DataArray]:

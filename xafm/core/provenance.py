@@ -15,6 +15,9 @@ import platform
 import sys
 from typing import Any
 
+#: One provenance record: a JSON object.
+Record = dict[str, Any]
+
 import numpy as np
 import xarray as xr
 
@@ -30,13 +33,13 @@ def utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def make_record(type: str, **fields: Any) -> dict[str, Any]:
-    rec = {"type": type, "timestamp": utcnow(), "xafm_version": __version__}
+def make_record(type: str, **fields: Any) -> Record:
+    rec: Record = {"type": type, "timestamp": utcnow(), "xafm_version": __version__}
     rec.update(jsonable(fields))
     return rec
 
 
-def dumps(records: list[dict]) -> str:
+def dumps(records: list[Record]) -> str:
     return json.dumps(jsonable(records), ensure_ascii=False)
 
 
@@ -51,7 +54,7 @@ def records(da: xr.DataArray) -> list[dict[str, Any]]:
     return out if isinstance(out, list) else [out]
 
 
-def with_records(da: xr.DataArray, recs: list[dict]) -> xr.DataArray:
+def with_records(da: xr.DataArray, recs: list[Record]) -> xr.DataArray:
     out = da.copy(deep=False)
     out.attrs = {**da.attrs, PROVENANCE_ATTR: dumps(recs)}
     return out
@@ -61,7 +64,7 @@ def append(da: xr.DataArray, record: dict[str, Any]) -> xr.DataArray:
     return with_records(da, records(da) + [record])
 
 
-def step_records(recs: list[dict]) -> list[dict]:
+def step_records(recs: list[Record]) -> list[Record]:
     return [r for r in recs if r.get("type") in ("step", "mask")]
 
 
@@ -80,7 +83,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def to_playnano(da: xr.DataArray, recs: list[dict]) -> dict[str, Any]:
+def to_playnano(da: xr.DataArray, recs: list[Record]) -> dict[str, Any]:
     """Wrap xafm's records in the dict shape playNano's loaders expect.
 
     ``processing.steps`` lists the processing steps in playNano's terms (index, name,
@@ -122,7 +125,7 @@ def to_playnano(da: xr.DataArray, recs: list[dict]) -> dict[str, Any]:
     }
 
 
-def from_playnano(obj: Any) -> tuple[list[dict], dict[str, Any]]:
+def from_playnano(obj: Any) -> tuple[list[Record], dict[str, Any]]:
     """Records and acquisition metadata from a bundle's provenance JSON.
 
     Files written by xafm carry the record list under ``xafm``; files written by playNano
@@ -132,14 +135,16 @@ def from_playnano(obj: Any) -> tuple[list[dict], dict[str, Any]]:
         return [r if isinstance(r, dict) else {"type": "note", "value": r} for r in obj], {}
     if not isinstance(obj, dict):
         return [], {}
-    acquisition = obj.get("acquisition") if isinstance(obj.get("acquisition"), dict) else {}
+    found = obj.get("acquisition")
+    acquisition: dict[str, Any] = found if isinstance(found, dict) else {}
     own = obj.get(XAFM_KEY)
     if isinstance(own, dict) and isinstance(own.get("records"), list):
         return [r for r in own["records"] if isinstance(r, dict)], acquisition
-    recs: list[dict] = []
+    recs: list[Record] = []
     env = obj.get("environment")
     recs.append({"type": "read", "origin": "playNano", "environment": env if isinstance(env, dict) else {}})
-    processing = obj.get("processing") if isinstance(obj.get("processing"), dict) else {}
+    found = obj.get("processing")
+    processing: dict[str, Any] = found if isinstance(found, dict) else {}
     for step in processing.get("steps") or []:
         if not isinstance(step, dict):
             continue
