@@ -264,7 +264,7 @@ def test_video_colours_away_from_annotations(tmp_path):
     da = known_stack(2)
     path = animation.to_video(da, tmp_path / "v.mp4", quality=10, **OPTS)
     frames = ffmpeg_rgb(path, 96, 96).astype(int)
-    lo, mid, hi, nan = (c.astype(int) for c in expected_colours())
+    lo, mid, hi, _ = (c.astype(int) for c in expected_colours())
     for f in frames:
         for region, colour in (((slice(58, 68), slice(6, 26)), lo), ((slice(58, 68), slice(38, 58)), mid), ((slice(58, 68), slice(70, 90)), hi)):
             assert np.abs(f[region].reshape(-1, 3).mean(0) - colour).max() < 6
@@ -340,7 +340,7 @@ def test_frames_png_names_palette_and_indices(tmp_path):
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"frame_{i:04d}.png" for i in range(12)]
     r = render.FrameRenderer(da, RenderOptions(**OPTS))
-    frames = {i: f for i, f in r.frames()}
+    frames = dict(r.frames())
     with Image.open(folder / "frame_0007.png") as im:
         assert im.mode == "P" and im.size == (96, 96)
         np.testing.assert_array_equal(np.asarray(im), r.indices(frames[7], 7))
@@ -442,7 +442,7 @@ def test_edge_case_stacks_export_everywhere(tmp_path, case, rng):
     folder = animation.to_frames(da, tmp_path / "seq", **opts)
     assert len(list(folder.iterdir())) == n
     centre = frames[0][h * k // 2 - 2 : h * k // 2 + 2, w * k // 2 - 2 : w * k // 2 + 2].reshape(-1, 3)
-    lo, mid, hi, nan = expected_colours()
+    _, mid, _, nan = expected_colours()
     if case == "all_nan":
         assert np.all(centre == nan)
     if case == "constant":

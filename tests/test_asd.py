@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
 from xafm.core import conventions, model, provenance
-from xafm.exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
 from xafm.core import lazy as _lazy
+from xafm.exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
 from xafm.formats import asd
 from xafm.testing import write_asd
 

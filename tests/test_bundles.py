@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import xafm
+from tests.helpers import CountingScheduler, raise_if_dask_computes
 from xafm.core import blocks as _output
 from xafm.core import conventions, model
-from tests.helpers import CountingScheduler, raise_if_dask_computes
 from xafm.testing import write_playnano_h5, write_playnano_npz, write_playnano_ome_tiff
 
 FORMATS = ["h5", "npz", "tif"]

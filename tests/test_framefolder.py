@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import xafm
-from xafm.formats import framefolder
 from tests.helpers import raise_if_dask_computes
+from xafm.formats import framefolder
 from xafm.testing import write_nanoscope
 
 DATES = ["12:34:38 PM Tue Jul 30 2019", "12:34:41 PM Tue Jul 30 2019", "12:34:47 PM Tue Jul 30 2019", "12:34:50 PM Tue Jul 30 2019"]

@@ -139,7 +139,7 @@ def test_fuzz_own_bundles(fmt, own_files, data):
 def _raising_in(module: str, code: str):
     """A function whose frame belongs to ``module`` (as if xafm's own code raised)."""
     namespace = {"__name__": module}
-    exec(f"def broken(*args, **kwargs):\n    {code}\n", namespace)  # noqa: S102 - a fixed test snippet
+    exec(f"def broken(*args, **kwargs):\n    {code}\n", namespace)
     return namespace["broken"]
 
 
@@ -171,4 +171,4 @@ def test_one_place_tells_damaged_files_from_bugs(tmp_path, monkeypatch, module, 
     monkeypatch.setattr(core_lazy.RawFramesArray, "_read", _raising_in(module, code))
     monkeypatch.setattr(xafm.formats._hdf5.H5DatasetArray, "_read", _raising_in(module, code))
     with pytest.raises(expected):
-        lazy.values
+        _ = lazy.values

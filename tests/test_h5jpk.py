@@ -288,7 +288,7 @@ def test_opening_reads_no_pixel_data(tmp_path, rng, monkeypatch):
 # bad input
 # --------------------------------------------------------------------------------------
 def _damaged(tmp_path, rng, how):
-    p, raw = simple_file(tmp_path, rng, n=3)
+    p, _ = simple_file(tmp_path, rng, n=3)
     with h5py.File(p, "r+") as f:
         m = f["Measurement_000"]
         if how == "no-measurement":
@@ -363,7 +363,7 @@ def test_file_changed_after_opening(tmp_path, rng):
     with h5py.File(p, "r+") as f:
         f["Measurement_000/Channel_000/Height"].resize((20, 2))
     with pytest.raises(CorruptFileError, match="changed since"):
-        lazy.values
+        _ = lazy.values
 
 
 # --------------------------------------------------------------------------------------

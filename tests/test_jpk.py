@@ -27,7 +27,7 @@ JPK_CHANNELS = [f"{q}_{d}" for d in ("retrace", "trace") for q in ("height", "me
 
 
 def epoch_ms(text_utc: str) -> float:
-    when = dt.datetime.strptime(text_utc, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+    when = dt.datetime.strptime(text_utc, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.UTC)
     return when.timestamp() * 1000.0
 
 
@@ -311,7 +311,7 @@ def test_property_round_trip(tmp_path_factory, rows, cols, multiplier, offset, u
     assert da.attrs["units"] == ("nm" if unit == "m" else unit)
     np.testing.assert_allclose(da.values, expected(raw, multiplier, offset, unit), rtol=1e-12, atol=1e-9)
     (fm,) = model.frame_metadata(da)
-    utc = when.replace(tzinfo=dt.timezone.utc) - dt.timedelta(hours=zone[1])
+    utc = when.replace(tzinfo=dt.UTC) - dt.timedelta(hours=zone[1])
     assert fm["start_epoch_ms"] == pytest.approx(utc.timestamp() * 1000.0, abs=1e-3)
     assert fm["frame_duration_s"] == pytest.approx(seconds)
     assert fm["line_rate"] == pytest.approx(rows / seconds)

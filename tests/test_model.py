@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xafm
-from xafm.core import conventions, model
 from tests.helpers import raise_if_dask_computes
+from xafm.core import conventions, model
 
 
 def test_stack_layout(rng):

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xafm
-from xafm.formats import nanoscope
-from xafm.core.lazy import RawFramesArray
-from xafm.testing import patch_nanoscope_header, write_nanoscope
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
+from xafm.core.lazy import RawFramesArray
+from xafm.formats import nanoscope
+from xafm.testing import patch_nanoscope_header, write_nanoscope
 
 REAL = ("afm", "old_bruker.002")
 

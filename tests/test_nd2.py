@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import psutil
@@ -131,13 +132,13 @@ class FakeND2File:
     """Enough of ``nd2.ND2File`` for the reader: frames are (channels, y, x, components),
     squeezed like nd2's ``read_frame``."""
 
-    spec: dict = {}
+    spec: ClassVar[dict] = {}
 
     def __init__(self, path):
         s = self.spec
         self.sizes = s["sizes"]
         self.frames = s["frames"]  # (n_seq, n_ch, ny, nx, n_comp)
-        n_seq, n_ch, ny, nx, n_comp = self.frames.shape
+        _, n_ch, ny, nx, n_comp = self.frames.shape
         self.dtype = self.frames.dtype
         self.attributes = SimpleNamespace(heightPx=ny, widthPx=nx, channelCount=n_ch, componentCount=n_ch * n_comp, compressionType=None)
         vol = SimpleNamespace(axesCalibrated=(True, True, True))

@@ -199,7 +199,7 @@ def test_lying_strips_are_refused_before_decoding(tmp_path, rng, which):
     p.write_bytes(bytes(raw))
     lazy = xafm.open(p, chunks={})  # opening reads no page
     with pytest.raises(CorruptFileError, match="lies outside"):
-        lazy.isel(time=0).values
+        _ = lazy.isel(time=0).values
     np.testing.assert_array_equal(lazy.isel(time=1).values, arr[1])
 
 

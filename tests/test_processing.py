@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xafm
-from xafm import processing
 from tests.helpers import raise_if_dask_computes
+from xafm import processing
 
 
 def _planes(n, ny, nx, rng):
@@ -70,7 +70,7 @@ def test_apply_records_provenance_and_layers(rng):
     assert rec["module"] == __name__ and rec["xafm_version"] == xafm.__version__
     assert rec["index"] == 1 and rec["output_key"] == "step_1_scale" and rec["kept_layer"] == "raw"
     stamp = dt.datetime.fromisoformat(rec["timestamp"])
-    assert stamp.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds()) < 60
+    assert stamp.tzinfo is not None and abs((dt.datetime.now(dt.UTC) - stamp).total_seconds()) < 60
     np.testing.assert_array_equal(out.afm.layers["raw"].values, da.values)
     # the second kept layer is named after what the data was: the output of step 1
     out2 = out.afm.remove_plane(keep_layer=True)

@@ -16,8 +16,8 @@ from typing import Any
 import xarray as xr
 
 from . import accessor as _accessor  # noqa: F401  (registers the .afm accessor)
-from .render import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
 from ._version import __version__
+from .core.model import stack
 from .exceptions import (
     ChannelError,
     CorruptFileError,
@@ -34,32 +34,32 @@ from .exceptions import (
     XafmError,
     XafmWarning,
 )
-from .core.model import stack
+from .render import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
 
 __all__ = [
-    "__version__",
-    "stack",
-    "open",
-    "channels",
-    "formats_table",
-    "XafmError",
-    "XafmWarning",
-    "StackError",
-    "FormatError",
     "ChannelError",
-    "FileError",
-    "UnknownFormatError",
-    "SuffixMismatchError",
-    "UnknownOptionError",
     "CorruptFileError",
-    "UnsafeFileError",
+    "FileError",
+    "FormatError",
     "OutputExistsError",
     "RenderError",
+    "StackError",
+    "SuffixMismatchError",
+    "UnknownFormatError",
+    "UnknownOptionError",
+    "UnsafeFileError",
     "WriteError",
+    "XafmError",
+    "XafmWarning",
+    "__version__",
+    "channels",
+    "formats_table",
+    "open",
+    "stack",
 ]
 
 
-def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | None = None, **options: Any) -> xr.DataArray:  # noqa: A001
+def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | None = None, **options: Any) -> xr.DataArray:
     """Read any file xafm knows as a labeled stack.
 
     Parameters

@@ -26,7 +26,7 @@ class _Delegate:
     (``format="h5"``) or another function (``function=("xafm.animation", "preview")``),
     shown with the target's own signature (without ``da``) and docstring."""
 
-    def __init__(self, *, format: str | None = None, function: tuple[str, str] | None = None):  # noqa: A002
+    def __init__(self, *, format: str | None = None, function: tuple[str, str] | None = None):
         self.format, self.function = format, function
         self.name = ""
 
@@ -67,7 +67,7 @@ class _Delegate:
     def __doc__(self) -> str | None:  # type: ignore[override]
         try:
             return self.target().__doc__
-        except Exception:  # noqa: BLE001 - documentation only
+        except Exception:
             return None
 
 

@@ -42,7 +42,7 @@ def describe(da: Any, path: str = "") -> str:
             lines.append(f"frame times: {t.size} frames, {t[0]:g} .. {t[-1]:g} s (median step {np.median(np.diff(t)):g} s)")
         elif t.size:
             lines.append(f"frame times: 1 frame at {t[0]:g} s")
-    meta = [k for k in model.frame_metadata_names(da)]
+    meta = model.frame_metadata_names(da)
     if meta:
         lines.append(f"per-frame:   {', '.join(meta)}")
     lines.append(f"masks:       {', '.join(model.masks(da)) or '-'}")

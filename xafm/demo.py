@@ -60,7 +60,7 @@ def synthetic_video(
         channel="height",
         units="nm",
         frame_metadata=frame_metadata,
-        attrs={conventions.ACQUISITION_ATTR: '{"instrument": "xafm synthetic HS-AFM", "seed": %d}' % seed},
+        attrs={conventions.ACQUISITION_ATTR: f'{{"instrument": "xafm synthetic HS-AFM", "seed": {seed}}}'},
     )
 
 
@@ -86,7 +86,7 @@ def _frames_in(path: Path) -> int:
         from PIL import Image
 
         with Image.open(path) as im:
-            return int(im.n_frames)
+            return int(getattr(im, "n_frames", 1))
     import imageio_ffmpeg
 
     return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])

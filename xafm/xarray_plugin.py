@@ -24,7 +24,7 @@ class XafmBackendEntrypoint(BackendEntrypoint):
     #: xarray passes these through; every reader's declared options (from the format table)
     open_dataset_parameters = ("filename_or_obj", "drop_variables", *registry.read_option_names())
 
-    def open_dataset(  # type: ignore[override]
+    def open_dataset(
         self, filename_or_obj: Any, *, drop_variables: str | Iterable[str] | None = None, **options: Any
     ) -> xr.Dataset:
         if not isinstance(filename_or_obj, (str, os.PathLike)):

@@ -10,6 +10,7 @@ the image data are uncompressed 9-bit codes built with numpy on all cores; with
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import warnings
@@ -35,7 +36,7 @@ def gif_delays_cs(n: int, fps: float) -> list[int]:
     """Per-frame delays in 1/100 s whose running sum tracks ``i / fps`` (GIF has no finer
     unit), at least 2 (browsers slow smaller delays down to 1/10 s)."""
     edges = [round(100.0 * i / fps) for i in range(n + 1)]
-    return [max(2, b - a) for a, b in zip(edges[:-1], edges[1:])]
+    return [max(2, b - a) for a, b in itertools.pairwise(edges)]
 
 
 def _gif_header(width: int, height: int, palette: np.ndarray) -> bytes:

@@ -53,7 +53,7 @@ def _ffmpeg_available() -> bool:
         import imageio_ffmpeg
 
         return bool(imageio_ffmpeg.get_ffmpeg_exe())
-    except Exception:  # noqa: BLE001 - any failure means: no ffmpeg
+    except Exception:
         return False
 
 
@@ -62,7 +62,7 @@ def preview(
     da: xr.DataArray,
     *,
     fps: float = 5.0,
-    format: str = "auto",  # noqa: A002
+    format: str = "auto",
     max_frames: int | None = None,
     render: RenderOptions | None = None,
 ) -> Preview:

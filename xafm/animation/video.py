@@ -115,7 +115,7 @@ class _FfmpegInput:
         self._metadata_pipe: int | None = None
         self._metadata_file: str | None = None
         self._stderr = tempfile.TemporaryFile()
-        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+        group: dict[str, Any] = {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)} if os.name == "nt" else {"start_new_session": True}
         inputs: list[str] = []
         inherit: tuple[int, ...] = ()
         read_end = None

@@ -19,7 +19,9 @@ import xarray as xr
 
 from ..exceptions import StackError, XafmWarning
 from . import provenance as prov
+from .blocks import is_dask
 from .conventions import (
+    ACQUISITION_ATTR,
     DIMS,
     LAYER_PREFIX,
     MASK_PREFIX,
@@ -33,15 +35,14 @@ from .conventions import (
     TIME,
     X,
     Y,
-    ACQUISITION_ATTR,
     check_attrs,
     check_netcdf_name,
     decode_name,
     encode_name,
     jsonable,
 )
-from .blocks import is_dask
 from .lazy import LazyArray
+
 
 # --------------------------------------------------------------------------------------
 # per-frame metadata <-> coordinates
@@ -238,7 +239,7 @@ def _checked_side_array(kind: str, name: str, arr: Any, dims: tuple[str, ...], s
     shape, dtype = _shape_dtype(arr)
     if shape != want:
         raise StackError(f"{kind} {name!r} has shape {shape}, the stack has {want} along {dims}")
-    if kind == "mask" and dtype != bool:
+    if kind == "mask" and dtype.kind != "b":
         if dtype.kind not in "iub":
             raise StackError(f"mask {name!r} must be boolean, got dtype {dtype}")
         arr = arr.astype(bool)

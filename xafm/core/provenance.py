@@ -15,14 +15,14 @@ import platform
 import sys
 from typing import Any
 
-#: One provenance record: a JSON object.
-Record = dict[str, Any]
-
 import numpy as np
 import xarray as xr
 
 from .._version import __version__
 from .conventions import ACQUISITION_ATTR, PROVENANCE_ATTR, jsonable
+
+#: One provenance record: a JSON object.
+Record = dict[str, Any]
 
 #: Marker of xafm's own content inside a playNano-shaped provenance object.
 XAFM_KEY = "xafm"
@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 
 
 def utcnow() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 def make_record(type: str, **fields: Any) -> Record:

@@ -58,6 +58,8 @@ FRAME_HEADER_DTYPE = np.dtype(
     ]
 )
 assert FRAME_HEADER_DTYPE.itemsize == FRAME_HEADER_SIZE
+#: (dtype, offset) of each frame-header field.
+_HEADER_FIELDS: dict[str, tuple[np.dtype, int]] = {k: (v[0], v[1]) for k, v in (FRAME_HEADER_DTYPE.fields or {}).items()}
 FRAME_FIELDS = {
     "asd_frame_number": "frame_number", "asd_max_data": "max_data", "asd_min_data": "min_data",
     "asd_x_tilt": "x_tilt", "asd_y_tilt": "y_tilt",
@@ -322,8 +324,8 @@ def conversion(path: str, h: Header, code: str) -> tuple[float, float | None, di
 def _epoch_ms(f: dict[str, Any]) -> tuple[str | None, float | None]:
     """The header date (no time zone in the file: taken as UTC, as playNano does)."""
     try:
-        parts = (int(f[k]) for k in ("year", "month", "day", "hour", "minute", "second"))
-        d = _dt.datetime(*parts, tzinfo=_dt.timezone.utc)
+        year, month, day, hour, minute, second = (int(f[k]) for k in ("year", "month", "day", "hour", "minute", "second"))
+        d = _dt.datetime(year, month, day, hour, minute, second, tzinfo=_dt.UTC)
     except (ValueError, OverflowError):
         return None, None
     return d.strftime("%Y-%m-%d %H:%M:%S"), d.timestamp() * 1000.0
@@ -333,9 +335,9 @@ class _FrameHeaderField(LazyArray):
     """One frame-header field of every frame, read (strided, via memmap) only when asked for."""
 
     def __init__(self, path: str, *, channel_offset: int, n_frames: int, stride: int, name: str):
-        raw = FRAME_HEADER_DTYPE.fields[name][0]
+        raw, at = _HEADER_FIELDS[name]
         self.base = RawFramesArray(
-            path, offset=channel_offset + FRAME_HEADER_DTYPE.fields[name][1], n_frames=n_frames,
+            path, offset=channel_offset + at, n_frames=n_frames,
             frame_shape=(1, 1), raw_dtype=raw, frame_stride=stride,
             out_dtype=np.float64 if raw.kind == "f" else np.int64,
         )
@@ -464,7 +466,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncat
     coords: dict[str, xr.Variable] = {
         "frame_duration_s": xr.Variable(("time",), nan.copy() if period is None else np.full(n_read, period)),
         "line_rate": xr.Variable(("time",), nan.copy() if period is None else np.full(n_read, h.y_pixels / period)),
-        "start_epoch_ms": xr.Variable(("time",), nan.copy() if t0 is None else t0 + k * period * 1000.0),
+        "start_epoch_ms": xr.Variable(("time",), nan.copy() if t0 is None or period is None else t0 + k * period * 1000.0),
     }
     for coord, fname in FRAME_FIELDS.items():
         src = _FrameHeaderField(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride, name=fname)

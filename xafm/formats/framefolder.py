@@ -118,7 +118,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         if var.dims != conventions.DIMS or var.sizes["time"] != 1:
             raise CorruptFileError(p, f"expected one frame, found dims {dict(var.sizes)}")
         infos.append((p, ds, var))
-    _, ds0, var0 = infos[0]
+    _, _, var0 = infos[0]
     shape0, px0 = var0.shape[1:], model.pixel_size_nm(var0)
     for p, _, var in infos[1:]:
         if var.shape[1:] != shape0:
@@ -143,7 +143,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         times = np.arange(len(infos), dtype=np.float64)
     data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype)
     recs = [provenance.make_record("read", path=folder, format=NAME, reader=__name__, frame_format=fmt, files=len(infos), channel=channel)]
-    attrs = {k: v for k, v in model.user_attrs(var0).items()}
+    attrs = model.user_attrs(var0)
     return model.assemble(
         data,
         pixel_size_nm=px0,

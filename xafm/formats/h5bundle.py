@@ -44,7 +44,7 @@ def _create_3d(f: Any, name: str, obj: xr.DataArray, dtype: Any, scales: list, c
     if compression is not None:
         frames = max(1, min(shape[0], _CHUNK_BYTES // max(1, shape[1] * shape[2] * np.dtype(dtype).itemsize)))
         kwargs = {"compression": compression, "compression_opts": compression_opts, "chunks": (frames,) + shape[1:]}
-        if dtype != bool:
+        if np.dtype(dtype).kind != "b":
             kwargs["shuffle"] = True
     ds = f.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
     for a, b, block in iter_blocks(obj, dtype):
@@ -74,7 +74,7 @@ def write(
         raise FormatError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     path = Path(path)
     content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
-    n_t, n_y, n_x = content.data.shape
+    _, n_y, n_x = content.data.shape
     with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
         scales = []
         for dim, values, units in (

@@ -92,7 +92,7 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (bytes, np.bytes_, str)):
         value = _text(value)
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
@@ -449,10 +449,9 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     nominal_duration = rows / scan_rate if scan_rate else None
     frame_metadata = []
     for i in range(n):
-        recorded = starts is not None and ends is not None
         fm: dict[str, Any] = {
             "start_epoch_ms": float(starts[i]) if starts is not None else None,
-            "frame_duration_s": (float(ends[i]) - float(starts[i])) / 1000.0 if recorded else nominal_duration,
+            "frame_duration_s": (float(ends[i]) - float(starts[i])) / 1000.0 if starts is not None and ends is not None else nominal_duration,
             "line_rate": scan_rate,
             "scan_direction": motion,
         }

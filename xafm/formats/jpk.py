@@ -143,7 +143,7 @@ def parse_date(text: Any) -> tuple[float | None, str]:
         offset_h = sign * (int(z.group(2)) + int(z.group(3) or 0) / 60.0)
     else:
         offset_h, note = 0.0, f"unknown zone {zone!r}; read as UTC"
-    utc = naive.replace(tzinfo=_dt.timezone.utc) - _dt.timedelta(hours=offset_h)
+    utc = naive.replace(tzinfo=_dt.UTC) - _dt.timedelta(hours=offset_h)
     return utc.timestamp() * 1000.0 + ms, note
 
 

@@ -205,7 +205,7 @@ def _epoch_ms(text: str | None) -> float | None:
     if month is None:
         return None
     try:
-        stamp = _dt.datetime(int(m.group(7)), month, int(m.group(6)), hour, minute, sec, tzinfo=_dt.timezone.utc)
+        stamp = _dt.datetime(int(m.group(7)), month, int(m.group(6)), hour, minute, sec, tzinfo=_dt.UTC)
     except ValueError:
         return None
     return stamp.timestamp() * 1000.0
@@ -235,7 +235,7 @@ def _scaling(path: str, header: Header, layer: Layer, bpp: int) -> tuple[float, 
     unit = sens_unit[:-2] if sens_unit.endswith("/V") else sens_unit
     unit = unit.replace("\xba", "deg").strip()
     if not unit:
-        unit = "deg" if "phase" in soft.lower() else "V"
+        unit = "deg" if "phase" in (soft or "").lower() else "V"
     factor = LENGTH_NM.get(unit)
     if factor is not None:
         return lsb * sens * factor, "nm", details

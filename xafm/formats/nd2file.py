@@ -61,6 +61,7 @@ class ND2FramesArray(LazyArray):
 
     def _frame(self, f: Any, seq: int) -> np.ndarray:
         raw = np.asarray(f.read_frame(int(seq))).reshape(self.n_channels, self.ny, self.nx, self.n_comps)
+        out: np.ndarray
         if self.rgb:
             out = raw.transpose(0, 3, 1, 2)
         else:
@@ -175,7 +176,7 @@ def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...])
         col = events.get("Time [s]") if isinstance(events, dict) else None
         if col is not None and len(col) > max(seqs):
             stamps = [float(col[s]) for s in seqs]
-    except Exception:  # noqa: BLE001 - nd2 raises many kinds on odd metadata; fall back below
+    except Exception:
         stamps = None
     start_ms = None
     try:
@@ -183,7 +184,7 @@ def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...])
         jdn, rel_ms = float(ts.absoluteJulianDayNumber), float(ts.relativeTimeMs)
         if jdn >= 1:
             start_ms = (jdn - _JDN_UNIX_EPOCH) * 86400e3 - rel_ms
-    except Exception:  # noqa: BLE001
+    except Exception:
         start_ms = None
     if stamps is None or not all(math.isfinite(s) for s in stamps):
         return np.arange(n_t, dtype=np.float64), None, None

@@ -50,7 +50,7 @@ def _write_member(zf: zipfile.ZipFile, key: str, obj: Any, dtype: Any = None) ->
             header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(obj.shape)}
             np.lib.format.write_array_header_1_0(fp, header)
             for _, _, block in iter_blocks(obj, dtype):
-                fp.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+                fp.write(np.ascontiguousarray(block).data.cast("B"))
         else:
             np.lib.format.write_array(fp, np.asanyarray(obj), allow_pickle=False)
 

@@ -23,8 +23,8 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..exceptions import ChannelError, CorruptFileError
 from ..core.lazy import RawFramesArray
+from ..exceptions import ChannelError, CorruptFileError
 from ._text import read_until
 
 NAME = "sxm"
@@ -141,7 +141,7 @@ def _epoch_ms(tags: dict[str, list[str]]) -> float | None:
     try:
         stamp = _dt.datetime(
             int(m.group(3)), int(m.group(2)), int(m.group(1)), int(t.group(1)), int(t.group(2)), int(t.group(3)),
-            tzinfo=_dt.timezone.utc,
+            tzinfo=_dt.UTC,
         )
     except ValueError:
         return None

@@ -24,8 +24,8 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..exceptions import ChannelError, CorruptFileError
 from ..core.lazy import RawFramesArray
+from ..exceptions import ChannelError, CorruptFileError
 from ._text import read_until
 
 NAME = "wsxm"
@@ -147,7 +147,7 @@ def _epoch_ms(text: str | None) -> float | None:
     try:
         stamp = _dt.datetime(
             int(m.group(3)), int(m.group(2)), int(m.group(1)), int(m.group(4)), int(m.group(5)), int(m.group(6)),
-            tzinfo=_dt.timezone.utc,
+            tzinfo=_dt.UTC,
         )
     except ValueError:
         return None
@@ -179,10 +179,10 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     ncols = _positive_int(path, sections, "Number of columns")
     nrows = _positive_int(path, sections, "Number of rows")
     type_text = (_get(sections, "General Info", "Image Data Type") or "short").strip()
-    raw_dtype = DATA_TYPES.get(type_text.lower())
-    if raw_dtype is None:
+    type_code = DATA_TYPES.get(type_text.lower())
+    if type_code is None:
         raise CorruptFileError(path, f"unknown Image Data Type {type_text!r}; known: {sorted(DATA_TYPES)}")
-    raw_dtype = np.dtype(raw_dtype)
+    raw_dtype = np.dtype(type_code)
     need = offset + nrows * ncols * raw_dtype.itemsize
     if need > size:
         raise CorruptFileError(
@@ -201,7 +201,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         z_unit = "nm"  # Gwyddion's fallback: values taken as nm
     factor = LENGTH_NM.get(z_unit)
     units = "nm" if factor is not None else (z_unit or "a.u.")
-    common = dict(offset=offset, n_frames=1, frame_shape=(nrows, ncols), raw_dtype=raw_dtype, flip_y=True, flip_x=True)
+    common: dict[str, Any] = dict(offset=offset, n_frames=1, frame_shape=(nrows, ncols), raw_dtype=raw_dtype, flip_y=True, flip_x=True)
     if raw_dtype.kind == "f":
         data: Any = RawFramesArray(path, scale=factor, out_dtype=np.float64, **common)
     else:

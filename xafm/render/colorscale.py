@@ -9,6 +9,7 @@ See ``docs/animation.md`` ("Z-scale").
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -199,7 +200,7 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
 
-def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | None | object:
+def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | object | None:
     """What the first histogram pass of ``percentiles`` gives for tail quantiles ``qs``
     (each <= 0.05 or >= 0.95) of an in-memory array, without binning every value.
 
@@ -260,7 +261,7 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     n_items = src.shape[0]
     n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
     edges = np.linspace(0, n_items, n_workers + 1).astype(int).tolist()
-    spans = list(zip(edges[:-1], edges[1:]))
+    spans = list(itertools.pairwise(edges))
     with np.errstate(invalid="ignore", over="ignore"):
         if n_workers > 1:
             with ThreadPoolExecutor(n_workers) as pool:
@@ -270,10 +271,11 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     if any(p is None for p in parts):
         return _UNDECIDED
     hist = _Histogram(ref)
-    for p in parts:
-        hist.counts += p[0]  # type: ignore[index]
-    n_kept_finite = sum(p[1] for p in parts)  # type: ignore[index]
-    bad = sum(p[2] for p in parts)  # type: ignore[index]
+    scanned = [p for p in parts if p is not None]
+    for p in scanned:
+        hist.counts += p[0]
+    n_kept_finite = sum(p[1] for p in scanned)
+    bad = sum(p[2] for p in scanned)
     middle = values.size - bad - n_kept_finite  # finite, between the thresholds
     if edge_keys and middle:
         hist.counts[edge_keys[0]] += middle

@@ -14,6 +14,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,8 @@ MAX_SIDE = 2048
 
 def user_stacklevel() -> int:
     """The stacklevel of the first caller outside xafm, so warnings point at user code."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith("xafm"):
         frame, level = frame.f_back, level + 1
     return level

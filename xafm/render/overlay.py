@@ -62,7 +62,7 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 class _Stamp:
     """Flat pixel indices of a pre-rendered annotation (fill and outline) in the output."""
 
-    __slots__ = ("fg", "bg")
+    __slots__ = ("bg", "fg")
 
     def __init__(self, fg: np.ndarray, bg: np.ndarray):
         self.fg, self.bg = fg, bg
@@ -111,7 +111,7 @@ class Overlay:
         probe = ImageDraw.Draw(Image.new("L", (1, 1)))
         left, top, right, bottom = probe.textbbox((0, 0), text, font=self.font)
         w, h = max(1, right - left), max(1, bottom - top)
-        im = Image.new("L", (w, h), 0)
+        im = Image.new("L", (int(w), int(h)), 0)
         draw = ImageDraw.Draw(im)
         draw.fontmode = "1"
         draw.text((-left, -top), text, font=self.font, fill=255)
@@ -196,7 +196,7 @@ class Overlay:
         return self._stamp(fill_all, grown_all, y0 - r, x0 - r)
 
     def _bar(self, bar_px: int, label: str) -> _Stamp | None:
-        H, W = self.shape
+        H = self.shape[0]
         m, t = self.margin, self.bar_thickness
         bar = np.ones((t, bar_px), dtype=bool)
         text = self._text_mask(label) if label else np.zeros((0, 0), dtype=bool)

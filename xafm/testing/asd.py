@@ -41,7 +41,7 @@ def _frames_block(levels: np.ndarray, frame_header_length: int, x_tilt: Any, y_t
     extra = frame_header_length - _ASD_FRAME_HEADER.itemsize
     fields: list[tuple] = [("hdr", _ASD_FRAME_HEADER)]
     if extra:
-        fields.append(("pad", "V%d" % extra))
+        fields.append(("pad", f"V{extra}"))
     fields.append(("data", "<i2", (ny, nx)))
     block = np.zeros(n, dtype=np.dtype(fields))
     hdr = block["hdr"]
@@ -128,13 +128,13 @@ def write_asd(
     user_b = user.encode(codec)
     comment_b = comment.encode(codec)
     year, month, day, hour, minute, second = (int(v) for v in date)
-    code2 = chans[1][0] if len(chans) > 1 else None
+    second_code = chans[1][0] if len(chans) > 1 else None
 
     if version == 0:
         length = 105 + len(user_b) + 12 + comment_offset_size + len(comment_b)
         head = struct.pack(
             "<i2s2s5i4h3fIiBihh6B2f3i3ih",
-            0, _code(channel, 2), _code(code2, 2), length if header_length is None else header_length,
+            0, _code(channel, 2), _code(second_code, 2), length if header_length is None else header_length,
             frame_header_length, len(user_b), comment_offset_size, len(comment_b), nx, ny, x_nm, y_nm,
             frame_time_ms, z_extension, z_gain, ad_range, ad_bits, 0, 1, 0, year, month, day, hour, minute,
             second, 0, float(x_nm), float(y_nm), 0, 0, 0, n_hdr, n_hdr, 0, 0,
@@ -150,7 +150,7 @@ def write_asd(
         head = struct.pack(
             "<6i4s4s8iBi6i2i3fi12xiIi2f4f",
             version, length if header_length is None else header_length, frame_header_length, text_encoding,
-            len(user_b), len(comment_b), _code(channel, 4), _code(code2, 4), n_hdr, n_hdr, scan_direction, 0,
+            len(user_b), len(comment_b), _code(channel, 4), _code(second_code, 4), n_hdr, n_hdr, scan_direction, 0,
             nx, ny, x_nm, y_nm, 0, 1, year, month, day, hour, minute, second, 0, 0, frame_time_ms,
             scanner_sensitivity, phase_sensitivity, 0, 0, ad_range, ad_bits, float(x_nm), float(y_nm),
             1.0, 1.0, z_extension, z_gain,

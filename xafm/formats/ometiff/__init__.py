@@ -74,6 +74,8 @@ def _describe(path: str) -> dict[str, Any]:
             for i in range(min(len(images), len(tf.series))):
                 info["series"].append(series_source(tf, path, i))
             pix = images[0].find(omexml.q("Pixels"))
+            if pix is None:
+                raise CorruptFileError(path, "OME Image has no Pixels element")
             info["channels"] = [
                 {"name": c.get("Name") or f"C{j}", "index": j} for j, c in enumerate(pix.findall(omexml.q("Channel")))
             ] or [{"name": "C0", "index": 0}]

@@ -63,7 +63,7 @@ def _tag_provenance(path: str) -> tuple[list[dict], dict]:
 
     try:
         with tifffile.TiffFile(path) as tf:
-            tag = tf.pages[0].tags.get(TAG_PROVENANCE)
+            tag = tf.pages.first.tags.get(TAG_PROVENANCE)
             if tag is None or tag.count > MAX_TAG_BYTES:
                 return [], {}
             raw = tag.value
@@ -161,7 +161,9 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
         except ValueError:
             continue
         if tz == 0 and tc == want_c and 0 <= tt < n_t and plane.get("DeltaT") is not None and tt not in deltas:
-            deltas[tt] = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+            delta = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+            if delta is not None:
+                deltas[tt] = delta
     recorded = None
     if n_t >= 1 and len(deltas) == n_t:
         recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)

@@ -132,9 +132,9 @@ def length_nm(path: str, value: str | None, unit: str | None) -> float | None:
     in pixels or a reference frame."""
     if value is None:
         return None
-    factor = LENGTH_NM.get(unit or "µm", "?")
-    if factor == "?":
+    if (unit or "µm") not in LENGTH_NM:
         raise CorruptFileError(path, f"unknown OME length unit {unit!r}")
+    factor = LENGTH_NM[unit or "µm"]
     if factor is None:
         return None
     v = float(value) * factor
@@ -156,14 +156,14 @@ def pixel_size_nm(path: str, pix: ET.Element) -> tuple[float, float] | None:
     the other; None when it gives neither."""
     dx = length_nm(path, pix.get("PhysicalSizeX"), pix.get("PhysicalSizeXUnit"))
     dy = length_nm(path, pix.get("PhysicalSizeY"), pix.get("PhysicalSizeYUnit"))
-    if dx is None and dy is None:
-        return None
-    return (dy or dx, dx or dy)
+    if dx is None:
+        return None if dy is None else (dy, dy)
+    return (dy if dy is not None else dx, dx)
 
 
 def annotation(root: ET.Element) -> dict[str, str]:
     """The key/value pairs of xafm's MapAnnotation; empty for another tool's file."""
     for ann in root.iter(q("MapAnnotation")):
         if ann.get("Namespace") == ANNOTATION_NS:
-            return {m.get("K"): (m.text or "") for m in ann.iter(q("M"))}
+            return {m.get("K") or "": (m.text or "") for m in ann.iter(q("M"))}
     return {}

@@ -46,7 +46,9 @@ def read_own(path: str, info: dict[str, Any], ann: dict[str, str], *, channel: s
     deltas: dict[int, float] = {}
     for plane in pix.findall(q("Plane")):
         if int(plane.get("TheZ", 0)) == 0 and int(plane.get("TheC", 0)) == 0 and plane.get("DeltaT") is not None:
-            deltas[int(plane.get("TheT", 0))] = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+            delta = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
+            if delta is not None:
+                deltas[int(plane.get("TheT", 0))] = delta
     if len(deltas) == sizes["T"]:
         times = np.array([deltas[t] for t in range(sizes["T"])])
     else:

@@ -176,5 +176,5 @@ def _check_page(path: str, page: Any, file_size: int, page_shape: tuple[int, ...
     nbytes = int(np.prod(page.shape, dtype=np.int64)) * max(np.dtype(page.dtype).itemsize if page.dtype is not None else 1, 1)
     if int(np.prod(page.shape, dtype=np.int64)) != int(np.prod(page_shape, dtype=np.int64)):
         raise CorruptFileError(path, f"page {page.index} has shape {page.shape}, the series expects {page_shape}")
-    if page.compression == 1 and nbytes > file_size or nbytes > stored * MAX_COMPRESSION_RATIO + 2**16:
+    if (page.compression == 1 and nbytes > file_size) or nbytes > stored * MAX_COMPRESSION_RATIO + 2**16:
         raise CorruptFileError(path, f"page {page.index} decodes to {nbytes} bytes from {stored} stored bytes")

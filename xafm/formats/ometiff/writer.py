@@ -30,7 +30,7 @@ def _ascii_json(text: str) -> str:
 
 def _tiff_dtype(dtype: np.dtype) -> np.dtype:
     dtype = np.dtype(dtype)
-    if dtype == bool:
+    if dtype.kind == "b":
         return np.dtype(np.uint8)
     if dtype in OME_TYPES:
         return dtype
@@ -67,7 +67,8 @@ def write(
     ]
     series += [(f"layer:{conventions.decode_name(k)}", content.channel, v, _tiff_dtype(v.dtype)) for k, v in content.layers.items()]
     series += [(f"mask:{conventions.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
-    shape = tuple(content.data.shape)
+    n_t, n_y, n_x = (int(s) for s in content.data.shape)
+    shape = (n_t, n_y, n_x)
     # JSON with \\uXXXX escapes: exact names and values survive the ASCII-only XML
     annotation = {
         "provenance_json": _ascii_json(content.provenance_json),
