@@ -87,3 +87,40 @@ def test_convert_makes_animations_with_playnano_flags(tmp_path, capsys):
 def test_python_dash_m_xafm():
     res = subprocess.run([sys.executable, "-m", "xafm", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == f"xafm {xafm.__version__}"
+
+
+def test_convert_checks_every_option_before_writing(tmp_path, capsys):
+    src = xafm.stack(np.ones((2, 3, 3)), pixel_size_nm=1.0).afm.to_h5(tmp_path / "in.h5")
+    out = tmp_path / "o"
+    assert cli.main(["convert", str(src), "--export", "tif", "--make-gif", "--cmap", "no-such-map", "--output-folder", str(out)]) == 2
+    assert "unknown colormap 'no-such-map'" in capsys.readouterr().err
+    assert not out.exists(), "nothing is written when an option is bad"
+
+
+@pytest.mark.parametrize("flags", [["--export", "tif", "npz"], ["--make-gif"]])
+def test_convert_streams_whole_frames_a_few_at_a_time(tmp_path, monkeypatch, flags):
+    """The CLI opens its input with the preferred chunks and never reads it whole: every
+    read of the file's pixels covers at most one chunk (here two frames)."""
+    from xafm.core import blocks, chunks, lazy
+
+    n, h, w = 10, 16, 16
+    values = np.arange(n * h * w, dtype=np.float32).reshape(n, h, w)
+    src = xafm.stack(values, pixel_size_nm=1.0).afm.to_h5(tmp_path / "in.h5")
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 2 * h * w * 4)  # two frames per preferred chunk
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 2 * h * w * 4)
+    monkeypatch.setattr(xafm.render, "RENDER_BLOCK_BYTES", 2 * h * w * 4)
+    frames_per_read = []
+    original = lazy.LazyArray._read_checked
+
+    def counted(self, key):
+        out = original(self, key)
+        if self.path == str(src) and out.ndim == 3:
+            frames_per_read.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(lazy.LazyArray, "_read_checked", counted)
+    assert cli.main(["convert", str(src), *flags, "--output-folder", str(tmp_path / "o")]) == 0
+    assert frames_per_read and max(frames_per_read) <= 2, frames_per_read
+    assert sum(frames_per_read) >= n  # every frame was read, in pieces
+    if "tif" in flags:
+        np.testing.assert_array_equal(xafm.open(tmp_path / "o" / "in.ome.tif").values, values)

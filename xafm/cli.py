@@ -88,6 +88,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         registry.get(f, for_writing=True)
     if not (args.export or args.make_gif or args.make_video or args.make_sequence):
         raise FormatError("nothing to do: give --export FMT ... and/or --make-gif / --make-video / --make-sequence")
+    # every option checked before anything is read or written (a bad --cmap fails first)
+    render = RenderOptions(
+        cmap=args.cmap, zmin=args.zmin, zmax=args.zmax, scale_bar_nm=args.scale_bar_nm, timestamps=args.draw_ts, scale_bar=args.draw_scale,
+    )
+    # the preferred chunks: whole frames, ~32 MiB a chunk, so no file is ever loaded whole
     da = xafm.open(args.input, chunks={}, channel=args.channel)
     name = args.output_name or Path(args.input).name.split(".")[0]
     out = Path(args.output_folder)
@@ -95,11 +100,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     written.update(
         animation.export_animations(
             da, out, name, gif=args.make_gif, video=args.make_video, sequence=args.make_sequence,
-            overwrite=args.overwrite, fps=args.fps,
-            render=RenderOptions(
-                cmap=args.cmap, zmin=args.zmin, zmax=args.zmax, scale_bar_nm=args.scale_bar_nm,
-                timestamps=args.draw_ts, scale_bar=args.draw_scale,
-            ),
+            overwrite=args.overwrite, fps=args.fps, render=render,
         )
     )
     for fmt, path in written.items():
