@@ -144,3 +144,17 @@ def test_outer_indexing_matches_numpy(tmp_path, rng):
         got = ds.isel(time=[4, 0, 2], y=slice(1, 5, 2), x=3).values
         np.testing.assert_array_equal(got, data[[4, 0, 2]][:, 1:5:2, 3])
         ds.close()
+
+
+def test_xafm_open_warns_only_when_chunks_split_what_the_file_stores_together(tmp_path):
+    import warnings
+
+    da = xafm.stack(np.zeros((8, 4, 4), np.float32), pixel_size_nm=1.0)
+    h5 = da.afm.to_h5(tmp_path / "s.h5")  # contiguous: any whole-frame split is free
+    zarr_store = da.afm.to_ome_zarr(tmp_path / "s.ome.zarr", chunks=(2, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xafm.open(h5, chunks={"time": 3}).chunks[0] == (3, 3, 2)
+        assert xafm.open(zarr_store, chunks={"time": 4}).chunks[0] == (4, 4)
+    with pytest.warns(xafm.XafmWarning, match="split the 2 that the file stores together"):
+        xafm.open(zarr_store, chunks={"time": 3})

@@ -63,13 +63,6 @@ class _Delegate:
         method.__name__ = method.__qualname__ = self.name
         return method
 
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        try:
-            return self.target().__doc__
-        except Exception:
-            return None
-
 
 @xr.register_dataarray_accessor("afm")
 class AfmAccessor:
