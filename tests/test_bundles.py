@@ -162,43 +162,7 @@ def test_non_square_pixels_and_one_pixel_axes(fmt, tmp_path, rng):
 # --------------------------------------------------------------------------------------
 # no data lost
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_overwrite_refused_then_allowed(fmt, tmp_path, rng):
-    da = xafm.stack(rng.normal(size=(2, 4, 4)), pixel_size_nm=1.0)
-    path = write(da, fmt, tmp_path / "sub" / "dir" / f"s{SUFFIX[fmt]}")  # creates parents
-    before = path.read_bytes()
-    with pytest.raises(xafm.OutputExistsError, match="exists") as err:
-        write(da * 2, fmt, path)
-    assert isinstance(err.value, FileExistsError) and str(path) in str(err.value)
-    assert path.read_bytes() == before
-    write(da * 2, fmt, path, overwrite=True)
-    np.testing.assert_allclose(xafm.open(path).values, (da * 2).values, rtol=1e-6)
-
-
-def _failing_stack(n_ok_chunks=2):
-    def block(block_id=None):
-        if block_id[0] >= n_ok_chunks:
-            raise ZeroDivisionError("chunk exploded")
-        return np.ones((1, 8, 8), np.float32)
-
-    arr = dsa.map_blocks(block, chunks=((1,) * 4, (8,), (8,)), dtype=np.float32)
-    return xafm.stack(arr, pixel_size_nm=1.0)
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_failure_midway_leaves_nothing_and_keeps_existing(fmt, tmp_path, monkeypatch, rng):
-    monkeypatch.setattr(_output, "BLOCK_BYTES", 1)  # one frame per block: fail after writing some
-    path = tmp_path / f"s{SUFFIX[fmt]}"
-    with pytest.raises(xafm.WriteError, match="chunk exploded"):
-        write(_failing_stack(), fmt, path)
-    assert list(tmp_path.iterdir()) == []
-    good = xafm.stack(rng.normal(size=(2, 3, 3)), pixel_size_nm=1.0)
-    write(good, fmt, path)
-    before = path.read_bytes()
-    with pytest.raises(xafm.WriteError):
-        write(_failing_stack(), fmt, path, overwrite=True)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+# overwriting and failures midway: tests/test_writer_contract.py, for every writer
 
 
 # --------------------------------------------------------------------------------------

@@ -128,8 +128,11 @@ def test_overwrite_is_refused_then_allowed(fmt, tmp_path):
         _write(fmt, da.copy(data=da.values[::-1]), path)
     assert isinstance(err.value, FileExistsError) and str(path) in str(err.value)
     assert _snapshot(path) == snapshot
-    _write(fmt, da.copy(data=da.values[::-1]), path, overwrite=True)  # other frames, same scale
+    other = da.copy(data=da.values[::-1])  # other frames, same scale
+    _write(fmt, other, path, overwrite=True)
     assert _snapshot(path) != snapshot
+    if registry.get(fmt).can_read:
+        np.testing.assert_allclose(xafm.open(path).values, other.values, rtol=1e-6)
 
 
 def _snapshot(path):
