@@ -48,7 +48,6 @@ class Probe:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
-        self.name = os.path.basename(self.path.rstrip("/\\")).lower()
 
     @cached_property
     def is_dir(self) -> bool:
