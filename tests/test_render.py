@@ -17,8 +17,9 @@ from matplotlib import colormaps as registry
 
 import xafm
 from xafm import render
+from xafm.core import percentiles as core_percentiles
 from xafm.exceptions import StackError, XafmWarning
-from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError, RenderOptions, colormaps, colorscale
+from xafm.render import BG_INDEX, FG_INDEX, N_DATA, NAN_INDEX, RenderError, RenderOptions, colormaps
 
 from .helpers import raise_if_dask_computes
 
@@ -175,8 +176,8 @@ def test_in_memory_tails_bin_only_a_few_percent(rng, monkeypatch):
     """The shortcut is taken for a typical stack and bins only the tails."""
     data = rng.normal(0, 1, (20, 128, 128))
     binned = []
-    real = colorscale._hist_chunk
-    monkeypatch.setattr(colorscale, "_hist_chunk", lambda x, ref: binned.append(x.size) or real(x, ref))
+    real = core_percentiles._hist_chunk
+    monkeypatch.setattr(core_percentiles, "_hist_chunk", lambda x, ref: binned.append(x.size) or real(x, ref))
     got = render.percentiles(xafm.stack(data, pixel_size_nm=1.0))
     assert 0 < sum(binned) < 0.06 * data.size
     np.testing.assert_allclose(got, np.percentile(data, [1, 99]), atol=np.ptp(np.percentile(data, [1, 99])) / 1000)

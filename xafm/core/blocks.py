@@ -3,6 +3,7 @@ from numpy, dask or lazily indexed stacks without holding more than one block.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,12 @@ from xarray.core import indexing
 
 #: Target size of one block of frames pulled from a dask or lazy stack while writing.
 BLOCK_BYTES = 32 * 2**20
+
+
+def workers() -> int:
+    """Threads for numpy work on blocks (percentiles, rendering): the cores, at most 4
+    (more only contend for memory bandwidth)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def raw_data(obj: xr.DataArray | xr.Variable) -> Any:

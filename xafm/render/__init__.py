@@ -1,7 +1,7 @@
 """Turning stack frames into annotated colour frames, fast and without matplotlib figures.
 
 One module per concern: :mod:`~xafm.render.palette` (colormaps and the 256-colour
-palette layout), :mod:`~xafm.render.colorscale` (the z-scale: streaming percentiles),
+palette layout), :mod:`~xafm.render.colorscale` (the z-scale, from :mod:`xafm.core.percentiles`),
 :mod:`~xafm.render.overlay` (scale bar and timestamps), :mod:`~xafm.render.frames`
 (:class:`FrameRenderer`: indices, upscaling, RGB and Y/U/V), :mod:`~xafm.render.options`
 (:class:`RenderOptions`, the one options object every animated writer takes) and

@@ -6,17 +6,13 @@ encoding; a bounded window keeps memory at a few frames.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-
-def workers() -> int:
-    """Threads for rendering work: the cores, at most 4 (more only contend for memory)."""
-    return max(1, min(4, os.cpu_count() or 1))
+from ..core.blocks import workers
 
 
 def block_bytes() -> int:

@@ -1,0 +1,296 @@
+"""Streaming percentiles of a whole stack, from a histogram of truncated float32 values:
+what the automatic z-scale of every export (animations, OME-Zarr's display window) is made of.
+
+One pass over the blocks of a stack, never sorting or holding it; a stack already in
+memory takes a shortcut that bins only its tails and gives the very same numbers, so
+whether a stack is numpy or dask, and how it is chunked, never changes the result.
+See ``docs/animation.md`` ("Z-scale").
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import xarray as xr
+
+from . import blocks
+from .blocks import iter_blocks, workers
+
+_SHIFT = 13  # float32 bits >> 13: sign, exponent and the top 10 mantissa bits
+_KEYS = 1 << (32 - _SHIFT)
+_SIGN = _KEYS >> 1
+_FINITE = 0xFF << (23 - _SHIFT)  # magnitude keys from here up are inf/NaN
+_CHUNK = 2**21
+
+
+def _bin_edges(i: int) -> tuple[float, float]:
+    """Lower and upper value of the i-th bin in value order: the negative keys from the
+    largest magnitude down, then the positive keys from zero up."""
+    if i < _FINITE:
+        mag = _FINITE - 1 - i
+        lo, hi = (np.array([mag, mag + 1], dtype=np.uint32) << _SHIFT).view(np.float32).astype(np.float64)
+        return -hi, -lo
+    mag = i - _FINITE
+    lo, hi = (np.array([mag, mag + 1], dtype=np.uint32) << _SHIFT).view(np.float32).astype(np.float64)
+    return lo, hi
+
+
+def _hist_keys(x: np.ndarray, ref: float) -> np.ndarray:
+    """The histogram key of each value: the top bits of ``x - ref`` as float32."""
+    if x.dtype == np.float64:  # subtract first: float32 would lose small spreads on big offsets
+        y = np.subtract(x, ref).astype(np.float32)
+    else:
+        y = np.subtract(x, ref, dtype=np.float32, casting="unsafe")
+    keys: np.ndarray = y.view(np.uint32) >> _SHIFT
+    return keys
+
+
+def _value_order(key: int) -> int:
+    """Position of a raw key's bin in value order (as ``_Histogram.quantiles`` sees them)."""
+    return _FINITE - 1 - (key - _SIGN) if key >= _SIGN else _FINITE + key
+
+
+def _hist_chunk(x: np.ndarray, ref: float) -> np.ndarray:
+    return np.bincount(_hist_keys(x, ref), minlength=_KEYS)
+
+
+class _Histogram:
+    """Counts of ``x - ref`` as float32 truncated to 10 mantissa bits: 2**19 bins, each at
+    most 2**-10 of its distance from ``ref`` wide, over the whole float range.
+
+    Per value: one subtraction, one shift, one ``bincount`` (chunks run on two threads:
+    numpy releases the GIL). NaN and inf land in bins that are never counted.
+    """
+
+    def __init__(self, ref: float):
+        self.ref = float(ref)
+        self.counts = np.zeros(_KEYS, dtype=np.int64)
+
+    def add(self, block: np.ndarray) -> None:
+        if not block.flags.c_contiguous:  # a strided view: one frame at a time
+            for frame in block.reshape((-1,) + block.shape[-2:]):
+                self.add(np.ascontiguousarray(frame))
+            return
+        flat = block.reshape(-1)
+        chunks = [flat[a : a + _CHUNK] for a in range(0, flat.size, _CHUNK)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if len(chunks) > 1 and workers() > 1:
+                with ThreadPoolExecutor(2) as pool:
+                    for c in pool.map(lambda x: _hist_chunk(x, self.ref), chunks):
+                        self.counts += c
+            else:
+                for x in chunks:
+                    self.counts += _hist_chunk(x, self.ref)
+
+    def quantiles(self, qs: Iterable[float]) -> tuple[list[float], bool, list[int]] | None:
+        """Values at the quantiles ``qs`` (0-1, numpy's linear definition, the values of a
+        bin taken as spread evenly over it), whether they are precise (bins narrower
+        than 1/1000 of the spread between them), and the bins (in value order) they were
+        read from. None: no finite value."""
+        keys = np.flatnonzero(self.counts)  # the occupied bins only: a few thousand
+        keys = keys[(keys & (_SIGN - 1)) < _FINITE]  # not the NaN / inf bins
+        order = np.where(keys >= _SIGN, _FINITE - 1 - (keys - _SIGN), _FINITE + keys)
+        by_value = np.argsort(order)
+        order = order[by_value]
+        cum = np.cumsum(self.counts[keys[by_value]])
+        n = int(cum[-1]) if cum.size else 0
+        if n <= 0:
+            return None
+        bins: list[int] = []
+
+        def value_at(k: float) -> tuple[float, float]:
+            """The k-th smallest value (0-based), its bin's values taken as evenly spread."""
+            j = min(int(np.searchsorted(cum, k, side="right")), cum.size - 1)
+            i = int(order[j])
+            bins.append(i)
+            start = int(cum[j - 1]) if j else 0
+            count = int(cum[j]) - start
+            lower, upper = _bin_edges(i)
+            frac = min(max((k - start + 0.5) / count, 0.0), 1.0) if count else 0.5
+            return lower + frac * (upper - lower), upper - lower
+
+        out, widths = [], []
+        for q in qs:
+            r = q * (n - 1)
+            k = math.floor(r)
+            v, w = value_at(k)
+            if r > k:  # numpy's linear interpolation between neighbouring values
+                v2, w2 = value_at(k + 1)
+                v, w = v + (r - k) * (v2 - v), max(w, w2)
+            out.append(v)
+            widths.append(w)
+        spread = max(out) - min(out)
+        precise = spread <= 0 or all(w <= spread / 1000 for w in widths)
+        return [self.ref + v for v in out], precise, bins
+
+
+def _first_guess(block: np.ndarray) -> float:
+    """A centre for the histogram: the median of a subsample of the first frame (not of
+    the first block, whose size depends on the chunks: the scale must not)."""
+    block = block[:1]
+    flat = block.reshape(-1)
+    sample = flat[:: max(1, flat.size // 65536)].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    return float(np.median(sample)) if sample.size else 0.0
+
+
+def percentiles(
+    da: xr.DataArray | np.ndarray, qs: Iterable[float] = (1.0, 99.0), *, max_passes: int = 3, target_bytes: int | None = None
+) -> list[float] | None:
+    """Percentiles (0-100) of the finite values of a whole stack, streamed block by block.
+
+    One pass in the usual case: a histogram of the values relative to the median of a
+    subsample of the first frame, with bins 2**-10 of their distance from that centre
+    wide, so about 1/1000 of the percentile spread when the centre lies between the
+    percentiles. When it does not (an unrepresentative first frame), another pass is made
+    centred on the estimate. None when the stack has no finite value. Values beyond the
+    float32 range count as non-finite.
+
+    A stack already in memory gets the same numbers faster for the z-scale's tail
+    percentiles (``_tail_histogram``), so whether a stack is numpy or dask, and how it
+    is chunked, never changes its colours.
+    """
+    qs = [float(q) / 100.0 for q in qs]
+    obj = da if isinstance(da, xr.DataArray) else xr.DataArray(np.asarray(da))
+    values = obj.variable._data
+    ref = None
+    if isinstance(values, np.ndarray) and values.size and all(q <= 0.05 or q >= 0.95 for q in qs):
+        ref = _first_guess(values)
+        found = _tail_histogram(values, qs, ref)
+        if found is not _UNDECIDED:
+            return found  # type: ignore[return-value]
+    result = None
+    for _ in range(max_passes):
+        hist = None
+        for _, _, block in iter_blocks(obj, target_bytes=blocks.BLOCK_BYTES if target_bytes is None else target_bytes):
+            if hist is None:
+                if ref is None:
+                    ref = _first_guess(block)
+                hist = _Histogram(ref)
+            hist.add(block)
+        assert hist is not None
+        found = hist.quantiles(qs)
+        if found is None:
+            return None
+        result, precise, _ = found
+        if precise:
+            break
+        ref = (min(result) + max(result)) / 2
+    return result
+
+
+_UNDECIDED = object()
+#: Values per chunk of the tail pass: its temporaries stay in the L2 cache.
+_TAIL_CHUNK = 2**17
+#: Size of the subsample the tail thresholds are guessed from.
+_TAIL_SAMPLE = 2**16
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    """About ``_TAIL_SAMPLE`` values spread over up to 16 frames (a strided view's copy)."""
+    if values.ndim < 3:
+        return values.reshape(-1)[:: max(1, values.size // _TAIL_SAMPLE)]
+    frames = values.reshape((-1,) + values.shape[-2:])
+    every = -(-frames.shape[0] // 16)  # ceil: at most 16 frames
+    picked = frames[::every]
+    step = max(1, round(math.sqrt(picked.size / _TAIL_SAMPLE)))
+    return np.asarray(picked[:, ::step, ::step]).reshape(-1)
+
+
+def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | object | None:
+    """What the first histogram pass of ``percentiles`` gives for tail quantiles ``qs``
+    (each <= 0.05 or >= 0.95) of an in-memory array, without binning every value.
+
+    A subsample guesses thresholds a little inside the tails (0.5 % plus a margin for its
+    sampling error). One pass (two threads, cache-sized chunks) counts the non-finite
+    values and keeps the values at or beyond the thresholds, a few percent of the data.
+    Only those are binned; the values between the thresholds are counted into one bin
+    between them. Every bin beyond a threshold's own bin is then complete, so a quantile
+    read from such a bin is exactly what the full histogram gives. ``_UNDECIDED`` when it
+    is not (a misleading subsample), when the full histogram would need another pass, or
+    when ties make the kept part large; the caller then builds the full histogram.
+    """
+    sample = _subsample(values).astype(np.float64, copy=False)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return _UNDECIDED  # (perhaps) no finite value at all: the histogram decides
+    margin = 0.002 + 0.5 / math.sqrt(sample.size)
+    low_q = [q for q in qs if q < 0.5]
+    high_q = [q for q in qs if q >= 0.5]
+    a = float(np.quantile(sample, min(1.0, max(low_q) + margin))) if low_q else -math.inf
+    b = float(np.quantile(sample, max(0.0, min(high_q) - margin))) if high_q else math.inf
+    if a >= b:  # a tiny sample: keep everything on the low side
+        a, b = math.inf, math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        edge_keys = [int(_hist_keys(np.array([t], dtype=np.float64), ref)[0]) for t in (a, b) if math.isfinite(t)]
+    if any(k & (_SIGN - 1) >= _FINITE for k in edge_keys):
+        return _UNDECIDED  # a threshold beyond the float32 range relative to ref
+    expected = (max(low_q) + margin if low_q else 0.0) + (1.0 - min(high_q) + margin if high_q else 0.0)
+    frames = values.reshape((-1,) + values.shape[-2:]) if values.ndim >= 2 else values.reshape(-1, 1)
+    flat = values.reshape(-1) if values.flags.c_contiguous else None
+    src = flat if flat is not None else frames
+    step = _TAIL_CHUNK if flat is not None else max(1, _TAIL_CHUNK // frames[0].size)
+    budget = 3 * expected + 64 / _TAIL_CHUNK  # kept fraction at which to give up
+    floating = values.dtype.kind == "f"
+
+    def scan(span: tuple[int, int]) -> tuple[np.ndarray, int, int] | None:
+        """Counts of the kept values of frames (or values) ``span``, how many of those
+        are finite, and how many values are not."""
+        kept: list[np.ndarray] = []
+        bad = n_kept = seen = 0
+        for start in range(span[0], span[1], step):
+            chunk = src[start : min(start + step, span[1])]
+            mask = np.empty(chunk.shape, dtype=bool)
+            if floating:
+                bad += chunk.size - int(np.count_nonzero(np.isfinite(chunk, out=mask)))  # NaN, inf
+            np.less_equal(chunk, a, out=mask)
+            if b < math.inf:
+                mask |= chunk >= b
+            kept.append(chunk[mask])
+            n_kept += kept[-1].size
+            seen += chunk.size
+            if n_kept > budget * seen and a < math.inf:
+                return None
+        tails = np.concatenate(kept) if kept else np.zeros(0)
+        finite = int(np.count_nonzero(np.isfinite(tails))) if floating else tails.size
+        return _hist_chunk(tails, ref), finite, bad
+
+    n_items = src.shape[0]
+    n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
+    edges = np.linspace(0, n_items, n_workers + 1).astype(int).tolist()
+    spans = list(itertools.pairwise(edges))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if n_workers > 1:
+            with ThreadPoolExecutor(n_workers) as pool:
+                parts = list(pool.map(scan, spans))
+        else:
+            parts = [scan(spans[0])]
+    if any(p is None for p in parts):
+        return _UNDECIDED
+    hist = _Histogram(ref)
+    scanned = [p for p in parts if p is not None]
+    for p in scanned:
+        hist.counts += p[0]
+    n_kept_finite = sum(p[1] for p in scanned)
+    bad = sum(p[2] for p in scanned)
+    middle = values.size - bad - n_kept_finite  # finite, between the thresholds
+    if edge_keys and middle:
+        hist.counts[edge_keys[0]] += middle
+    found = hist.quantiles(qs)
+    if found is None:
+        return None
+    result, precise, bins = found
+    if not precise:
+        return _UNDECIDED  # the full histogram would make another pass
+    if a < math.inf:  # else every value was binned
+        low_edge = _value_order(edge_keys[0]) if math.isfinite(a) else None
+        high_edge = _value_order(edge_keys[-1]) if math.isfinite(b) else None
+        for i in bins:
+            complete = (low_edge is not None and i < low_edge) or (high_edge is not None and i > high_edge)
+            if not complete:
+                return _UNDECIDED
+    return result
