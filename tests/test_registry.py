@@ -86,3 +86,21 @@ def test_readme_formats_table_names_every_readable_suffix():
     for fmt in registry.readable():
         for suffix in fmt.suffixes:
             assert f"`{suffix}`" in table or suffix in table, f"README's formats table lacks {suffix} ({fmt.name})"
+
+
+@pytest.mark.parametrize(
+    "method, name, says",
+    [("to_gif", "x.mp4", "MP4 video"), ("to_h5", "x.ome.tif", "OME-TIFF"), ("to_ome_tiff", "x.npz", "NumPy NPZ bundle"), ("to_ome_zarr", "x.gif", "animated GIF")],
+)
+def test_writers_refuse_a_name_that_says_another_format(tmp_path, stack, method, name, says):
+    with pytest.raises(xafm.FormatError, match=f"the name says {says}") as err:
+        getattr(stack.afm, method)(tmp_path / name)
+    assert str(tmp_path / name) in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writers_take_their_own_and_unclaimed_names(tmp_path, stack):
+    stack.afm.to_video(tmp_path / "x.avi", scale_bar_nm=None)  # the video writer takes every container
+    assert (tmp_path / "x.avi").stat().st_size > 0
+    stack.afm.to_h5(tmp_path / "x.nc")  # a name no format claims is the user's choice ...
+    np.testing.assert_array_equal(xafm.open(tmp_path / "x.nc").values, stack.values)  # ... read back by content

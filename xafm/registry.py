@@ -246,4 +246,21 @@ def write(fmt: Format | str, da: Any, path: str | os.PathLike[str], **options: A
     if fmt.write is None:
         raise FormatError(f"xafm reads {fmt.description} but does not write it")
     check_options(fmt.write, options, f"the {fmt.description} writer")
+    _check_destination_name(fmt, path)
     return fmt.write(da, path, **options)
+
+
+def _check_destination_name(fmt: Format, path: str | os.PathLike[str]) -> None:
+    """Refuse a destination whose suffix names another format (``to_gif("x.mp4")``);
+    formats that share one writer (the video containers) take each other's suffixes, and
+    a name no format claims is the user's choice."""
+    name = os.path.basename(os.fspath(path).rstrip("/\\")).lower()
+    own = fmt.suffix_match(name)
+    others = [f for f in table().values() if f is not fmt and f.suffix_match(name) > own]
+    if others and not any(f.write is not None and f.write is fmt.write for f in others):
+        other = max(others, key=lambda f: f.suffix_match(name))
+        suffixes = ", ".join(fmt.suffixes)
+        raise FormatError(
+            f"{os.fspath(path)}: the name says {other.description}, but this writes {fmt.description}; "
+            f"name it {suffixes} (or write {other.description} with the {other.name!r} format)"
+        )

@@ -116,10 +116,14 @@ class Format:
     def name_match(self, filename: str) -> int:
         """How well a (lower-case) file name fits: the length of the longest matching
         suffix, 1 for a pattern, 0 for none."""
-        best = max((len(s) for s in self.suffixes if filename.endswith(s)), default=0)
+        best = self.suffix_match(filename)
         if not best and any(re.search(p, filename) for p in self.patterns):
             best = 1
         return best
+
+    def suffix_match(self, filename: str) -> int:
+        """The length of the longest of the format's suffixes that ends ``filename`` (0: none)."""
+        return max((len(s) for s in self.suffixes if filename.endswith(s)), default=0)
 
     def read_options(self) -> dict[str, inspect.Parameter]:
         return options_of(self.read) if self.read is not None else {}
