@@ -48,6 +48,10 @@ def main() -> int:
             detail = f"layers {sorted(st.processed)}, masks {sorted(st.masks)}, provenance keys {sorted(st.provenance)}"
             if fmt != "tif":
                 ok &= set(st.processed) == {"raw"} and set(st.masks) == {"step_2_mask_threshold"}
+                want = da.afm.masks["step_2_mask_threshold"].values
+                got = st.masks.get("step_2_mask_threshold")
+                ok &= got is not None and got.dtype == bool and np.array_equal(got, want)  # boolean masks, same pixels
+                detail += f" ({', '.join(f'{k}: {v.dtype}' for k, v in st.masks.items())})"
             # playNano can keep processing what xafm wrote
             pipe = ProcessingPipeline(st)
             pipe.add_filter("remove_plane")
@@ -76,6 +80,7 @@ def main() -> int:
             detail = f"layers {sorted(back.afm.layers)}, masks {sorted(back.afm.masks)}, steps {[r.get('name') for r in back.afm.provenance if r['type'] in ('step', 'mask')]}"
             if fmt != "tif":
                 ok &= set(back.afm.layers) == set(st.processed) and set(back.afm.masks) == set(st.masks)
+                ok &= all(back.afm.masks[k].dtype == bool and np.array_equal(back.afm.masks[k].values, v) for k, v in st.masks.items())
             check(f"xafm reads playNano's {fmt}", bool(ok), detail)
         except Exception as exc:
             check(f"xafm reads playNano's {fmt}", False, f"{type(exc).__name__}: {exc}")

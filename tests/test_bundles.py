@@ -231,7 +231,8 @@ def test_h5_opens_as_netcdf(tmp_path, rng):
         np.testing.assert_allclose(ds["data"].values, da.values.astype(np.float32))
         assert ds.attrs["channel"] == "height" and ds.attrs["pixel_size_nm"] == 2.5
     with h5py.File(path) as f:  # playNano's layout
-        assert f["data"].dtype == np.float32 and f["masks/m"].dtype == bool
+        assert f["data"].dtype == np.float32 and f["masks/m"].dtype == np.int8  # 0/1; tests/test_h5_netcdf.py
+        np.testing.assert_array_equal(f["masks/m"][()].astype(bool), da.afm.masks["m"].values)
         assert json.loads(f["frame_metadata_json"][()].decode("utf-8"))[0]["frame_pixel_size_nm"] == 2.5
         prov = json.loads(f["provenance_json"][()].decode("utf-8"))
         assert set(prov) >= {"acquisition", "environment", "processing", "analysis", "xafm"}

@@ -1,11 +1,15 @@
-"""HDF5 bundle (``.h5``): playNano's bundle layout, also readable as netCDF-4 via h5netcdf.
+"""HDF5 bundle (``.h5``): playNano's bundle layout, also readable as netCDF-4.
 
 Layout: ``/data`` float32 (time, y, x); ``/processed/<layer>`` float32; ``/masks/<mask>``
-bool; ``/timestamps`` float64; ``/frame_metadata_json``, ``/provenance_json`` (and
+int8 0/1; ``/timestamps`` float64; ``/frame_metadata_json``, ``/provenance_json`` (and
 ``/state_backups_json``) as UTF-8 string datasets; root attrs ``pixel_size_nm`` and
 ``channel``. xafm adds the dimension-scale datasets ``/time``, ``/y``, ``/x`` (with units)
-attached to every 3-D dataset, so ``xr.open_dataset(path, engine="h5netcdf")`` sees named
-dims, and the root attr ``xafm_attrs_json``.
+attached to every 3-D dataset, so netCDF-C, netCDF4-python, h5netcdf and xarray see named
+dims, and the root attr ``xafm_attrs_json``. Masks are int8 with CF ``flag_values`` /
+``flag_meanings`` and xarray's ``dtype = "bool"`` marker: netCDF tools see ordinary ``byte``
+variables, xarray decodes them to bool, playNano's ``astype(bool)`` loads them (h5py's own
+bool is an anonymous enum netCDF-C 4.9 skips). Masks stored as bool (playNano's files,
+xafm's before) read the same.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ NAME = "h5"
 REQUIRED = ("data", "frame_metadata_json", "provenance_json")
 COMPRESSIONS = (None, "gzip", "lzf")
 _CHUNK_BYTES = 2**20
+#: How masks are stored: netCDF's ``byte`` (0/1), not h5py's bool (an uncommitted enum type).
+MASK_DTYPE = np.dtype(np.int8)
+#: CF's flag attributes, and xarray's marker for a boolean stored as bytes.
+MASK_ATTRS: dict[str, Any] = {"flag_values": np.array([0, 1], MASK_DTYPE), "flag_meanings": "false true", "dtype": "bool"}
 
 
 def _string_dataset(group: Any, name: str, text: str) -> None:
@@ -38,19 +46,28 @@ def _string_dataset(group: Any, name: str, text: str) -> None:
     group.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
 
 
-def _create_3d(f: Any, name: str, obj: xr.DataArray, dtype: Any, scales: list, compression: Any, compression_opts: Any) -> None:
+def _create_3d(f: Any, name: str, obj: xr.DataArray, dtype: Any, scales: list, compression: Any, compression_opts: Any) -> Any:
     shape = tuple(obj.shape)
     kwargs: dict[str, Any] = {}
     if compression is not None:
         frames = max(1, min(shape[0], _CHUNK_BYTES // max(1, shape[1] * shape[2] * np.dtype(dtype).itemsize)))
         kwargs = {"compression": compression, "compression_opts": compression_opts, "chunks": (frames,) + shape[1:]}
-        if np.dtype(dtype).kind != "b":
+        if np.dtype(dtype).itemsize > 1:
             kwargs["shuffle"] = True
     ds = f.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
     for a, b, block in iter_blocks(obj, dtype):
         ds[a:b] = block
     for axis, scale in enumerate(scales):
         ds.dims[axis].attach_scale(scale)
+    return ds
+
+
+def _label(ds: Any, encoded: str) -> None:
+    """``long_name``: a layer's or mask's own name (the dataset's is percent-encoded); none
+    for a name with NUL, which an HDF5 string cannot hold."""
+    name = conventions.decode_name(encoded)
+    if "\x00" not in name:
+        ds.attrs["long_name"] = name
 
 
 def write(
@@ -77,14 +94,17 @@ def write(
     _, n_y, n_x = content.data.shape
     with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
         scales = []
-        for dim, values, units in (
-            (conventions.TIME, content.times, "s"),
-            (conventions.Y, np.arange(n_y) * content.pixel_size_y_nm, "nm"),
-            (conventions.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
+        for dimid, (dim, values, units) in enumerate(
+            (
+                (conventions.TIME, content.times, "s"),
+                (conventions.Y, np.arange(n_y) * content.pixel_size_y_nm, "nm"),
+                (conventions.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
+            )
         ):
             s = f.create_dataset(dim, data=np.asarray(values, dtype=np.float64))
             s.make_scale(dim)
             s.attrs["units"] = units
+            s.attrs["_Netcdf4Dimid"] = np.int32(dimid)  # netCDF-C's dim order: time, y, x (hidden by netCDF tools)
             scales.append(s)
         _create_3d(f, "data", content.data, np.float32, scales, compression, compression_opts)
         f["data"].attrs["units"] = content.units
@@ -92,10 +112,17 @@ def write(
         ts = f.create_dataset("timestamps", data=content.times)
         ts.attrs["units"] = "s"
         ts.dims[0].attach_scale(scales[0])
-        for group, items, dtype in (("processed", content.layers, np.float32), ("masks", content.masks, bool)):
-            g = f.create_group(group)
-            for name, obj in items.items():
-                _create_3d(g, name, obj, dtype, scales, compression, compression_opts)
+        g = f.create_group("processed")
+        for name, obj in content.layers.items():
+            ds = _create_3d(g, name, obj, np.float32, scales, compression, compression_opts)
+            ds.attrs["units"] = content.units  # layers are kept in the stack's units
+            _label(ds, name)
+        g = f.create_group("masks")
+        for name, obj in content.masks.items():
+            ds = _create_3d(g, name, obj, MASK_DTYPE, scales, compression, compression_opts)
+            _label(ds, name)
+            for key, value in MASK_ATTRS.items():
+                ds.attrs[key] = value
         _string_dataset(f, "frame_metadata_json", content.frame_metadata_json)
         _string_dataset(f, "provenance_json", content.provenance_json)
         if content.state_backups_json:
