@@ -30,6 +30,7 @@ from xafm.core.contract import Probe
 from xafm.exceptions import ChannelError, CorruptFileError, FormatError, OutputExistsError, StackError, WriteError, XafmError, XafmWarning
 from xafm.formats import omezarr
 from xafm.formats.omezarr import pyramid, store
+from xafm.render.colorscale import zscale
 from xafm.testing.omezarr import write_foreign_ome_zarr
 
 VERSIONS = ["0.5", "0.4"]
@@ -144,7 +145,8 @@ def test_round_trip_full_fidelity(version, dtype, tmp_path, rng):
     assert ms["datasets"][0]["coordinateTransformations"] == [{"type": "scale", "scale": [pytest.approx(np.median(np.diff(da.time.values))), 2.0, 1.5]}]
     ch = ome["omero"]["channels"][0]
     assert ch["label"] == "height"
-    assert ch["window"]["start"] == pytest.approx(float(da.min())) and ch["window"]["end"] == pytest.approx(float(da.max()))
+    assert (ch["window"]["start"], ch["window"]["end"]) == pytest.approx(zscale(da), rel=1e-12)  # the animations' z-scale
+    assert (ch["window"]["min"], ch["window"]["max"]) == (float(da.min()), float(da.max()))
     if version == "0.5":
         assert g["0"].metadata.dimension_names == ("t", "y", "x")
 
@@ -158,7 +160,9 @@ def test_engine_raw_and_nonfinite_window(tmp_path, rng):
     np.testing.assert_array_equal(back.values, data)
     win = zarr.open_group(str(p), mode="r").attrs["ome"]["omero"]["channels"][0]["window"]
     fin = data[np.isfinite(data)]
-    assert (win["start"], win["end"]) == (pytest.approx(fin.min()), pytest.approx(fin.max()))
+    assert (win["min"], win["max"]) == (fin.min(), fin.max())
+    want = np.percentile(fin, [1, 99])  # numpy's, to the histogram's 1/1000 of the spread
+    assert (win["start"], win["end"]) == pytest.approx(want, abs=(want[1] - want[0]) / 1000)
     raw = xafm.open(omezarr.write(da, tmp_path / "raw.zarr", raw=True))
     np.testing.assert_array_equal(raw.values, data * 3)
     assert raw.afm.layers == {}
@@ -188,6 +192,12 @@ def test_property_round_trip(data, ct, cy, version, levels, method, use_dask, tm
     back = xafm.open(path)
     np.testing.assert_array_equal(back.values, data)
     assert back.dtype == data.dtype
+    attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
+    win = attrs.get("ome", attrs)["omero"]["channels"][0]["window"]
+    assert (win["start"], win["end"]) == pytest.approx(zscale(xafm.stack(data, pixel_size_nm=0.7)), rel=1e-12)
+    fin = data[np.isfinite(data)]
+    if fin.size:  # the finite range, widened to hold the z-scale (a constant stack's is widened)
+        assert (win["min"], win["max"]) == (min(fin.min(), win["start"]), max(fin.max(), win["end"]))
     for k in range(levels):
         lvl = xafm.open(path, level=k)
         np.testing.assert_array_equal(lvl.values, reference_level(data, k, method))
@@ -229,7 +239,7 @@ def test_pyramid_levels_values_and_transforms(version, method, tmp_path, rng):
     for k in range(3):
         shape = (4, 37 >> k, 22 >> k)
         assert g[str(k)].shape == shape
-        assert g["layers/raw"][str(k)].shape == shape and g["labels"]["hi%2F1"][str(k)].shape == shape
+        assert g[g.attrs["xafm"]["layers"]["raw"]][str(k)].shape == shape and g[g.attrs["xafm"]["masks"]["hi/1"]][str(k)].shape == shape
         tf = datasets[k]["coordinateTransformations"]
         assert tf[0]["scale"][1:] == [2.0 * 2**k, 1.5 * 2**k]
         if method == "mean" and k:
@@ -393,7 +403,9 @@ def test_append_frames_extends_everything(version, tmp_path, rng):
     assert g["0"].chunks == (3, 16, 16)
     ome = g.attrs["ome"] if version == "0.5" else dict(g.attrs)
     win = ome["omero"]["channels"][0]["window"]
-    assert (win["start"], win["end"]) == (pytest.approx(allv.min()), pytest.approx(allv.max()))
+    assert (win["min"], win["max"]) == (allv.min(), allv.max())
+    exact = zscale(xafm.stack(allv, pixel_size_nm=1.0))
+    assert win["start"] <= exact[0] < exact[1] <= win["end"]  # the union of the parts' z-scales
 
 
 def test_append_checks_compatibility(tmp_path, rng):
@@ -503,6 +515,7 @@ def test_can_open_and_format_lookup(tmp_path, rng):
 # --------------------------------------------------------------------------------------
 # foreign stores
 # --------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:.*no physical pixel size:xafm.exceptions.XafmWarning")  # (tests/test_omezarr_display.py)
 def test_reads_spatialdata_blobs_v04():
     path = shared_file("other", "blobs_image_v04.ome.zarr")
     ref = reference("other")["blobs_image_v04.ome.zarr"]

@@ -22,9 +22,10 @@ module of its own:
 
 - :mod:`.ngff`: NGFF metadata (axes, multiscales, omero, labels, units), reading it in
   every version, and what differs between 0.4/Zarr v2 and 0.5/Zarr v3, in one place
-- :mod:`.layout`: where things are in a store xafm writes (groups, node names, keys)
+- :mod:`.layout`: where things are in a store xafm writes (groups, URL-safe node keys)
 - :mod:`.geometry`: chunk and shard shapes, default chunks, level shapes, aligned blocks
 - :mod:`.store`: picklable targets and parallel, chunk-aligned writing of a stack
+- :mod:`.display`: the omero display windows (the auto z-scale and the finite range)
 - :mod:`.pyramid`: 2x2 reductions and building a level from the one below
 - :mod:`.writer`: new stores, atomically
 - :mod:`.append`: appending frames in place, with rollback

@@ -3,7 +3,9 @@
 The new frames are checked against the store (frame shape, dtype, pixel size, channel,
 units, masks and layers, times after the last stored one); then every array is grown, the
 new frames are written (all levels, masks, layers) and the group attributes rewritten in
-one metadata write. If anything fails before that, every array is shrunk back to its old
+one metadata write. The display windows grow to the union of the stored ones and those of
+the new frames (never narrower than the exact z-scale of all frames; no stored frame is
+read again). If anything fails before that, every array is shrunk back to its old
 length: the store reads exactly as before. Chunks, shards, levels, method and NGFF
 version come from the store.
 """
@@ -20,9 +22,10 @@ import xarray as xr
 from ...core import provenance
 from ...exceptions import CorruptFileError, FormatError, StackError, WriteError, XafmError
 from . import ngff
+from .display import Display
 from .layout import NAME, XAFM_KEY, join
-from .store import merge_ranges, np_dtype, open_array, zarr
-from .writer import image_items, write_group_attrs, write_levels
+from .store import np_dtype, open_array, zarr
+from .writer import displays, image_items, write_group_attrs, write_levels
 
 
 def _problems(content: dict[str, Any], meta: dict[str, Any], g: Any, shape0: tuple) -> list[str]:
@@ -82,13 +85,13 @@ def append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
     chunks = tuple(a0.chunks)  # the inner chunks when sharded
     shards = tuple(a0.shards) if getattr(a0, "shards", None) else None
     n_total = n_old + n_new
-    items = image_items(content)
-    arrays = [join(prefix, str(k)) for prefix, *_ in items for k in range(levels)]
+    items = image_items(content, dict(meta.get("masks") or {}), dict(meta.get("layers") or {}))  # the stored paths (older stores: other keys)
+    arrays = [join(it.prefix, str(k)) for it in items for k in range(levels)]
     old_shapes = {name: tuple(g[name].shape) for name in arrays}
     try:
         for name in arrays:
             g[name].resize((n_total,) + old_shapes[name][1:])
-        window = write_levels(root, items, (n_total,) + shape0[1:], chunks, shards, levels, n_old)
+        shown = write_levels(root, items, (n_total,) + shape0[1:], chunks, shards, levels, n_old)
     except BaseException as exc:
         for name in arrays:
             try:
@@ -106,15 +109,16 @@ def append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
         "export", format=NAME, path=os.fspath(path), mode="a", frames=[n_old, n_total],
         appended_provenance=provenance.records(da),
     )
-    old_window = meta.get("window")
-    merged = merge_ranges([tuple(old_window) if old_window else None, window])
+    old = displays(meta)
+    merged = {k: old.get(k, Display(None, None)).merged(d) for k, d in shown.items()}
+    meta.pop("window", None)  # an older store's finite range, now in "display"
     meta.update(
         {
             "n_frames": n_total,
             "times_s": [float(t) for t in old_times] + [float(t) for t in content["times"]],
             "frame_metadata": fm if any(fm) else None,
             "provenance": list(meta.get("provenance") or []) + [record],
-            "window": list(merged) if merged else None,
+            "display": {k: d.to_json() for k, d in merged.items()},
         }
     )
-    write_group_attrs(g, spec, levels, meta, merged)
+    write_group_attrs(g, spec, levels, meta)

@@ -241,11 +241,9 @@ def multiscale(ngff: NgffVersion, name: str, levels: int, method: str, times: np
     return ngff.tag("multiscales", ms)
 
 
-def omero(ngff: NgffVersion, channel: str, window: tuple[float, float] | None) -> dict[str, Any]:
-    """One grey channel whose display window is ``window`` (``0..1`` when unknown)."""
-    lo, hi = window if window is not None else (0.0, 1.0)
-    if not hi > lo:
-        hi = lo + 1.0
+def omero(ngff: NgffVersion, channel: str, window: Mapping[str, float]) -> dict[str, Any]:
+    """One grey channel shown through ``window`` (``min``, ``max``, ``start``, ``end``:
+    :meth:`.display.Display.omero_window`), active, white on black."""
     content = {
         "channels": [
             {
@@ -255,7 +253,7 @@ def omero(ngff: NgffVersion, channel: str, window: tuple[float, float] | None) -
                 "coefficient": 1.0,
                 "family": "linear",
                 "inverted": False,
-                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+                "window": {k: float(window[k]) for k in ("min", "max", "start", "end")},
             }
         ],
         "rdefs": {"defaultT": 0, "defaultZ": 0, "model": "greyscale"},

@@ -292,6 +292,15 @@ def read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: s
     dt = dt if dt > 0 else 1.0
     times = np.arange(n_t) * dt
     dy, dx = (dy if dy > 0 else 1.0), (dx if dx > 0 else 1.0)
+    unitless = [axes[i] for i in (iy, ix) if ngff.unit_factor(axes[i]["unit"], ngff.SPACE_NM) is None]
+    if unitless:
+        found = ", ".join(f"{a['name']!r}: {a['unit']!r}" if a["unit"] is not None else f"{a['name']!r}: none" for a in unitless)
+        warnings.warn(
+            f"{path}: the NGFF axes give no length unit ({found}), so no physical pixel size; "
+            f"their scale is taken as nm: {dy:g} x {dx:g} nm per pixel",
+            XafmWarning,
+            stacklevel=3,
+        )
     recs = [provenance.make_record("read", path=path, format=NAME, reader=READER, ngff_version=version, level=level)]
     coords: dict[str, xr.Variable] = {}
     if "channel" in dims:

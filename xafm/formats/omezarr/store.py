@@ -5,7 +5,8 @@ kept open, so the tasks of a dask stack run on any scheduler (threads, or the wo
 a ``dask.distributed`` cluster). A dask stack is rechunked so that every task writes whole
 write units (the shard, else the chunk) that no other task touches; a numpy- or
 lazily-backed stack is written block by block in the calling process. Every write can
-return the finite min/max of what it wrote (the omero window), so no second pass is needed.
+return the finite min/max of what it wrote (the omero window's ``min``/``max``; its
+percentiles come from :mod:`.display`).
 """
 
 from __future__ import annotations

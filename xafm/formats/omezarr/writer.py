@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -20,10 +20,11 @@ from ...core.output import atomic_output
 from ...exceptions import OutputExistsError, StackError
 from .. import _bundle
 from . import ngff
+from .display import Display, legacy, zscale_of
 from .geometry import level_geometry, level_shape
-from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_name
+from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_paths
 from .pyramid import build_level
-from .store import Range, Target, native, store, zarr
+from .store import Target, native, store, zarr
 
 
 def stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
@@ -58,34 +59,59 @@ def create_array(group: Any, name: str, shape: tuple, dtype: np.dtype, chunks: t
     group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value(dtype), **spec.array_keywords(shards))
 
 
-def image_items(content: dict[str, Any]) -> list[tuple[str, xr.DataArray, np.dtype, str]]:
-    """(group path, values, dtype, method) of every image written: the stack, masks, layers."""
-    items = [("", content["data"], content["dtype"], content["method"])]
-    items += [(f"{LABELS}/{node_name(n)}", m, np.dtype(np.uint8), "max" if content["method"] != "nearest" else "nearest") for n, m in content["masks"].items()]
-    items += [(f"{LAYERS}/{node_name(n)}", v, native(v.dtype), content["method"]) for n, v in content["layers"].items()]
+class Item(NamedTuple):
+    """One image written: the stack (``kind`` "image"), a mask or a layer."""
+
+    kind: str
+    name: str
+    prefix: str
+    values: xr.DataArray
+    dtype: np.dtype
+    method: str
+
+
+def image_items(content: dict[str, Any], masks: dict[str, str], layers: dict[str, str]) -> list[Item]:
+    """Every image written: the stack, then the masks and layers at their group paths."""
+    method = content["method"]
+    mask_method = "max" if method != "nearest" else "nearest"
+    items = [Item("image", content["channel"], "", content["data"], content["dtype"], method)]
+    items += [Item("mask", n, masks[n], m, np.dtype(np.uint8), mask_method) for n, m in content["masks"].items()]
+    items += [Item("layer", n, layers[n], v, native(v.dtype), method) for n, v in content["layers"].items()]
     return items
 
 
-def write_levels(root: str, items: list, shape: tuple, chunks: tuple, shards: tuple | None, levels: int, t0: int) -> Range | None:
-    """Level 0 of every image from the stack, then each further level from the one below."""
-    window = None
+def write_levels(root: str, items: list[Item], shape: tuple, chunks: tuple, shards: tuple | None, levels: int, t0: int) -> dict[str, Display]:
+    """Level 0 of every image from the stack, then each further level from the one below;
+    returns the display window of the new frames of the stack (key ``""``) and of each
+    layer (key: its name)."""
+    shown: dict[str, Display] = {}
     n = shape[0] - t0
-    for i, (prefix, obj, dtype, _method) in enumerate(items):
-        unit = shards or chunks
-        values = obj if obj.dtype == dtype or dtype != np.uint8 else obj.astype(np.uint8)
-        rng = store(values, Target(root, join(prefix, "0")), t0, unit, dtype, stats=(i == 0))
-        if i == 0:
-            window = rng
+    unit = shards or chunks
+    for it in items:
+        values = it.values if it.values.dtype == it.dtype or it.dtype != np.uint8 else it.values.astype(np.uint8)
+        component = join(it.prefix, "0")
+        rng = store(values, Target(root, component), t0, unit, it.dtype, stats=(it.kind != "mask"))
+        if it.kind != "mask":
+            shown["" if it.kind == "image" else it.name] = Display(zscale_of(values, root, component, t0, it.dtype), rng)
     for k in range(1, levels):
-        for prefix, _obj, dtype, method in items:
-            build_level(root, join(prefix, str(k - 1)), join(prefix, str(k)), k, shape, chunks, shards, method, dtype, t0, n)
-    return window
+        for it in items:
+            build_level(root, join(it.prefix, str(k - 1)), join(it.prefix, str(k)), k, shape, chunks, shards, it.method, it.dtype, t0, n)
+    return shown
 
 
-def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: dict, window: Any) -> None:
+def displays(meta: dict[str, Any]) -> dict[str, Display]:
+    """The display windows kept in the ``xafm`` attributes (stack: key ``""``)."""
+    stored = meta.get("display")
+    if not isinstance(stored, dict):  # written before the z-scale: only the stack's range
+        return {"": legacy(meta)}
+    return {k: Display.from_json(v) for k, v in stored.items()}
+
+
+def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: dict) -> None:
     """The attributes of the image group, its labels and layers: NGFF and ``xafm``."""
     times, pixel, method = np.asarray(xafm_meta["times_s"], dtype=np.float64), tuple(xafm_meta["pixel_size_nm"]), xafm_meta["method"]
     mask_method = "nearest" if method == "nearest" else "max"
+    shown = displays(xafm_meta)
     if xafm_meta["masks"]:
         lab = g.require_group(LABELS)
         lab.attrs.update(spec.group_attrs(labels=[p.split("/", 1)[1] for p in xafm_meta["masks"].values()]))
@@ -97,10 +123,13 @@ def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: di
         lay = g.require_group(LAYERS)
         lay.attrs.update({XAFM_KEY: {"layers": list(xafm_meta["layers"])}})
         for name, path in xafm_meta["layers"].items():
-            g[path].attrs.update(spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, method, times, pixel)]))
+            window = shown.get(name, Display(None, None)).omero_window()
+            g[path].attrs.update(
+                spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, method, times, pixel)], omero=ngff.omero(spec, name, window))
+            )
     ome = spec.group_attrs(
         multiscales=[ngff.multiscale(spec, xafm_meta["channel"], levels, method, times, pixel)],
-        omero=ngff.omero(spec, xafm_meta["channel"], window),
+        omero=ngff.omero(spec, xafm_meta["channel"], shown.get("", Display(None, None)).omero_window()),
     )
     g.attrs.update({**ome, XAFM_KEY: xafm_meta})
 
@@ -108,13 +137,13 @@ def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: di
 def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, record: dict) -> None:
     shape = tuple(content["data"].shape)
     g = zarr().open_group(root, mode="w-", zarr_format=spec.zarr_format)
-    items = image_items(content)
-    for prefix, _obj, dtype, _m in items:
-        sub = g.require_group(prefix) if prefix else g  # creates labels/ and layers/ too
+    items = image_items(content, content["mask_paths"], content["layer_paths"])
+    for it in items:
+        sub = g.require_group(it.prefix) if it.prefix else g  # creates labels/ and layers/ too
         for k in range(levels):
             ck, sk = level_geometry(chunks, shards, level_shape(shape, k))
-            create_array(sub, str(k), level_shape(shape, k), dtype, ck, sk, spec)
-    window = write_levels(root, items, shape, chunks, shards, levels, 0)
+            create_array(sub, str(k), level_shape(shape, k), it.dtype, ck, sk, spec)
+    shown = write_levels(root, items, shape, chunks, shards, levels, 0)
     xafm_meta = {
         "format_version": FORMAT_VERSION,
         "channel": content["channel"],
@@ -125,13 +154,13 @@ def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tup
         "frame_metadata": content["frame_metadata"],
         "attrs": content["attrs"],
         "provenance": provenance.records(content["da"]) + [record],
-        "masks": {n: f"{LABELS}/{node_name(n)}" for n in content["masks"]},
-        "layers": {n: f"{LAYERS}/{node_name(n)}" for n in content["layers"]},
+        "masks": content["mask_paths"],
+        "layers": content["layer_paths"],
         "levels": levels,
         "method": content["method"],
-        "window": list(window) if window else None,
+        "display": {k: d.to_json() for k, d in shown.items()},
     }
-    write_group_attrs(g, spec, levels, xafm_meta, window)
+    write_group_attrs(g, spec, levels, xafm_meta)
 
 
 def _looks_like_zarr(p: Path) -> bool:
@@ -146,5 +175,7 @@ def write_new(content: dict[str, Any], path: Path, *, chunks: tuple, shards: tup
         "export", format=NAME, path=os.fspath(path), raw=bool(raw), version=spec.version, levels=levels, method=content["method"],
         chunks=list(chunks), shards=list(shards) if shards else None,
     )
+    content["mask_paths"] = node_paths(LABELS, content["masks"], path)
+    content["layer_paths"] = node_paths(LAYERS, content["layers"], path)
     with atomic_output(path, overwrite=(mode == "w")) as tmp:
         _write_new(content, os.path.abspath(tmp), chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
