@@ -178,7 +178,7 @@ SAMPLES = [
     Sample("own.ome.tif", "tif", _own("tif"), _own_expected),
     Sample("multi-channel.ome.tif", "tif", _real("other", "multi-channel.ome.tif"), _ome_tif_expected, warnings=(NO_SIZE,)),
     Sample("own.ome.zarr", "zarr", _own("zarr"), _own_expected, damage=_damage_zarr),
-    Sample("blobs_image_v04.ome.zarr", "zarr", _copy_store("other", "blobs_image_v04.ome.zarr"), _blobs_expected, damage=_damage_zarr),
+    Sample("blobs_image_v04.ome.zarr", "zarr", _copy_store("other", "blobs_image_v04.ome.zarr"), _blobs_expected, damage=_damage_zarr, warnings=(NO_SIZE,)),
     Sample("asd_sample_0.asd", "asd", _real("afm", "asd_sample_0.asd"), _afm_expected("asd_sample_0.asd", "topography")),
     Sample("synthetic.asd", "asd", _asd, _asd_expected),
     Sample("sample_0.h5-jpk", "h5-jpk", _real("afm", "sample_0.h5-jpk"), _afm_expected("sample_0.h5-jpk", "height_trace")),
@@ -192,6 +192,46 @@ SAMPLES = [
     Sample("sample_0_1.topostats", "topostats", _real("afm", "sample_0_1.topostats"), _afm_expected("sample_0_1.topostats", "image")),
     Sample("cluster.nd2", "nd2", _real("other", "cluster.nd2"), _nd2_expected),
     Sample("jpk_video", "folder", _jpk_folder, _jpk_folder_expected, damage=_damage_second_frame, warnings=("distinct start times",)),
+]
+
+
+# --------------------------------------------------------------------------------------
+# plain TIFF and ImageJ hyperstacks (xafm.formats.tiff); xafm's OME-TIFF under a plain name
+# --------------------------------------------------------------------------------------
+TIFF_HYPERSTACK = (np.random.default_rng(5).integers(0, 60000, size=(4, 3, 2, 9, 7))).astype(np.uint16)
+TIFF_PLAIN = np.random.default_rng(6).normal(0.0, 4.0, size=(5, 8, 6)).astype(np.float32)
+NO_CALIBRATION = "no pixel calibration"
+
+
+def _imagej_hyperstack(folder: Path) -> Path:
+    from xafm.testing.tiff import write_imagej_tiff
+
+    return Path(write_imagej_tiff(folder / "hyperstack.tif", TIFF_HYPERSTACK, "TZCYX", pixel_size_nm=(2.5, 2.0), unit="um", z_step_nm=300.0, frame_interval=0.2))
+
+
+def _imagej_hyperstack_expected() -> Expected:
+    v = TIFF_HYPERSTACK
+    return Expected(v.shape, (2.5, 2.0), "intensity", stats_of(v), dims=("time", "z", "channel", "y", "x"))
+
+
+def _plain_stack(folder: Path) -> Path:
+    from xafm.testing.tiff import write_plain_tiff
+
+    return Path(write_plain_tiff(folder / "plain.tiff", TIFF_PLAIN, compression="zlib"))
+
+
+def _plain_stack_expected() -> Expected:
+    return Expected(TIFF_PLAIN.shape, None, "C0", stats_of(TIFF_PLAIN))
+
+
+def _own_plain_name(folder: Path) -> Path:
+    return xafm.registry.write("tif", known_stack(), folder / "known.tif")
+
+
+SAMPLES += [
+    Sample("imagej_hyperstack.tif", "tiff", _imagej_hyperstack, _imagej_hyperstack_expected),
+    Sample("plain_stack.tiff", "tiff", _plain_stack, _plain_stack_expected, warnings=(NO_CALIBRATION,)),
+    Sample("own.tif", "tif", _own_plain_name, _own_expected),
 ]
 
 

@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "xafm.formats.h5bundle",
     "xafm.formats.npzbundle",
     "xafm.formats.ometiff",
+    "xafm.formats.tiff",
     "xafm.formats.asd",
     "xafm.formats.h5jpk",
     "xafm.formats.jpk",

@@ -1,11 +1,13 @@
-"""OME-TIFF (``.ome.tif``): one plane per frame, OME-XML 2016-06, streamed page by page.
+"""OME-TIFF (``.ome.tif``, ``.ome.tiff``, and ``.tif``/``.tiff`` whose first page holds
+OME-XML): one plane per frame, OME-XML 2016-06 stored as UTF-8, streamed page by page.
 
 xafm writes the stack as OME Image 0 (``TiffData`` IFD 0, one plane per frame,
 ``PhysicalSizeX/Y`` in µm as playNano does, ``TimeIncrement`` and per-plane ``DeltaT`` in
 s, the channel name), then each kept layer and mask as a further OME Image of the same
 size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries the
 provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
-also in private TIFF tag 65000 and the JSON list of layer names in tag 65001.
+also in private TIFF tag 65000 and the JSON list of layer names in tag 65001. Every page's
+resolution tags carry the pixel size too (pixels per cm), for plain TIFF readers.
 
 Reading accepts OME-TIFF from any tool (docs/formats.md): every dim OME
 and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... in the order
@@ -34,7 +36,7 @@ import xarray as xr
 from ...core.contract import Format, Probe
 from ...exceptions import CorruptFileError
 from . import foreign, omexml, own
-from .names import NAME, TIFF_MAGIC
+from .names import NAME, OTHER_TIFF_DIALECTS, TIFF_MAGIC
 from .pages import series_source
 from .writer import write
 
@@ -65,7 +67,9 @@ def _describe(path: str) -> dict[str, Any]:
     try:
         with tifffile.TiffFile(path) as tf:
             if not tf.is_ome or not tf.ome_metadata:
-                raise CorruptFileError(path, "TIFF has no OME-XML: not an OME-TIFF")
+                codes = set(tf.pages.first.tags.keys()) if len(tf.pages) else set()
+                what = next((w for code, w in OTHER_TIFF_DIALECTS.items() if code in codes), None)
+                raise CorruptFileError(path, "TIFF has no OME-XML: not an OME-TIFF" + (f"; its tags say it is {what}" if what else ""))
             root = omexml.parse(path, tf.ome_metadata)
             images = root.findall(omexml.q("Image"))
             if not images or len(tf.series) < 1:
@@ -100,7 +104,8 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, series: in
 FORMAT = Format(
     name=NAME,
     description="OME-TIFF",
-    suffixes=(".ome.tif", ".ome.tiff"),
+    # plain TIFF suffixes too: the content check tells OME-TIFF from other TIFF (xafm.formats.tiff)
+    suffixes=(".ome.tif", ".ome.tiff", ".tif", ".tiff"),
     lazy=True,
     identify=identify,
     read=read,

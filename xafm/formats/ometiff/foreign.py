@@ -33,15 +33,16 @@ AXIS_NAMES = {
 MAX_TAG_BYTES = 64 * 2**20
 
 
-def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[str, int] | None], str]:
-    """Unsqueezed axes/shape of a tifffile series and where each plane lives."""
+def series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[str, int] | None], str]:
+    """Unsqueezed axes/shape of a tifffile series, where each plane lives (file, page
+    index; None for a missing plane) and the axes of one page."""
     axes, shape = s.get_axes(False), tuple(int(n) for n in s.get_shape(False))
     k = len(axes)
     while k > 0 and axes[k - 1] in "YXS":
         k -= 1
     page_axes = axes[k:]
     if "Y" not in page_axes or "X" not in page_axes:
-        raise CorruptFileError(path, f"OME series axes {axes!r} have no Y/X image plane")
+        raise CorruptFileError(path, f"TIFF series axes {axes!r} have no Y/X image plane")
     planes: list[tuple[str, int] | None] = []
     for page in s.pages:
         if page is None:
@@ -49,11 +50,11 @@ def _series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[
             continue
         index = page.index
         if not isinstance(index, (int, np.integer)):
-            raise CorruptFileError(path, f"OME plane in a sub-IFD ({index}) is not supported")
+            raise CorruptFileError(path, f"a plane in a sub-IFD ({index}) is not supported")
         planes.append((os.path.abspath(page.parent.filehandle.path), int(index)))
     n_lead = int(np.prod(shape[:k], dtype=np.int64))
     if n_lead != len(planes):
-        raise CorruptFileError(path, f"OME series {axes}{shape} needs {n_lead} planes, the file has {len(planes)}")
+        raise CorruptFileError(path, f"TIFF series {axes}{shape} needs {n_lead} planes, the file has {len(planes)}")
     return axes, shape, planes, page_axes
 
 
@@ -96,7 +97,7 @@ def layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
             if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
                 raise FormatError(f"{path}: no OME image {series!r}; the file holds {len(tf.series)} (series=0..{len(tf.series) - 1})")
             s = tf.series[series]
-            axes, shape, planes, page_axes = _series_planes(path, s)
+            axes, shape, planes, page_axes = series_planes(path, s)
             dtype = np.dtype(s.dtype)
     except (tifffile.TiffFileError, ValueError, struct.error) as exc:
         if isinstance(exc, FormatError):

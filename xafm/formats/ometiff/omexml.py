@@ -51,6 +51,13 @@ def _xml_safe(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
+def _name_attr(text: str) -> str:
+    """A display name as a quoted attribute value without character references: tabs and
+    line breaks become spaces (``quoteattr`` would write ``&#10;``, which Bio-Formats
+    mangles), everything else is kept as UTF-8 or as a named entity (``&amp;``)."""
+    return quoteattr(re.sub("[\t\n\r]", " ", _xml_safe(text)))
+
+
 def _fmt(v: float) -> str:
     return repr(float(v))
 
@@ -62,8 +69,8 @@ def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, in
     attrs = (
         f'ID="Pixels:{index}" DimensionOrder="XYCZT" Type="{OME_TYPES[dtype]}" '
         f'SizeX="{n_x}" SizeY="{n_y}" SizeZ="1" SizeC="1" SizeT="{n_t}" BigEndian="false" '
-        f'PhysicalSizeX="{_fmt(dx / 1e3)}" PhysicalSizeXUnit="&#181;m" '
-        f'PhysicalSizeY="{_fmt(dy / 1e3)}" PhysicalSizeYUnit="&#181;m"'
+        f'PhysicalSizeX="{_fmt(dx / 1e3)}" PhysicalSizeXUnit="\u00b5m" '
+        f'PhysicalSizeY="{_fmt(dy / 1e3)}" PhysicalSizeYUnit="\u00b5m"'
     )
     if inc is not None and inc > 0:
         attrs += f' TimeIncrement="{_fmt(inc)}" TimeIncrementUnit="s"'
@@ -72,19 +79,23 @@ def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, in
     ) if planes else ""
     return (
         f"<Pixels {attrs}>"
-        f'<Channel ID="Channel:{index}:0" Name={quoteattr(_xml_safe(name))} SamplesPerPixel="1"><LightPath/></Channel>'
+        f'<Channel ID="Channel:{index}:0" Name={_name_attr(name)} SamplesPerPixel="1"><LightPath/></Channel>'
         f'<TiffData IFD="{first_ifd}" PlaneCount="{n_t}"/>'
         f"{plane_xml}</Pixels>"
     )
 
 
 def ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, annotation: dict[str, str]) -> str:
-    """The whole document, ASCII: one Image per ``(image name, channel name, dtype)``, all
-    of ``shape``, and the MapAnnotation holding ``annotation``."""
+    """The whole document, to be stored as UTF-8 (what the OME-TIFF specification says
+    ImageDescription holds, and what tifffile writes): one Image per ``(image name,
+    channel name, dtype)``, all of ``shape``, and the MapAnnotation holding ``annotation``.
+
+    It holds no numeric character references (``&#181;``): Bio-Formats mangles them in
+    the TIFF comment, refuses the unit and falls back to its plain TIFF reader."""
     parts = []
     for i, (image_name, channel, dtype) in enumerate(images):
         parts.append(
-            f'<Image ID="Image:{i}" Name={quoteattr(_xml_safe(image_name))}>'
+            f'<Image ID="Image:{i}" Name={_name_attr(image_name)}>'
             # Plane/DeltaT on the stack's image only: playNano collects every Plane in the
             # document as its frame times
             + pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0)
@@ -100,8 +111,7 @@ def ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int]
         + f'<StructuredAnnotations><MapAnnotation ID="Annotation:0" Namespace="{ANNOTATION_NS}">'
         f"<Value>{values}</Value></MapAnnotation></StructuredAnnotations></OME>"
     )
-    # TIFF's ImageDescription is ASCII: non-ASCII becomes XML character references.
-    return xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return xml
 
 
 # --------------------------------------------------------------------------------------

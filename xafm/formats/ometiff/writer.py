@@ -1,11 +1,14 @@
 """Writing OME-TIFF: the stack, then each kept layer and mask, as OME images of one plane
 per frame, streamed frame by frame with tifffile; BigTIFF when the file may exceed 4 GiB;
-the OME-XML (:mod:`.omexml`) and playNano's private tags on the first page."""
+the OME-XML (:mod:`.omexml`, stored as UTF-8) and playNano's private tags on the first
+page; the pixel size also in every page's resolution tags (pixels per centimetre), for
+readers that know plain TIFF only."""
 
 from __future__ import annotations
 
 import json
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +25,29 @@ from .omexml import OME_TYPES, ome_xml
 
 #: Stay clear of the 4 GiB classic-TIFF limit (headers, IFDs and the XML need room too).
 BIGTIFF_THRESHOLD = 2**32 - 2**25
+#: TIFF ResolutionUnit 3: XResolution/YResolution count pixels per centimetre.
+RESOLUTION_UNIT_CM = 3
+_UINT32_MAX = 2**32 - 1
 
 
 def _ascii_json(text: str) -> str:
     return json.dumps(json.loads(text), ensure_ascii=True)
+
+
+def resolution_tags(dy: float, dx: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """XResolution and YResolution (pixels per cm as TIFF rationals) for a pixel of
+    ``dy`` x ``dx`` nm; None when a rational of 32-bit terms cannot hold one of them
+    (pixels under 2.4 pm or over 4e16 nm)."""
+    out = []
+    for nm in (dx, dy):
+        per_cm = Fraction(1e7 / nm)
+        if not 1 / _UINT32_MAX <= per_cm <= _UINT32_MAX:
+            return None
+        per_cm = per_cm.limit_denominator(max(1, min(_UINT32_MAX, int(_UINT32_MAX / per_cm))))
+        if per_cm.numerator == 0 or per_cm.numerator > _UINT32_MAX:
+            return None
+        out.append((per_cm.numerator, per_cm.denominator))
+    return out[0], out[1]
 
 
 def _tiff_dtype(dtype: np.dtype) -> np.dtype:
@@ -69,7 +91,8 @@ def write(
     series += [(f"mask:{conventions.decode_name(k)}", "mask", v, np.dtype(np.uint8)) for k, v in content.masks.items()]
     n_t, n_y, n_x = (int(s) for s in content.data.shape)
     shape = (n_t, n_y, n_x)
-    # JSON with \\uXXXX escapes: exact names and values survive the ASCII-only XML
+    # JSON with \\uXXXX escapes: exact names and values survive whatever a tool does to
+    # non-ASCII text, and control characters (which XML cannot hold) too
     annotation = {
         "provenance_json": _ascii_json(content.provenance_json),
         "frame_metadata_json": _ascii_json(content.frame_metadata_json),
@@ -79,7 +102,8 @@ def write(
     }
     if content.state_backups_json:
         annotation["state_backups_json"] = content.state_backups_json
-    xml = ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation)
+    xml = ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation).encode("utf-8")
+    resolution = resolution_tags(dy, dx)
     total = sum(int(np.prod(shape)) * t.itemsize for *_, t in series) + len(xml) + 64 * shape[0] * len(series)
     if bigtiff is None:
         bigtiff = total > BIGTIFF_THRESHOLD
@@ -99,5 +123,7 @@ def write(
                 metadata=None,
                 extratags=extratags if i == 0 else None,
                 software=f"xafm {__version__}",
+                resolution=resolution,
+                resolutionunit=RESOLUTION_UNIT_CM if resolution else None,
             )
     return path
