@@ -29,6 +29,8 @@ from xafm.core import provenance
 from xafm.exceptions import FormatError, OutputExistsError, StackError, UnknownOptionError, XafmWarning
 from xafm.render import N_DATA, NAN_INDEX, RenderError, RenderOptions
 
+from .helpers import shared_file
+
 GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
 
 
@@ -135,7 +137,7 @@ def ffmetadata_tags(path) -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 # GIF
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("compression", ["fast", "lzw"])
+@pytest.mark.parametrize("compression", ["auto", "fast", "lzw"])
 def test_gif_frames_size_duration_loop_and_colours(tmp_path, compression):
     da = known_stack()
     path = animation.to_gif(da, tmp_path / "a.gif", fps=4, compression=compression, **OPTS)
@@ -155,15 +157,55 @@ def test_gif_frames_size_duration_loop_and_colours(tmp_path, compression):
         assert np.all(frame[20:26, 45:51] == nan)
 
 
-def test_gif_decodes_identically_in_pillow_and_ffmpeg(tmp_path, rng):
-    da = xafm.stack(rng.normal(0, 1, (4, 37, 251)), pixel_size_nm=1.0, times=[0, 1, 2, 3])
-    r = render.FrameRenderer(da, RenderOptions(upscale=1))
+def mixed_stack(rng, h: int = 37, w: int = 251):
+    """Noisy frames (0, 2) between smooth ones (1, 3): a GIF of both kinds of coding."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.sin(xx / 40.0) + np.cos(yy / 9.0)
+    data = np.stack([rng.normal(0, 1, (h, w)), smooth, rng.normal(0, 1, (h, w)), smooth + 0.1])
+    return xafm.stack(data, pixel_size_nm=1.0, times=[0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_gif_decodes_identically_in_pillow_and_ffmpeg(tmp_path, rng, upscale):
+    da = mixed_stack(rng)
+    r = render.FrameRenderer(da, RenderOptions(upscale=upscale))
     expected = [r.rgb(r.indices(f, i)) for i, f in r.frames()]
-    for compression in ("fast", "lzw"):
-        path = animation.to_gif(da, tmp_path / f"{compression}.gif", upscale=1, compression=compression)
+    h, w = r.shape
+    for compression in ("auto", "fast", "lzw"):
+        path = animation.to_gif(da, tmp_path / f"{compression}.gif", upscale=upscale, compression=compression)
         for got, exp in zip(gif_frames(path), expected):
             np.testing.assert_array_equal(got, exp)
-        np.testing.assert_array_equal(ffmpeg_rgb(path, 251, 37), np.stack(expected))
+        np.testing.assert_array_equal(ffmpeg_rgb(path, w, h), np.stack(expected))
+
+
+def gif_frame_sizes(path) -> list[int]:
+    """Bytes of each frame's image data, from a walk over the GIF's blocks written here."""
+    data = path.read_bytes()
+    pos, sizes = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0), []
+    while data[pos] != 0x3B:
+        start = pos + 10 + 1 if data[pos] == 0x2C else pos + 2
+        end = start
+        while data[end]:
+            end += 1 + data[end]
+        if data[pos] == 0x2C:
+            sizes.append(end + 1 - start)
+        pos = end + 1
+    return sizes
+
+
+def test_gif_auto_codes_smooth_frames_with_lzw_and_noisy_ones_literally(tmp_path, rng):
+    da = mixed_stack(rng, 64, 256)
+    sizes = {c: gif_frame_sizes(animation.to_gif(da, tmp_path / f"{c}.gif", compression=c, upscale=1)) for c in ("auto", "fast", "lzw")}
+    auto, fast, lzw = sizes["auto"], sizes["fast"], sizes["lzw"]
+    assert auto[0] == fast[0] and auto[2] == fast[2]  # noise: LZW would save too little
+    assert auto[1] == lzw[1] < 0.7 * fast[1] and auto[3] == lzw[3] < 0.7 * fast[3]  # smooth: LZW
+    assert lzw[0] > 0.7 * fast[0]  # (the noise really is hard for LZW)
+    # the real HS-AFM sample, levelled: every frame LZW-coded, as small as with "lzw"
+    real = xafm.open(shared_file("afm", "asd_sample_0.asd")).isel(time=slice(0, 4)).afm.remove_plane().afm.align_rows()
+    a = gif_frame_sizes(animation.to_gif(real, tmp_path / "ra.gif", scale_bar_nm=20))
+    b = gif_frame_sizes(animation.to_gif(real, tmp_path / "rl.gif", scale_bar_nm=20, compression="lzw"))
+    f = gif_frame_sizes(animation.to_gif(real, tmp_path / "rf.gif", scale_bar_nm=20, compression="fast"))
+    assert a == b and sum(a) < 0.6 * sum(f)
 
 
 def test_gif_delays_follow_fps():
@@ -200,7 +242,109 @@ def test_gif_overwrite_and_provenance(tmp_path):
     rec = recs[-1]
     assert rec["type"] == "export" and rec["format"] == "gif" and rec["path"] == str(path)
     assert rec["zmin"] == 0.0 and rec["zmax"] == 1.0 and rec["frames"] == 2 and rec["fps"] == 5.0
-    assert rec["writer"] == "xafm.animation.gif" and rec["compression"] == "fast" and rec["size"] == [96, 96]
+    assert rec["writer"] == "xafm.animation.gif" and rec["compression"] == "auto" and rec["size"] == [96, 96]
+
+
+def test_gif_lzw_direct_encoder_matches_pillows_writer_and_falls_back_to_it(tmp_path, rng, monkeypatch):
+    """The LZW coding calls Pillow's encoder directly (a private entry point): its bytes
+    must be those of Pillow's own GIF writer, and a Pillow without that entry point must
+    still give a correct GIF through the writer."""
+    from xafm.animation import gif as gif_module
+
+    fallback = gif_module._gif_lzw_pillow
+
+    smooth = (np.add.outer(np.arange(40), np.arange(300)) // 3 % 252).astype(np.uint8)
+    for indices in (rng.integers(0, 252, (37, 251)).astype(np.uint8), smooth):
+        direct = b"".join(bytes(p) for p in gif_module._gif_lzw(indices))
+        assert direct == b"".join(bytes(p) for p in gif_module._gif_lzw_pillow(indices))
+    da = mixed_stack(rng)
+    r = render.FrameRenderer(da, RenderOptions(upscale=1))
+    expected = [r.rgb(r.indices(f, i)) for i, f in r.frames()]
+
+    def missing(im):
+        raise AttributeError("module 'PIL.Image' has no attribute '_getencoder'")
+
+    monkeypatch.setattr(gif_module, "_pillow_gif_encoder", missing)
+    called = []
+    monkeypatch.setattr(gif_module, "_gif_lzw_pillow", lambda idx: called.append(1) or fallback(idx))
+    path = animation.to_gif(da, tmp_path / "fallback.gif", upscale=1, compression="lzw")
+    assert len(called) == len(expected)  # every frame went through the writer
+    for got, exp in zip(gif_frames(path), expected, strict=True):
+        np.testing.assert_array_equal(got, exp)
+
+
+# --------------------------------------------------------------------------------------
+# true to scale: non-square pixels
+# --------------------------------------------------------------------------------------
+def disc_stack(dy: float, dx: float, radius_nm: float = 30.0):
+    """A disc of ``radius_nm`` (value 1 on 0) in the middle of a field about 98 x 100 nm,
+    sampled with pixels of ``dy`` x ``dx`` nm."""
+    h, w = round(98 / dy), round(100 / dx)
+    yc, xc = h * dy / 2, w * dx / 2
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = ((yy + 0.5) * dy - yc) ** 2 + ((xx + 0.5) * dx - xc) ** 2 <= radius_nm**2
+    return xafm.stack(np.stack([disc, disc]).astype(float), pixel_size_nm=(dy, dx), times=[0.0, 1.0])
+
+
+def measure_disc_and_bar(rgb: np.ndarray, disc_colour: np.ndarray) -> tuple[int, int, int]:
+    """The disc's width and height (columns and rows holding a pixel of its colour, within
+    40/255) and the scale bar's length (the longest run of near-white pixels) in display pixels."""
+    near = np.abs(rgb.astype(int) - disc_colour.astype(int)).max(axis=-1) < 40
+    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+    white = (rgb.min(axis=-1) > 215).astype(np.int8)
+    runs = 0
+    for row in white[rgb.shape[0] // 2 :]:  # the bar is at the bottom
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row, [0]])))
+        runs = max(runs, int((edges[1::2] - edges[::2]).max(initial=0)))
+    return int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1), runs
+
+
+def decoded_gif_png_mp4(da, tmp_path, **opts) -> dict[str, np.ndarray]:
+    """The first frame of the stack exported as GIF, PNG and MP4, decoded to RGB."""
+    gif = gif_frames(animation.to_gif(da, tmp_path / "d.gif", **opts))[0]
+    with Image.open(animation.to_frames(da, tmp_path / "seq", **opts) / "frame_0000.png") as im:
+        png = np.asarray(im.convert("RGB"))
+    h, w = gif.shape[:2]
+    mp4 = ffmpeg_rgb(animation.to_video(da, tmp_path / "d.mp4", quality=10, **opts), w + w % 2, h + h % 2)[0, :h, :w]
+    return {"gif": gif, "png": png, "mp4": mp4}
+
+
+DISC_OPTS = dict(cmap="viridis", zmin=0.0, zmax=1.0, scale_bar_nm=20, timestamps=False)
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(0.245, 0.3125), (0.3125, 0.245)])
+def test_non_square_pixels_are_shown_true_to_scale(tmp_path, dy, dx):
+    """A 60 nm disc sampled with pixels 28 % longer along one axis is round in the decoded
+    GIF, PNG and video: its width and height in display pixels agree within 2, and agree
+    with the scale bar's pixels per nm."""
+    da = disc_stack(dy, dx)
+    yellow = render.build_palette("viridis")[N_DATA - 1]
+    decoded = decoded_gif_png_mp4(da, tmp_path, **DISC_OPTS)
+    h, w = decoded["gif"].shape[:2]
+    assert abs(w / h - (da.sizes["x"] * dx) / (da.sizes["y"] * dy)) < 2 / min(h, w)  # the field's aspect
+    for name, rgb in decoded.items():
+        width, height, bar = measure_disc_and_bar(rgb, yellow)
+        assert abs(width - height) <= 2, (name, width, height)
+        px_per_nm = bar / 20.0
+        assert abs(width - 60 * px_per_nm) <= 2 and abs(height - 60 * px_per_nm) <= 2, (name, width, height, bar)
+    rec = json.loads(gif_comment(tmp_path / "d.gif"))[-1]
+    assert rec["display_pixel_nm"][0] == pytest.approx(rec["display_pixel_nm"][1], rel=0.01)
+    assert rec["size"] == [w, h]
+
+
+def test_non_square_pixels_upscaled_keep_the_sampled_shape(tmp_path):
+    """Coarse pixels (0.98 x 1.25 nm, upscaled 4x): every sampled pixel of the disc becomes
+    a display block of the same physical size, so the disc's extent in display pixels is
+    its extent in sampled pixels times each axis's display pixels per sampled pixel."""
+    da = disc_stack(0.98, 1.25)
+    disc = da.values[0] > 0.5
+    n_rows, n_cols = int(disc.any(axis=1).sum()), int(disc.any(axis=0).sum())
+    decoded = decoded_gif_png_mp4(da, tmp_path, **DISC_OPTS)
+    assert decoded["gif"].shape[0] == 4 * da.sizes["y"]  # the finer axis is upscaled by an integer factor
+    for name, rgb in decoded.items():
+        width, height, bar = measure_disc_and_bar(rgb, render.build_palette("viridis")[N_DATA - 1])
+        px_per_nm = bar / 20.0
+        assert abs(height - n_rows * 0.98 * px_per_nm) <= 2 and abs(width - n_cols * 1.25 * px_per_nm) <= 2, (name, width, height, bar)
 
 
 # --------------------------------------------------------------------------------------

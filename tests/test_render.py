@@ -187,6 +187,34 @@ def test_percentiles_none_without_finite_values():
     assert render.percentiles(xafm.stack(np.full((2, 4, 4), np.nan), pixel_size_nm=1.0)) is None
 
 
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_percentiles_tell_whether_every_value_is_finite(rng, bad, lazy):
+    """The z-scale pass reports NaN/inf anywhere in the stack (a single one, in the
+    middle of the value range or not), numpy (tail shortcut) and dask (full histogram) alike."""
+    data = rng.normal(0, 1, (6, 64, 64))
+    if bad is not None:
+        data[4, 33, 17] = bad
+    arr = dsa.from_array(data, chunks=(2, 64, 64)) if lazy else data
+    found, finite = core_percentiles.percentiles_and_finite(xafm.stack(arr, pixel_size_nm=1.0))
+    assert finite is (bad is None)
+    assert found == render.percentiles(xafm.stack(data, pixel_size_nm=1.0))
+    assert core_percentiles.percentiles_and_finite(np.arange(50, dtype=np.int16))[1] is True
+
+
+def test_renderer_skips_the_nan_search_only_when_the_pass_found_none(rng):
+    data = rng.normal(0, 1, (3, 32, 32))
+    data[2, 5, 5] = np.nan
+    r = render.FrameRenderer(xafm.stack(data, pixel_size_nm=1.0), RenderOptions(upscale=1, scale_bar=False, timestamps=False))
+    frames = dict(r.frames())
+    assert r._finite is False and r.indices(frames[2], 2)[5, 5] == NAN_INDEX
+    fixed = render.FrameRenderer(xafm.stack(data, pixel_size_nm=1.0), RenderOptions(upscale=1, scale_bar=False, timestamps=False, zmin=-1, zmax=1))
+    assert fixed.indices(frames[2], 2)[5, 5] == NAN_INDEX  # no pass: always searched
+    clean = data[:2]
+    lo, hi = -1.5, 1.5
+    np.testing.assert_array_equal(render.to_indices(clean[0], lo, hi, finite=True), render.to_indices(clean[0], lo, hi))
+
+
 def test_zscale_numbers_auto_none_and_errors(rng):
     data = rng.normal(0, 1, (4, 32, 32))
     data[0, 0, 0] = 40.0
@@ -262,6 +290,24 @@ def test_upscale_factor():
     for bad in (0, -1, 1.5, "big", True):
         with pytest.raises(RenderError, match="upscale"):
             render.upscale_factor(64, 64, bad)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8])
+def test_repeat_columns_is_nearest_neighbour_along_x(rng, k):
+    a = rng.integers(0, 256, (7, 9)).astype(np.uint8)
+    np.testing.assert_array_equal(render.frames.repeat_columns(a, k), np.repeat(a, k, axis=1))
+
+
+def test_display_shape_is_true_to_scale():
+    assert render.display_shape(200, 200, (0.5, 0.5)) == (2, 400, 400)  # square: as upscale_factor
+    assert render.display_shape(512, 512, (1.0, 1.0), 3) == (3, 1536, 1536)
+    k, H, W = render.display_shape(200, 160, (0.98, 1.25))  # columns coarser: they are resampled
+    assert H == 200 * k and abs(W / H - (160 * 1.25) / (200 * 0.98)) < 1 / H
+    k, H, W = render.display_shape(160, 200, (1.25, 0.98))  # rows coarser
+    assert W == 200 * k and abs(H / W - (160 * 1.25) / (200 * 0.98)) < 1 / W
+    assert min(H, W) >= render.MIN_SIDE
+    k, H, W = render.display_shape(1000, 2000, (3.0, 1.0))  # 3000 px tall at k=1: shrunk to the cap
+    assert k == 1 and H == render.MAX_SIDE and abs(W / H - 2000 / 3000) < 1 / W
 
 
 def test_labels():

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import xarray as xr
 
+from ..core import model
 from ..core.output import atomic_output
 from ..exceptions import FormatError, RenderError
-from ..render.frames import upscale_factor
+from ..render.frames import display_shape
 from ..render.options import RenderOptions, takes_render_options
 from .gif import write_gif
 from .video import DEFAULT_QUALITY, write_video
@@ -97,6 +98,5 @@ def preview(
             write_video(da, path, fps=fps, codec=None, quality=DEFAULT_QUALITY, preset=None, render=render, overwrite=True, progress=False, record=False)
             mimetype = "video/mp4"
         data = path.read_bytes()
-    h, w = int(da.sizes["y"]), int(da.sizes["x"])
-    k = upscale_factor(h, w, render.upscale)
-    return Preview(data, mimetype, (w * k, h * k), int(da.sizes.get("time", 1)), float(fps))
+    _, h, w = display_shape(int(da.sizes["y"]), int(da.sizes["x"]), model.pixel_size_nm(da), render.upscale)
+    return Preview(data, mimetype, (w, h), int(da.sizes.get("time", 1)), float(fps))

@@ -137,7 +137,7 @@ def to_frames(
 
         def write(item: tuple[int, np.ndarray]) -> None:
             i, frame = item
-            idx = r.indices(frame, i)
+            idx = r.indices(frame, i, out=r.scratch("indices", r.shape))  # encoded into new bytes below
             data = png_bytes(idx, r.palette, chunks=png_chunks) if key == "png" else jpeg_bytes(r.rgb0(idx), jpeg_quality, comment=jpeg_comment)
             (tmp / names[i]).write_bytes(data)
 

@@ -245,29 +245,41 @@ def write_video(
     (the notebook preview) and so carries no provenance."""
     fps = check_fps(fps)
     # 4:2:0 chroma needs even sizes: pad (black), never rescale
-    r = FrameRenderer(da, render, pad_to=2, action="to_video")
-    command, own_yuv = video_command(path, r.size, fps=fps, codec=codec, quality=quality, preset=preset)
+    size = FrameRenderer.output_size(da, render, pad_to=2, action="to_video")
+    command, own_yuv = video_command(path, size, fps=fps, codec=codec, quality=quality, preset=preset)
     muxer, default_codec = CONTAINERS[path.suffix.lower()]
-    bar = Progress(progress, r.n, f"video {path.name}")
+    r: FrameRenderer | None = None if _FfmpegInput.METADATA_PIPE else FrameRenderer(da, render, pad_to=2, action="to_video")
 
     def comment() -> bytes:
+        assert r is not None
         records = export_records(
             da, path.suffix.lower().lstrip("."), path, r, writer=__name__, fps=fps, codec=codec or default_codec, quality=quality, preset=preset
         )
         return records_json(records, max_bytes=COMMENT_MAX_BYTES.get(muxer), where=str(path))
 
+    # ffmpeg encodes in its own process on all cores: leave it one (on two cores
+    # rendering inline was 0.26 s against 0.31 s with two render threads, best of 12)
+    n_workers = max(1, workers() - 1)
+    frame_bytes = size[0] * size[1] * 3 // 2
+
     def render_frame(item: tuple[int, np.ndarray]) -> Any:
+        assert r is not None
         i, frame = item
-        idx = r.indices(frame, i)
-        return r.yuv420(idx) if own_yuv else r.rgb0(idx)
+        if n_workers > 1:
+            idx = r.indices(frame, i)
+            return r.yuv420(idx) if own_yuv else r.rgb0(idx)
+        # inline, each frame is written before the next is rendered: the buffers are reused
+        idx = r.indices(frame, i, out=r.scratch("indices", r.shape))
+        return r.yuv420(idx, out=r.scratch("yuv", (frame_bytes,))) if own_yuv else r.rgb0(idx)
 
     with atomic_output(path, overwrite=overwrite) as tmp:
-        # started first: it loads while the z-scale pass runs
+        # started first: it loads while the renderer is set up and the z-scale pass runs
         with _FfmpegInput(path, [*command, os.fspath(tmp)], metadata=comment if record else None) as ffmpeg:
+            if r is None:
+                r = FrameRenderer(da, render, pad_to=2, action="to_video")
+            bar = Progress(progress, r.n, f"video {path.name}")
             ffmpeg.send_metadata()  # the record holds the z-scale: this runs the pass
-            # ffmpeg encodes in its own process on all cores: leave it one (on two cores
-            # rendering inline was 0.26 s against 0.31 s with two render threads, best of 12)
-            for data in map_ordered(render_frame, r.frames(), n_workers=max(1, workers() - 1)):
+            for data in map_ordered(render_frame, r.frames(), n_workers=n_workers):
                 ffmpeg.write(data)
                 bar.step()
             ffmpeg.finish()

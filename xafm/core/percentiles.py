@@ -91,7 +91,7 @@ class _Histogram:
         bin taken as spread evenly over it), whether they are precise (bins narrower
         than 1/1000 of the spread between them), and the bins (in value order) they were
         read from. None: no finite value."""
-        keys = np.flatnonzero(self.counts)  # the occupied bins only: a few thousand
+        keys = np.flatnonzero(self.counts != 0)  # the occupied bins only (5x faster than on the int64 counts)
         keys = keys[(keys & (_SIGN - 1)) < _FINITE]  # not the NaN / inf bins
         order = np.where(keys >= _SIGN, _FINITE - 1 - (keys - _SIGN), _FINITE + keys)
         by_value = np.argsort(order)
@@ -154,6 +154,20 @@ def percentiles(
     percentiles (``_tail_histogram``), so whether a stack is numpy or dask, and how it
     is chunked, never changes its colours.
     """
+    return percentiles_and_finite(da, qs, max_passes=max_passes, target_bytes=target_bytes)[0]
+
+
+def _all_finite(counts: np.ndarray) -> bool:
+    """Whether a histogram holds no NaN/inf (nor values beyond float32 from its centre)."""
+    return not counts.reshape(2, _SIGN)[:, _FINITE:].any()
+
+
+def percentiles_and_finite(
+    da: xr.DataArray | np.ndarray, qs: Iterable[float] = (1.0, 99.0), *, max_passes: int = 3, target_bytes: int | None = None
+) -> tuple[list[float] | None, bool]:
+    """:func:`percentiles`, and whether the same pass found every value finite (False
+    when a value is NaN, inf or beyond the float32 range from the histogram's centre),
+    so a renderer can skip looking for non-finite values frame by frame."""
     qs = [float(q) / 100.0 for q in qs]
     obj = da if isinstance(da, xr.DataArray) else xr.DataArray(np.asarray(da))
     values = obj.variable._data
@@ -161,9 +175,9 @@ def percentiles(
     if isinstance(values, np.ndarray) and values.size and all(q <= 0.05 or q >= 0.95 for q in qs):
         ref = _first_guess(values)
         found = _tail_histogram(values, qs, ref)
-        if found is not _UNDECIDED:
-            return found  # type: ignore[return-value]
-    result = None
+        if isinstance(found, tuple):
+            return found
+    result, finite = None, False
     for _ in range(max_passes):
         hist = None
         for _, _, block in iter_blocks(obj, target_bytes=blocks.BLOCK_BYTES if target_bytes is None else target_bytes):
@@ -173,19 +187,24 @@ def percentiles(
                 hist = _Histogram(ref)
             hist.add(block)
         assert hist is not None
+        finite = _all_finite(hist.counts)
         found = hist.quantiles(qs)
         if found is None:
-            return None
+            return None, finite
         result, precise, _ = found
         if precise:
             break
         ref = (min(result) + max(result)) / 2
-    return result
+    return result, finite
 
 
 _UNDECIDED = object()
-#: Values per chunk of the tail pass: its temporaries stay in the L2 cache.
-_TAIL_CHUNK = 2**17
+#: Values per chunk of the tail pass (measured fastest: 2**17 took 10 % longer on a
+#: 210 MB stack, 2**15 40 %, from the calls per chunk; 2**19 and up no faster).
+_TAIL_CHUNK = 2**18
+#: Values from which the tail pass runs on several threads (below, starting them costs
+#: more than they save: 1.3 M values took 6.7 ms on two threads, 4.2 ms on one).
+_TAIL_THREADS = 2**22
 #: Size of the subsample the tail thresholds are guessed from.
 _TAIL_SAMPLE = 2**16
 
@@ -201,7 +220,7 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
 
-def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[float] | object | None:
+def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> tuple[list[float] | None, bool] | object:
     """What the first histogram pass of ``percentiles`` gives for tail quantiles ``qs``
     (each <= 0.05 or >= 0.95) of an in-memory array, without binning every value.
 
@@ -212,7 +231,9 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     between them. Every bin beyond a threshold's own bin is then complete, so a quantile
     read from such a bin is exactly what the full histogram gives. ``_UNDECIDED`` when it
     is not (a misleading subsample), when the full histogram would need another pass, or
-    when ties make the kept part large; the caller then builds the full histogram.
+    when ties make the kept part large; the caller then builds the full histogram. Else
+    the quantiles (None: no finite value) and whether every value is finite (NaN and inf
+    are never strictly between the thresholds, so they are binned, in bins never counted).
     """
     sample = _subsample(values).astype(np.float64, copy=False)
     sample = sample[np.isfinite(sample)]
@@ -221,8 +242,9 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     margin = 0.002 + 0.5 / math.sqrt(sample.size)
     low_q = [q for q in qs if q < 0.5]
     high_q = [q for q in qs if q >= 0.5]
-    a = float(np.quantile(sample, min(1.0, max(low_q) + margin))) if low_q else -math.inf
-    b = float(np.quantile(sample, max(0.0, min(high_q) - margin))) if high_q else math.inf
+    ends = np.quantile(sample, [min(1.0, max(low_q) + margin) if low_q else 0.0, max(0.0, min(high_q) - margin) if high_q else 1.0])
+    a = float(ends[0]) if low_q else -math.inf  # one partition for both thresholds
+    b = float(ends[1]) if high_q else math.inf
     if a >= b:  # a tiny sample: keep everything on the low side
         a, b = math.inf, math.inf
     with np.errstate(over="ignore", invalid="ignore"):
@@ -237,30 +259,42 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     budget = 3 * expected + 64 / _TAIL_CHUNK  # kept fraction at which to give up
     floating = values.dtype.kind == "f"
 
-    def scan(span: tuple[int, int]) -> tuple[np.ndarray, int, int] | None:
-        """Counts of the kept values of frames (or values) ``span``, how many of those
-        are finite, and how many values are not."""
+    def scan(span: tuple[int, int]) -> tuple[np.ndarray, int] | None:
+        """Counts of the values of frames (or values) ``span`` not strictly between the
+        thresholds (NaN and inf land in bins never counted), and how many are between.
+
+        One mask, ``a < x < b`` (False for NaN), per cache-sized chunk; its complement is
+        compressed out. The mask buffers are made once per thread (fresh ones would cost
+        page faults per chunk)."""
         kept: list[np.ndarray] = []
-        bad = n_kept = seen = 0
+        n_kept = seen = middle = 0
+        full = np.empty(step if flat is not None else 0, dtype=bool)
+        other = np.empty_like(full)
         for start in range(span[0], span[1], step):
             chunk = src[start : min(start + step, span[1])]
-            mask = np.empty(chunk.shape, dtype=bool)
-            if floating:
-                bad += chunk.size - int(np.count_nonzero(np.isfinite(chunk, out=mask)))  # NaN, inf
-            np.less_equal(chunk, a, out=mask)
-            if b < math.inf:
-                mask |= chunk >= b
-            kept.append(chunk[mask])
-            n_kept += kept[-1].size
+            if flat is not None:
+                mid, tmp = full[: chunk.size], other[: chunk.size]
+            else:
+                mid, tmp = np.empty(chunk.shape, dtype=bool), np.empty(chunk.shape, dtype=bool)
+            np.greater(chunk, a, out=mid)
+            np.less(chunk, b, out=tmp)
+            np.logical_and(mid, tmp, out=mid)
+            n_mid = int(np.count_nonzero(mid))
+            middle += n_mid
             seen += chunk.size
+            if n_mid == chunk.size:
+                continue
+            np.logical_not(mid, out=mid)
+            out = np.compress(mid, chunk) if flat is not None else chunk[mid]
+            kept.append(out)
+            n_kept += out.size - (int(np.count_nonzero(np.isnan(out))) if floating else 0)  # NaN is not kept
             if n_kept > budget * seen and a < math.inf:
                 return None
         tails = np.concatenate(kept) if kept else np.zeros(0)
-        finite = int(np.count_nonzero(np.isfinite(tails))) if floating else tails.size
-        return _hist_chunk(tails, ref), finite, bad
+        return _hist_chunk(tails, ref), middle
 
     n_items = src.shape[0]
-    n_workers = workers() if values.size >= 4 * _TAIL_CHUNK else 1
+    n_workers = workers() if values.size >= _TAIL_THREADS else 1
     edges = np.linspace(0, n_items, n_workers + 1).astype(int).tolist()
     spans = list(itertools.pairwise(edges))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -275,14 +309,13 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
     scanned = [p for p in parts if p is not None]
     for p in scanned:
         hist.counts += p[0]
-    n_kept_finite = sum(p[1] for p in scanned)
-    bad = sum(p[2] for p in scanned)
-    middle = values.size - bad - n_kept_finite  # finite, between the thresholds
+    middle = sum(p[1] for p in scanned)  # finite, strictly between the thresholds
+    finite = _all_finite(hist.counts)
     if edge_keys and middle:
         hist.counts[edge_keys[0]] += middle
     found = hist.quantiles(qs)
     if found is None:
-        return None
+        return None, finite
     result, precise, bins = found
     if not precise:
         return _UNDECIDED  # the full histogram would make another pass
@@ -293,4 +326,4 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> list[flo
             complete = (low_edge is not None and i < low_edge) or (high_edge is not None and i > high_edge)
             if not complete:
                 return _UNDECIDED
-    return result
+    return result, finite

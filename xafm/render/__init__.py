@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..exceptions import RenderError
 from .colorscale import percentiles, zscale
-from .frames import MAX_SIDE, MIN_SIDE, FrameRenderer, split_yuv420, to_indices, upscale_factor
+from .frames import MAX_SIDE, MIN_SIDE, FrameRenderer, display_shape, split_yuv420, to_indices, upscale_factor
 from .options import RenderOptions, check_fps, takes_render_options
 from .overlay import Overlay, length_label, nice_length, time_label
 from .palette import BG_INDEX, DEFAULT_CMAP, FG_INDEX, N_DATA, NAN_INDEX, SPARE_INDEX, build_palette, colormap, nan_colour_for
@@ -26,6 +26,6 @@ RENDER_BLOCK_BYTES = 16 * 2**20
 __all__ = [
     "BG_INDEX", "DEFAULT_CMAP", "FG_INDEX", "MAX_SIDE", "MIN_SIDE", "NAN_INDEX", "N_DATA", "RENDER_BLOCK_BYTES",
     "SPARE_INDEX", "FrameRenderer", "Overlay", "Progress", "RenderError", "RenderOptions", "build_palette",
-    "check_fps", "colormap", "length_label", "map_ordered", "nan_colour_for", "nice_length", "percentiles",
+    "check_fps", "colormap", "display_shape", "length_label", "map_ordered", "nan_colour_for", "nice_length", "percentiles",
     "split_yuv420", "takes_render_options", "time_label", "to_indices", "upscale_factor", "workers", "zscale",
 ]  # fmt: skip

@@ -29,11 +29,19 @@ def zscale(da: xr.DataArray, zmin: Any = "auto", zmax: Any = "auto") -> tuple[fl
     inf never take part. A stack without finite values gives (0, 1); equal ends are
     widened slightly so a constant stack shows the middle colour.
     """
+    lo, hi, _ = zscale_and_finite(da, zmin, zmax)
+    return lo, hi
+
+
+def zscale_and_finite(da: xr.DataArray, zmin: Any = "auto", zmax: Any = "auto") -> tuple[float, float, bool | None]:
+    """:func:`zscale`, and whether its pass found every value finite (None: no pass was
+    made, both ends being numbers)."""
     lims: list[Any] = list(check_limits(zmin, zmax))  # "auto"/None replaced by numbers below
     auto_q = ({"auto": 1.0, None: 0.0}, {"auto": 99.0, None: 100.0})
     need = [i for i in (0, 1) if not isinstance(lims[i], float)]
+    finite: bool | None = None
     if need:
-        found = percentiles(da, [auto_q[i][lims[i]] for i in need])
+        found, finite = _percentiles.percentiles_and_finite(da, [auto_q[i][lims[i]] for i in need], target_bytes=block_bytes())
         if found is None:  # no finite value at all: any scale will do
             for i in need:
                 other = lims[1 - i]
@@ -47,4 +55,4 @@ def zscale(da: xr.DataArray, zmin: Any = "auto", zmax: Any = "auto") -> tuple[fl
     if not hi > lo:
         d = max(abs(lo) * 1e-6, 1e-12)
         lo, hi = lo - d, hi + d
-    return float(lo), float(hi)
+    return float(lo), float(hi), finite

@@ -113,7 +113,8 @@ nan_color
     Colour of NaN/inf pixels; ``"auto"`` picks one far from every colormap colour.
 upscale
     Integer nearest-neighbour factor, or ``"auto"``: frames with a shorter side under
-    320 px grow so the annotations are legible.
+    320 px grow so the annotations are legible. With non-square pixels it applies to the
+    axis with the finer pixels and the other is resampled, so frames are true to scale.
 """
 
 

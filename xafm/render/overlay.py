@@ -8,6 +8,7 @@ cached glyphs, so a new frame time costs a few small array ORs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +39,7 @@ def time_label(t: float) -> str:
     return f"{t:.2f} s"
 
 
+@functools.lru_cache(maxsize=16)
 def _font(size: int) -> Any:
     from PIL import ImageFont
 
@@ -57,6 +59,19 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
         grown[:, :-1] |= out[:, 1:]
         out = grown
     return out
+
+
+_GLYPH_CACHES: dict[tuple[int, int], tuple[dict[str, Any], dict[str, float]]] = {}
+
+
+def _shared_glyph_caches(font_px: int, outline: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """The glyph and kerning caches of one font size and outline width (at most 16 kept)."""
+    key = (font_px, outline)
+    if key not in _GLYPH_CACHES:
+        if len(_GLYPH_CACHES) >= 16:
+            _GLYPH_CACHES.clear()
+        _GLYPH_CACHES[key] = ({}, {})
+    return _GLYPH_CACHES[key]
 
 
 class _Stamp:
@@ -99,8 +114,10 @@ class Overlay:
         self.bar_px = bar_px
         self.bar_thickness = max(2, round(self.font_px / 4))
         self._stamps: dict[str, _Stamp | None] = {}
-        self._glyphs: dict[str, tuple[np.ndarray, np.ndarray, int, int, float] | None] = {}
-        self._kerns: dict[str, float] = {}
+        # glyphs and kerning depend on the font size and outline only: shared by every
+        # overlay (and export) of that size, so a new export renders no glyph again
+        self._glyphs, self._kerns = _shared_glyph_caches(self.font_px, self.outline)
+        self._offsets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._static = self._bar(bar_px, bar_label) if bar_px else None
         self.times = list(times) if times is not None else None
 
@@ -166,10 +183,23 @@ class Overlay:
             self._kerns[pair] = float(self.font.getlength(pair) - self.font.getlength(pair[0]) - self.font.getlength(pair[1]))
         return self._kerns[pair]
 
+    def _glyph_offsets(self, ch: str) -> tuple[np.ndarray, np.ndarray]:
+        """Flat offsets (rows ``stride`` wide) of a glyph's fill and outline pixels from
+        its padded top-left corner."""
+        if ch not in self._offsets:
+            fill, grown = self._glyph(ch)[:2]  # type: ignore[index]
+            ys, xs = np.nonzero(fill)
+            yo, xo = np.nonzero(grown & ~fill)
+            self._offsets[ch] = ((ys * self.stride + xs).astype(np.intp), (yo * self.stride + xo).astype(np.intp))
+        return self._offsets[ch]
+
     def _text_stamp(self, text: str, y0: int, x0: int) -> _Stamp | None:
         """Text with its top-left ink pixel at (y0, x0), composed from cached glyphs: a
         new frame time costs a few small array ORs instead of a Pillow rendering and a
-        dilation (dilating a union of glyphs is the union of their dilations)."""
+        dilation (dilating a union of glyphs is the union of their dilations). When the
+        text lies inside the frame, the glyphs' cached pixel offsets are just shifted:
+        outlines first, then fills, as a stamp paints them, so a fill wins over a
+        neighbour's outline exactly as in the union."""
         glyphs = [self._glyph(ch) for ch in text]
         if any(g is None for g in glyphs):
             return self._place(self._text_mask(text), y0, x0)
@@ -177,8 +207,8 @@ class Overlay:
         for j, (fill, grown, dx, dy, advance) in enumerate(glyphs):  # type: ignore[misc]
             if j:
                 pen += self._kerning(text[j - 1 : j + 1])
-            if fill.any():
-                placed.append((fill, grown, round(pen) + dx, dy))
+            if len(self._glyph_offsets(text[j])[0]):  # it has ink
+                placed.append((fill, grown, round(pen) + dx, dy, text[j]))
             pen += advance
         if not placed:
             return None
@@ -187,9 +217,18 @@ class Overlay:
         left = min(p[2] for p in placed)
         h = max(p[3] + p[0].shape[0] for p in placed) - top
         w = max(p[2] + p[0].shape[1] for p in placed) - left
+        Y0, X0 = y0 - r, x0 - r  # the composite's top-left corner in the frame
+        if Y0 >= 0 and X0 >= 0 and Y0 + h <= self.shape[0] and X0 + w <= self.shape[1]:
+            fgs, bgs = [], []
+            for _, _, gx, gy, ch in placed:
+                fg, bg = self._glyph_offsets(ch)
+                corner = (Y0 + gy - top) * self.stride + X0 + gx - left
+                fgs.append(fg + corner)
+                bgs.append(bg + corner)
+            return _Stamp(np.concatenate(fgs), np.concatenate(bgs))
         fill_all = np.zeros((h, w), dtype=bool)
         grown_all = np.zeros((h, w), dtype=bool)
-        for fill, grown, gx, gy in placed:
+        for fill, grown, gx, gy, _ in placed:
             sl = (slice(gy - top, gy - top + fill.shape[0]), slice(gx - left, gx - left + fill.shape[1]))
             fill_all[sl] |= fill
             grown_all[sl] |= grown
