@@ -1,21 +1,37 @@
-"""Benchmark: annotated GIF / MP4 / PNG-sequence exports, xafm against playNano, in one run.
+"""Benchmark: annotated GIF / MP4 / PNG-sequence exports, xafm against playNano, in one run,
+on a synthetic stack and on a real HS-AFM video.
 
 Run from the project root with an environment that has both xafm and playNano (playNano
 is GPL, so it lives only in the benchmark's own venv, never in xafm's dependencies)::
 
     python3 -m venv /work/bench-venv
     /work/bench-venv/bin/pip install playnano && /work/bench-venv/bin/pip install -e .
-    /work/bench-venv/bin/python -m bench.animation [--frames 100 --size 512 --repeat 3]
+    /work/bench-venv/bin/python -m bench.animation [--frames 100 --size 512 --repeat 5]
 
-The stack is xafm's synthetic HS-AFM video (``xafm.demo.synthetic_video``: diffusing
-particles, noise, tilt and line offsets), levelled (``remove_plane``, ``align_rows``) and
-given to both tools as the same float64 array with the same options: 5 fps, 100 nm scale
-bar, timestamps, z-scale ``"auto"`` (1st/99th percentile), afmhot for playNano and xafm's
-default colormap for xafm. Each export is timed best of ``--repeat`` interleaved rounds
-after an untimed warm-up round. playNano's video is its own default for ``.mp4`` (OpenCV,
-MPEG-4 part 2); xafm's is H.264 (libx264, yuv420p). The MP4 row also times "x264
-alone": xafm's ffmpeg command and pipe fed frames rendered beforehand, the floor the
-export cannot go below on the machine.
+Two stacks, each levelled as users export them (``da.afm.remove_plane().afm.align_rows()``):
+
+* ``synthetic``: xafm's synthetic HS-AFM video (``xafm.demo.synthetic_video``: diffusing
+  particles, noise, tilt and line offsets), ``--frames`` frames of ``--size`` px at
+  0.25 nm/px, 100 nm scale bar;
+* ``asd``: the real sample ``--asd`` (32 frames of 200 x 200 at 0.5 nm/px, a RIBM
+  HS-AFM video), 20 nm scale bar (100 nm would not fit its 100 nm wide frames).
+
+What playNano is given, for each stack: ``stack = da.values`` (the levelled stack as a
+C-contiguous float64 array), ``pixel_sizes_nm = [x pixel size] * n``, ``timestamps =
+list(da.time)`` (seconds), the same scale bar length, ``fps=5.0``, ``zmin="auto",
+zmax="auto"`` (its 1st/99th percentile), its default colormap (afmhot); its GIF and MP4
+writers and its PNG image sequence. xafm is called on the levelled DataArray with the
+same scale bar and fps and its defaults otherwise (z-scale ``"auto"``: 1st/99th
+percentile, timestamps, its own colormap). playNano's video is its default for ``.mp4``
+(OpenCV, MPEG-4 part 2); xafm's is H.264 (libx264, yuv420p). playNano upscales frames to
+at least 512 px tall with cv2; xafm upscales by an integer factor to at least 320 px
+(200 -> 400 px for the real stack).
+
+The exports of one kind are timed together, best of ``--repeat`` interleaved rounds after
+an untimed warm-up round, so their ratios come from one run. The MP4 group also times "x264
+alone": xafm's ffmpeg command and pipe fed the same frames rendered beforehand, the
+encoder's own cost, which the whole export (z-scale, rendering, encoding) is measured
+against.
 
 ``--memory`` adds a streaming check: a dask stack many times larger than the frames
 rendered (generated lazily, chunk by chunk) exported to MP4 in a subprocess, with the peak
@@ -25,6 +41,7 @@ RSS printed. ``--docs-images`` regenerates docs/images/ (example GIF, colormap p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
@@ -32,12 +49,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+REAL_ASD = ROOT.parent / "shared" / "data" / "afm" / "asd_sample_0.asd"  # the shared sample data beside the project
+
+
+#: Seconds of rest (untimed) before each timed call, so what one call leaves behind (its
+#: encoder process exiting, memory being freed) does not land on the next.
+SETTLE_S = 0.2
 
 
 def interleaved_best(candidates: dict[str, Any], repeat: int) -> dict[str, float]:
@@ -46,6 +70,7 @@ def interleaved_best(candidates: dict[str, Any], repeat: int) -> dict[str, float
     best = {name: float("inf") for name in candidates}
     for round_ in range(repeat + 1):
         for name, fn in candidates.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fn()
             dt = time.perf_counter() - t0
@@ -71,79 +96,103 @@ def test_stack(n_frames: int, size: int) -> Any:
     return da.astype(np.float64)
 
 
+def real_stack(path: Path) -> Any:
+    """The real video, read and levelled as users export it, in memory as float64."""
+    import xafm
+
+    da = xafm.open(path).afm.remove_plane().afm.align_rows()
+    return da.astype(np.float64).load()
+
+
 def size_of(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.iterdir())
     return path.stat().st_size
 
 
-def run_compare(n_frames: int, size: int, repeat: int, tmp: Path, only: list[str] | None = None) -> dict[str, Any]:
-    from xafm import animation
-
-    da = test_stack(n_frames, size)
-    stack = np.ascontiguousarray(da.values)
-    times = [float(t) for t in da["time"].values]
-    px = [float(da.afm.pixel_size_nm)] * n_frames
-
-    cand: dict[str, Any] = {}
+def playnano_calls(da: Any, bar_nm: float, tmp: Path) -> dict[str, Any] | None:
+    """playNano's GIF, MP4 and PNG-sequence writers on exactly what the module docstring
+    says it is given; None when playNano is not installed."""
     try:
         logging.getLogger("playnano").setLevel(logging.ERROR)
         from playnano.io.gif_export import create_gif_with_scale_and_timestamp
         from playnano.io.image_sequence_export import create_image_sequence
         from playnano.io.video_export import create_video_with_scale_and_timestamp
-
-        def pn_gif() -> None:
-            create_gif_with_scale_and_timestamp(stack, px, times, 100, output_path=str(tmp / "pn.gif"), fps=5.0, zmin="auto", zmax="auto")
-
-        def pn_mp4() -> None:
-            create_video_with_scale_and_timestamp(stack, px, times, 100, output_path=str(tmp / "pn.mp4"), fps=5.0, zmin="auto", zmax="auto")
-
-        def pn_seq() -> None:
-            shutil.rmtree(tmp / "pn_frames", ignore_errors=True)
-            create_image_sequence(stack, px, times, 100, output_folder=str(tmp / "pn_frames"), fmt="png", zmin="auto", zmax="auto")
-
-        have_playnano = True
     except ImportError:
-        have_playnano = False
+        return None
+    stack = np.ascontiguousarray(da.values, dtype=np.float64)
+    times = [float(t) for t in da["time"].values]
+    px = [float(da.afm.pixel_size_nm)] * stack.shape[0]
+    common = dict(zmin="auto", zmax="auto")
 
-    opts = dict(fps=5.0, scale_bar_nm=100, overwrite=True)
-    fopts = dict(scale_bar_nm=100, overwrite=True)
-    pairs = {
-        "GIF": (lambda: animation.to_gif(da, tmp / "x.gif", **opts), pn_gif if have_playnano else None, "x.gif", "pn.gif"),
-        "GIF (lzw)": (lambda: animation.to_gif(da, tmp / "xl.gif", compression="lzw", **opts), pn_gif if have_playnano else None, "xl.gif", "pn.gif"),
-        "MP4 (H.264)": (lambda: animation.to_video(da, tmp / "x.mp4", **opts), pn_mp4 if have_playnano else None, "x.mp4", "pn.mp4"),
-        "MP4 (H.264 q4)": (lambda: animation.to_video(da, tmp / "x4.mp4", quality=4, **opts), pn_mp4 if have_playnano else None, "x4.mp4", "pn.mp4"),
-        "PNG sequence": (lambda: animation.to_frames(da, tmp / "x_frames", **fopts), pn_seq if have_playnano else None, "x_frames", "pn_frames"),
+    def seq() -> None:
+        shutil.rmtree(tmp / "pn_frames", ignore_errors=True)
+        create_image_sequence(stack, px, times, bar_nm, output_folder=str(tmp / "pn_frames"), fmt="png", **common)
+
+    return {
+        "gif": lambda: create_gif_with_scale_and_timestamp(stack, px, times, bar_nm, output_path=str(tmp / "pn.gif"), fps=5.0, **common),
+        "mp4": lambda: create_video_with_scale_and_timestamp(stack, px, times, bar_nm, output_path=str(tmp / "pn.mp4"), fps=5.0, **common),
+        "png": seq,
     }
-    results = {}
-    for name, (xafm_fn, pn_fn, xout, pnout) in pairs.items():
-        if only and not any(o.lower() in name.lower() for o in only):
+
+
+#: group -> rows: (name, writer, keywords, output name); the first row of a group is the default
+GROUPS = {
+    "gif": [
+        ("GIF (default, auto)", "to_gif", {}, "x.gif"),
+        ("GIF (fast)", "to_gif", {"compression": "fast"}, "xf.gif"),
+        ("GIF (lzw)", "to_gif", {"compression": "lzw"}, "xl.gif"),
+    ],
+    "mp4": [
+        ("MP4 (H.264)", "to_video", {}, "x.mp4"),
+        ("MP4 (H.264 q4)", "to_video", {"quality": 4}, "x4.mp4"),
+    ],
+    "png": [("PNG sequence", "to_frames", {}, "x_frames")],
+}
+PLAYNANO_OUT = {"gif": "pn.gif", "mp4": "pn.mp4", "png": "pn_frames"}
+
+
+def run_compare(da: Any, bar_nm: float, repeat: int, tmp: Path, only: list[str] | None = None) -> dict[str, Any]:
+    from xafm import animation
+
+    pn = playnano_calls(da, bar_nm, tmp)
+    results: dict[str, Any] = {}
+    for group, rows in GROUPS.items():
+        if only and not any(o.lower() in group for o in only):
             continue
-        cand = {"xafm": xafm_fn}
-        if pn_fn is not None:
-            cand["playNano"] = pn_fn
-        if name == "MP4 (H.264)":
-            cand["encoder alone"] = encoder_alone(da, tmp)
+        cand: dict[str, Any] = {}
+        for name, writer, kw, out in rows:
+            opts = {"scale_bar_nm": bar_nm, "overwrite": True, **({} if writer == "to_frames" else {"fps": 5.0}), **kw}
+            cand[name] = functools.partial(getattr(animation, writer), da, tmp / out, **opts)
+        if group == "mp4":
+            cand["x264 alone"] = encoder_alone(da, bar_nm, tmp)
+        if pn is not None:
+            cand["playNano"] = pn[group]
         best = interleaved_best(cand, repeat)
-        row = {"xafm_s": best["xafm"], "xafm_bytes": size_of(tmp / xout)}
-        if "playNano" in best:
-            row.update(playnano_s=best["playNano"], playnano_bytes=size_of(tmp / pnout), speedup=best["playNano"] / best["xafm"])
-        if "encoder alone" in best:
-            row["encoder_alone_s"] = best["encoder alone"]
-            if "playNano" in best:
-                row["encoder_alone_speedup"] = best["playNano"] / best["encoder alone"]
-        results[name] = row
-        print(f"  {name}: {row}", flush=True)
+        for name, _, _, out in rows:
+            row: dict[str, Any] = {"xafm_s": best[name], "xafm_bytes": size_of(tmp / out)}
+            if pn is not None:
+                row.update(playnano_s=best["playNano"], playnano_bytes=size_of(tmp / PLAYNANO_OUT[group]), speedup=best["playNano"] / best[name])
+            if group == "mp4" and name == rows[0][0]:  # the same frames and encoder settings as x264 alone
+                row["x264_alone_s"] = best["x264 alone"]
+                row["over_x264_alone"] = best[name] / best["x264 alone"]
+            results[name] = row
+            print(f"  {name}: {row}", flush=True)
+        if group == "mp4":
+            row = {"xafm_s": best["x264 alone"]}
+            if pn is not None:
+                row.update(playnano_s=best["playNano"], speedup=best["playNano"] / best["x264 alone"])
+            results["x264 alone"] = row
     return results
 
 
-def encoder_alone(da: Any, tmp: Path) -> Any:
-    """xafm's own ffmpeg command and pipe fed frames rendered beforehand (z-scale and
-    rendering excluded): the floor of the MP4 export on this machine."""
+def encoder_alone(da: Any, bar_nm: float, tmp: Path) -> Any:
+    """xafm's own ffmpeg command and pipe fed the export's frames rendered beforehand
+    (z-scale and rendering excluded): the encoder's own cost on this machine."""
     from xafm.animation import video
-    from xafm.render import FrameRenderer
+    from xafm.render import FrameRenderer, RenderOptions
 
-    r = FrameRenderer(da, pad_to=2, action="to_video")
+    r = FrameRenderer(da, RenderOptions(scale_bar_nm=bar_nm), pad_to=2, action="to_video")
     frames = [r.yuv420(r.indices(f, i)) for i, f in r.frames()]
     out = tmp / "encoder.mp4"
     command, _ = video.video_command(out, r.size, fps=5.0, codec=None, quality=video.DEFAULT_QUALITY, preset=None)
@@ -203,7 +252,7 @@ def docs_images(outdir: Path) -> list[Path]:
 
     outdir.mkdir(parents=True, exist_ok=True)
     da = synthetic_video(18, 100, pixel_size_nm=0.5, n_particles=10, seed=3).afm.remove_plane().afm.align_rows()
-    gif = animation.to_gif(da, outdir / "example.gif", fps=6, scale_bar_nm=10, upscale=2, compression="lzw", overwrite=True)
+    gif = animation.to_gif(da, outdir / "example.gif", fps=6, scale_bar_nm=10, upscale=2, overwrite=True)
 
     names = ["xafm_afm", "xafm_afm_uniform", "afmhot", "viridis"]
     w, bar_h, label_w, gap = 512, 36, 150, 10
@@ -221,38 +270,49 @@ def docs_images(outdir: Path) -> list[Path]:
     return [gif, cmaps]
 
 
+def print_table(title: str, rows: dict[str, Any]) -> None:
+    print(f"\n{title}:")
+    print(f"{'export':<20} {'xafm s':>8} {'playNano s':>11} {'speed-up':>9} {'xafm MB':>8} {'playNano MB':>12} {'/ x264 alone':>13}")
+    nan = float("nan")
+    for name, row in rows.items():
+        ratio = f"{row['over_x264_alone']:12.2f}x" if "over_x264_alone" in row else ""
+        size = f"{row['xafm_bytes'] / 1e6:8.2f}" if "xafm_bytes" in row else " " * 8
+        pn_size = f"{row['playnano_bytes'] / 1e6:12.2f}" if "playnano_bytes" in row else " " * 12
+        print(f"{name:<20} {row['xafm_s']:8.3f} {row.get('playnano_s', nan):11.3f} {row.get('speedup', nan):8.1f}x {size} {pn_size} {ratio}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--asd", type=Path, default=REAL_ASD, help="the real .asd video")
+    ap.add_argument("--stacks", nargs="*", default=["synthetic", "asd"], choices=["synthetic", "asd"])
     ap.add_argument("--memory", action="store_true", help="also run the streaming-memory check")
     ap.add_argument("--docs-images", action="store_true", help="regenerate docs/images/ and exit")
     ap.add_argument("--json", default=None, help="write the results here as JSON")
-    ap.add_argument("--only", nargs="*", default=None, help="run only exports whose name contains one of these (gif, mp4, png)")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these groups: gif, mp4, png")
     args = ap.parse_args(argv)
     if args.docs_images:
         for p in docs_images(ROOT / "docs" / "images"):
             print(f"{p}: {p.stat().st_size / 1e3:.0f} kB")
         return 0
     print(machine())
-    with tempfile.TemporaryDirectory(prefix="xafm-bench-anim-") as d:
+    results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat, "stacks": {}}
+    with tempfile.TemporaryDirectory(prefix="xafm-bench-anim-") as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # playNano's own warnings
         tmp = Path(d)
-        results: dict[str, Any] = {"machine": machine(), "frames": args.frames, "size": args.size}
-        results["exports"] = run_compare(args.frames, args.size, args.repeat, tmp, args.only)
-        print(f"\n{args.frames} frames of {args.size}x{args.size} (best of {args.repeat}):")
-        print(f"{'export':<14} {'xafm s':>8} {'playNano s':>11} {'speed-up':>9} {'xafm MB':>8} {'playNano MB':>12}")
-        for name, row in results["exports"].items():
-            pn = row.get("playnano_s")
-            print(
-                f"{name:<14} {row['xafm_s']:8.3f} {pn if pn is not None else float('nan'):11.3f} "
-                f"{row.get('speedup', float('nan')):8.1f}x {row['xafm_bytes'] / 1e6:8.2f} {row.get('playnano_bytes', 0) / 1e6:12.2f}"
-            )
-            if "encoder_alone_s" in row:
-                print(
-                    f"{'  x264 alone':<14} {row['encoder_alone_s']:8.3f} {pn if pn is not None else float('nan'):11.3f} "
-                    f"{row.get('encoder_alone_speedup', float('nan')):8.1f}x   (xafm's ffmpeg command fed frames rendered beforehand)"
-                )
+        for which in args.stacks:
+            if which == "synthetic":
+                da, bar, title = test_stack(args.frames, args.size), 100.0, f"synthetic: {args.frames} frames of {args.size}x{args.size}"
+            else:
+                da, bar, title = real_stack(args.asd), 20.0, f"{args.asd.name} (real, levelled): {{n}} frames of {{h}}x{{w}}"
+                title = title.format(n=da.shape[0], h=da.shape[1], w=da.shape[2])
+            print(f"\n{title}, scale bar {bar:g} nm", flush=True)
+            rows = run_compare(da, bar, args.repeat, tmp, args.only)
+            results["stacks"][which] = {"title": title, "shape": list(da.shape), "scale_bar_nm": bar, "exports": rows}
+        for entry in results["stacks"].values():
+            print_table(f"{entry['title']} (best of {args.repeat})", entry["exports"])
         if args.memory:
             mem = run_memory(tmp)
             results["memory"] = mem

@@ -1,6 +1,7 @@
 """Independent check: does a web browser decode xafm's GIFs and videos to the right colours?
 
-Writes a stack of known values as GIF (both compressions), MP4 (H.264) and WebM (VP9),
+Writes a stack of known values as GIF (the default ``compression="auto"``, and literal and
+LZW coding forced), MP4 (H.264) and WebM (VP9),
 loads each in headless Chromium from a local HTTP server, draws it to a canvas and
 compares pixels away from the edges with the palette colours xafm meant. Needs a
 ``chromium`` binary (Debian: ``apt-get install chromium``), so it is not part of the
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="xafm-browser-") as d:
         folder = Path(d)
         files = {
-            "fast.gif": lambda p: animation.to_gif(da, p, **opts),
+            "auto.gif": lambda p: animation.to_gif(da, p, **opts),
+            "fast.gif": lambda p: animation.to_gif(da, p, compression="fast", **opts),
             "lzw.gif": lambda p: animation.to_gif(da, p, compression="lzw", **opts),
             "h264.mp4": lambda p: animation.to_video(da, p, **opts),
             "vp9.webm": lambda p: animation.to_video(da, p, **opts),
