@@ -72,6 +72,12 @@ class CorruptFileError(FileError):
     """The file is truncated, inconsistent or not what its name says."""
 
 
+class NotAnImageError(FileError):
+    """The file is a sound measurement that is not an image stack (a force curve, a force
+    map, a spectrum): xafm reads images. Not a :class:`CorruptFileError`, which says the
+    file is damaged."""
+
+
 class UnsafeFileError(CorruptFileError):
     """The file carries content xafm refuses to load (e.g. a pickle payload)."""
 
