@@ -51,7 +51,7 @@ def park_header(
     size: int | None = None,
 ) -> bytes:
     """Park's image header (tag 50435) with the given fields, zero elsewhere."""
-    buf = bytearray(HEADER_SIZES[version] if size is None else size)
+    buf = bytearray(HEADER_SIZES.get(version, 580) if size is None else size)
     full = bytearray(max(len(buf), 580))
     struct.pack_into("<I", full, 0, image_type)
     _put_text(full, 4, 32, source_name)
@@ -63,7 +63,7 @@ def park_header(
     _put_text(full, 188, 8, "V")
     struct.pack_into("<ddd", full, 220, gain, z_scale, z_offset)
     _put_text(full, 244, 8, z_unit)
-    if version == 2:
+    if version >= 2:
         struct.pack_into("<dd", full, 284, 1.0, 1.0)
         _put_text(full, 300, 8, "High")
         _put_text(full, 316, 8, "High")
