@@ -175,6 +175,25 @@ def test_park_files_open_as_park_and_other_tiffs_as_their_own(tmp_path):
     assert registry.find(renamed).name == "park"
 
 
+def test_an_ifd_beyond_the_first_bytes_is_found_with_tifffile(tmp_path):
+    """The content check reads the magic from the first 4 KiB; a writer that puts the IFD
+    at the end of the file is checked with tifffile instead."""
+    raw = np.arange(12, dtype=np.float32).reshape(3, 4)
+    src = Path(write_park(tmp_path / "front.tiff", raw, gain=2.0))
+    b = bytearray(src.read_bytes())
+    at = struct.unpack_from("<I", b, 4)[0]
+    n = struct.unpack_from("<H", b, at)[0]
+    ifd = bytes(b[at : at + 2 + 12 * n + 4])
+    b += bytes(5000 + (len(b) % 2))
+    struct.pack_into("<I", b, 4, len(b))
+    b += ifd
+    moved = tmp_path / "moved.tiff"
+    moved.write_bytes(bytes(b))
+    assert struct.unpack_from("<I", moved.read_bytes(), 4)[0] > 4096
+    assert registry.identify(moved).name == "park"
+    np.testing.assert_array_equal(xafm.open(moved).values, xafm.open(src).values)
+
+
 def test_a_tag_50432_without_parks_magic_is_not_park(tmp_path):
     path = write_park(tmp_path / "not_park.tif", np.ones((4, 3), np.float32), magic=12345)
     assert not registry.confirms(registry.get("park"), registry.Probe(path))
