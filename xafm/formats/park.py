@@ -176,9 +176,7 @@ def identify(probe: Probe) -> bool:
     entry = _first_ifd_entry(head, TAG_MAGIC)
     if entry is not None:
         return entry[1] == 1 and entry[2] == MAGIC
-    if TAG_MAGIC in first_ifd_codes(head):
-        return False  # the tag is there but not as Park writes it
-    import tifffile
+    import tifffile  # the IFD lies past the first bytes (or a BigTIFF)
 
     with tifffile.TiffFile(probe.path) as tf:
         tag = tf.pages.first.tags.get(TAG_MAGIC)
@@ -266,7 +264,9 @@ def layout(path: str) -> dict[str, Any]:
                     raise CorruptFileError(path, f"a Park Systems TIFF without tag {code} ({what})")
                 return found
 
-            magic = tag(TAG_MAGIC, "Park's magic number")
+            magic = tags.get(TAG_MAGIC)
+            if magic is None:
+                raise CorruptFileError(path, f"not a Park Systems TIFF: its first page has no tag {TAG_MAGIC} (Park's magic number)")
             if magic.value != MAGIC:
                 raise CorruptFileError(path, f"tag {TAG_MAGIC} is {magic.value!r}, not Park's magic number {MAGIC:#010x}")
             version_code = tag(TAG_VERSION, "the version").value
