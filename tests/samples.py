@@ -235,6 +235,29 @@ SAMPLES += [
 ]
 
 
+# issue 11: Park Systems TIFF (xafm.formats.park)
+PARK_RAW = (np.arange(6 * 5, dtype=np.int16).reshape(6, 5) * 37 - 400).astype(np.int16)
+
+
+def _park_int16(folder: Path) -> Path:
+    from xafm.testing.park import write_park
+
+    return Path(write_park(folder / "synthetic_park.tiff", PARK_RAW, version=1, gain=-0.25, z_offset=3.0, z_unit="nm", scan_size_um=(0.05, 0.03)))
+
+
+def _park_int16_expected() -> Expected:
+    # gain * (raw + offset) in nm; 30 nm over 6 rows, 50 nm over 5 columns (docs/formats.md, "Park Systems TIFF")
+    v = (PARK_RAW.astype(np.float64) + 3.0) * -0.25
+    return Expected((1, *v.shape), (30 / 6, 50 / 5), "Topography", stats_of(v))
+
+
+SAMPLES += [
+    Sample("park_example.tiff", "park", _real("afm", "park_example.tiff"), _afm_expected("park_example.tiff", "Z Height")),
+    Sample("park_forcecurve.tiff", "park", _real("afm", "park_forcecurve.tiff"), _afm_expected("park_forcecurve.tiff", "Topography")),
+    Sample("synthetic_park.tiff", "park", _park_int16, _park_int16_expected),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

@@ -36,6 +36,8 @@ REAL_FILES = [
     ("afm", "sample_0_1.topostats"),
     ("other", "cluster.nd2"),
     ("other", "multi-channel.ome.tif"),
+    ("afm", "park_example.tiff"),
+    ("afm", "park_forcecurve.tiff"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.

@@ -36,6 +36,7 @@ from .exceptions import (
 BUILTIN_MODULES = (
     "xafm.formats.h5bundle",
     "xafm.formats.npzbundle",
+    "xafm.formats.park",
     "xafm.formats.ometiff",
     "xafm.formats.tiff",
     "xafm.formats.asd",
