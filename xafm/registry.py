@@ -36,9 +36,9 @@ from .exceptions import (
 BUILTIN_MODULES = (
     "xafm.formats.h5bundle",
     "xafm.formats.npzbundle",
-    "xafm.formats.park",
     "xafm.formats.ometiff",
     "xafm.formats.tiff",
+    "xafm.formats.park",
     "xafm.formats.asd",
     "xafm.formats.h5jpk",
     "xafm.formats.jpk",
