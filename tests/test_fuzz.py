@@ -36,6 +36,10 @@ REAL_FILES = [
     ("afm", "sample_0_1.topostats"),
     ("other", "cluster.nd2"),
     ("other", "multi-channel.ome.tif"),
+    ("afm", "nanosurf_driveafm.nid"),
+    ("afm", "nanosurf_flexafm_nonsquare.nid"),
+    ("afm", "nanosurf_stm.nid"),
+    ("afm", "nanosurf_wavemode.nhf"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.
