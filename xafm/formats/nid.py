@@ -39,8 +39,8 @@ DATA_MARK = b"#!"
 MAX_HEADER = 4 * 2**20
 #: Largest number of points per line or of lines a block may declare.
 MAX_SIDE = 2**20
-#: ``SaveOrder`` -> numpy byte order.
-_BYTE_ORDER = {"intel": "<", "motorola": ">"}
+#: ``SaveOrder`` -> numpy byte order (Nanosurf's readers and Gwyddion know only Intel).
+_BYTE_ORDER = {"intel": "<"}
 #: Channel asked for by ``channel=None`` (by ``Dim2Name``), in order.
 DEFAULT_SIGNALS = ("Z-Axis", "Topography", "Z-Axis Sensor", "Z-AxisSensor", "Height")
 
@@ -174,7 +174,7 @@ def _blocks(path: str, sections: dict[str, dict[str, str]], data_offset: int) ->
             mode = sec.get("SaveMode", "Binary")
             order = sec.get("SaveOrder", "Intel").lower()
             if mode.lower() != "binary" or order not in _BYTE_ORDER:
-                raise CorruptFileError(path, f"[{ref}] SaveMode={mode}, SaveOrder={sec.get('SaveOrder')}: only binary Intel/Motorola data is known")
+                raise CorruptFileError(path, f"[{ref}] SaveMode={mode}, SaveOrder={sec.get('SaveOrder')}: only binary Intel (little-endian) data is known")
             block = Block(
                 group=group, section=ref, signal=sec.get("Dim2Name", ref), unit=sec.get("Dim2Unit", ""),
                 points=_int(path, ref, sec, "Points", 1, MAX_SIDE), lines=_int(path, ref, sec, "Lines", 1, MAX_SIDE),
