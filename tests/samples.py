@@ -258,6 +258,35 @@ SAMPLES += [
 ]
 
 
+# issue 11: Nanosurf .nid and .nhf
+def _nhf_synthetic(folder: Path) -> Path:
+    from xafm.testing.nhf import write_nhf
+
+    raw = np.arange(5 * 7, dtype=np.int32).reshape(5, 7) * 1000
+    return write_nhf(
+        folder / "synthetic.nhf",
+        {"Forward": {"Topography": raw}, "Backward": {"Topography": raw[:, ::-1]}},
+        size_m=(7e-7, 1e-6),
+        calibration={"Topography": (-(2.0**31) * 1e-12, (2.0**31 - 1) * 1e-12, "m")},  # 1e-12 m a count
+        curve_samples=4,
+    )
+
+
+def _nhf_synthetic_expected() -> Expected:
+    v = np.arange(5 * 7, dtype=np.float64).reshape(5, 7) * 1000 * 1e-3  # in nm
+    return Expected((1, 5, 7), (200.0, 100.0), "Image 1 - Forward - Topography", stats_of(v))
+
+
+SAMPLES += [
+    Sample(name, "nid", _real("afm", name), _afm_expected(name, "Scan forward (Z-Axis)"))
+    for name in ("nanosurf_driveafm.nid", "nanosurf_flexafm_nonsquare.nid", "nanosurf_stm.nid")
+]
+SAMPLES += [
+    Sample("nanosurf_wavemode.nhf", "nhf", _real("afm", "nanosurf_wavemode.nhf"), _afm_expected("nanosurf_wavemode.nhf", "Image 1 - Forward - Topography")),
+    Sample("synthetic.nhf", "nhf", _nhf_synthetic, _nhf_synthetic_expected),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

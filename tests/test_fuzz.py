@@ -38,6 +38,10 @@ REAL_FILES = [
     ("other", "multi-channel.ome.tif"),
     ("afm", "park_example.tiff"),
     ("afm", "park_forcecurve.tiff"),
+    ("afm", "nanosurf_driveafm.nid"),
+    ("afm", "nanosurf_flexafm_nonsquare.nid"),
+    ("afm", "nanosurf_stm.nid"),
+    ("afm", "nanosurf_wavemode.nhf"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.

@@ -46,6 +46,8 @@ BUILTIN_MODULES = (
     "xafm.formats.ibw",
     "xafm.formats.gwy",
     "xafm.formats.sxm",
+    "xafm.formats.nid",
+    "xafm.formats.nhf",
     "xafm.formats.wsxm",
     "xafm.formats.topostats",
     "xafm.formats.nd2file",
