@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "xafm.formats.gwy",
     "xafm.formats.sxm",
     "xafm.formats.wsxm",
+    "xafm.formats.mdt",
     "xafm.formats.topostats",
     "xafm.formats.nd2file",
     "xafm.formats.omezarr",
