@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = b"\x01\xb0\x93\xff"
-#: Unit codes of scanned frames' axis scales, for tests: length codes and a few others.
-UNIT_CODES = {"m": -5, "cm": -4, "mm": -3, "µm": -2, "nm": -1, "Å": 0, "nA": 1, "V": 2, "deg": 5, "pA": 24, "mV": 26, "nN": 33}
 #: MDA data type codes by numpy type.
 MDA_TYPE_CODES = {"i1": -1, "u1": 1, "<i2": -2, "<u2": 2, "<i4": -4, "<u4": 4, "<i8": -8, "<u8": 8, "<f4": -5892, "<f8": -13320}
 DATE = (2023, 4, 5, 11, 46, 5)
