@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import xafm
 from tests.helpers import raise_if_dask_computes, shared_file
 from tests.samples import MDT_SAMPLE, mdt_sample_by_hand
+from tests.test_fuzz import check_mutated_copy
 from xafm.core import model
 from xafm.testing.mdt import mda_frame, raw_frame, scanned_frame, text_frame, write_mdt
 
@@ -276,3 +277,20 @@ def test_foreign_content_under_the_name_is_refused(tmp_path):
     path.write_bytes(b"\x00" * 100)
     with pytest.raises(xafm.CorruptFileError, match="not an NT-MDT file"):
         xafm.open(path)
+
+
+@pytest.fixture(scope="module")
+def synthetic_seed(tmp_path_factory):
+    """Every code path of the layout in one file: text, scanned with dots, MDA, curves."""
+    return write_mdt(tmp_path_factory.mktemp("mdt-fuzz") / "seed.mdt", [
+        text_frame(), scanned_frame(np.arange(30, dtype=np.int16).reshape(5, 6), dots=2), mda_frame(np.ones((4, 3))),
+        raw_frame(190), scanned_frame(np.ones((3, 3), np.int16), var_size=36, title="Height"),
+    ])  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_synthetic_scanned_and_mda_frames(synthetic_seed, data):
+    """The shared fuzz check (only xafm errors naming the file, no hang, bounded memory)
+    on the frame types the real sample lacks."""
+    check_mutated_copy(synthetic_seed, data)
