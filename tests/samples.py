@@ -287,6 +287,51 @@ SAMPLES += [
 ]
 
 
+# issue 11: NT-MDT .mdt
+#: Where docs/formats.md ("NT-MDT .mdt", the sample) places the one image of the shared
+#: sample: frame 1, an MDA frame, whose x / y axis scales (f64, µm) are at bytes 45109 /
+#: 45233, its measurand's bias / scale (f64) at 45349 / 45357, and 256 x 256 float64 at 45429.
+MDT_SAMPLE = {"x_scale": 45109, "y_scale": 45233, "bias": 45349, "scale": 45357, "data": 45429, "shape": (256, 256)}
+
+
+def mdt_sample_by_hand(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """The sample's image (file order) and (y, x) pixel size in nm, read with numpy at the
+    documented offsets, not with xafm's reader."""
+    at = MDT_SAMPLE
+
+    def f8(offset: int) -> float:
+        return float(np.fromfile(path, "<f8", 1, offset=offset)[0])
+
+    ny, nx = at["shape"]
+    raw = np.fromfile(path, "<f8", ny * nx, offset=at["data"]).reshape(ny, nx)
+    return f8(at["bias"]) + f8(at["scale"]) * raw, (f8(at["y_scale"]) * 1e3, f8(at["x_scale"]) * 1e3)
+
+
+def _mdt_expected() -> Expected:
+    values, pixel = mdt_sample_by_hand(shared_file("afm", "ntmdt_current_map.mdt"))
+    return Expected((1, *values.shape), pixel, "1F:Iprobe", stats_of(values))
+
+
+def _mdt_synthetic(folder: Path) -> Path:
+    from xafm.testing.mdt import mda_frame, scanned_frame, text_frame, write_mdt
+
+    return write_mdt(folder / "synthetic.mdt", [text_frame(), mda_frame(MDT_LEVELS[1].astype("<f4"), title="map"), scanned_frame(MDT_LEVELS[0], z_step=0.25, z_offset=3.0, z_unit=0, title="Topography")])
+
+
+MDT_LEVELS = np.random.default_rng(11).integers(-3000, 3000, size=(2, 6, 9)).astype(np.int16)
+
+
+def _mdt_synthetic_expected() -> Expected:
+    v = (3.0 + 0.25 * MDT_LEVELS[0]) * 0.1  # z step and offset in Å (unit code 0), shown in nm
+    return Expected((1, 6, 9), (2.0, 2.0), "Topography", stats_of(v))
+
+
+SAMPLES += [
+    Sample("ntmdt_current_map.mdt", "mdt", _real("afm", "ntmdt_current_map.mdt"), _mdt_expected),
+    Sample("synthetic.mdt", "mdt", _mdt_synthetic, _mdt_synthetic_expected),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

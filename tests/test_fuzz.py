@@ -42,6 +42,7 @@ REAL_FILES = [
     ("afm", "nanosurf_flexafm_nonsquare.nid"),
     ("afm", "nanosurf_stm.nid"),
     ("afm", "nanosurf_wavemode.nhf"),
+    ("afm", "ntmdt_current_map.mdt"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.

@@ -49,6 +49,7 @@ BUILTIN_MODULES = (
     "xafm.formats.nid",
     "xafm.formats.nhf",
     "xafm.formats.wsxm",
+    "xafm.formats.mdt",
     "xafm.formats.topostats",
     "xafm.formats.nd2file",
     "xafm.formats.omezarr",
