@@ -10,11 +10,12 @@ import pickle
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
+from tests.test_fuzz import check_mutated_copy
 from xafm.core.lazy import RawFramesArray
 from xafm.formats import _nanoscope_header, nanoscope
 from xafm.testing import patch_nanoscope_header, write_nanoscope, write_nanoscope_force
@@ -514,3 +515,21 @@ def test_force_volume_with_an_image_reads_the_image(tmp_path):
     raw = np.arange(12).reshape(3, 4)
     path = write_nanoscope(tmp_path / "fv.pfc", [{"name": "Height", "raw": raw}], scan_list=["Operating mode: Force Volume"])
     np.testing.assert_allclose(xafm.open(path).values[0], expected(raw, 2))
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_fuzz_the_header_without_data(data):
+    """The header-only sample is not in test_fuzz's REAL_FILES (its every copy is refused,
+    which `xafm info` over REAL_FILES would not accept); mutate it here."""
+    check_mutated_copy(shared_file("afm", "bruker_v97_header_only.002"), data)
+
+
+def test_info_on_the_modern_files_and_the_header_only_one(capsys):
+    from xafm import cli
+
+    assert cli.main(["info", str(shared_file("afm", "bruker_v94_fastscan.spm"))]) == 0
+    out = capsys.readouterr().out
+    assert "Height Sensor" in out and "Peak Force Error_trace" in out
+    assert cli.main(["info", str(shared_file("afm", "bruker_v97_header_only.002"))]) == 2
+    assert "truncated" in capsys.readouterr().err

@@ -156,7 +156,7 @@ def _geometry(path: str, header: Header, sec: Section, samps: int, lines: int, l
     g_samps, g_lines = hdr.integer(path, scan, "Samps/line", samps), hdr.integer(path, scan, "Lines", lines)
     full_lines = lines
     stored = next((b for b in (2, 4) if length == samps * lines * b), 0)
-    if not stored and g_samps > 0 and g_lines > 0:
+    if not stored and min(samps, lines, g_samps, g_lines) > 0:
         # Some files (v5.30) hold the true size only in the scan list; keep square pixels.
         stored = next((b for b in (2, 4) if length == g_samps * g_lines * b), 0)
         if stored:
