@@ -533,3 +533,11 @@ def test_info_on_the_modern_files_and_the_header_only_one(capsys):
     assert "Height Sensor" in out and "Peak Force Error_trace" in out
     assert cli.main(["info", str(shared_file("afm", "bruker_v97_header_only.002"))]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("aspect,scan_size,pixel_y", [("2:1", "100 100 nm", 12.5), ("1:1", "100 100 nm", 25.0), ("2:1", "100 40 nm", 10.0), ("0.5", "100 100 nm", 25.0)])
+def test_aspect_ratio_of_the_scan_area(tmp_path, aspect, scan_size, pixel_y):
+    """fast:slow 2:1 halves a slow extent that only repeats the fast one; a stated y wins."""
+    raw = np.arange(4 * 4).reshape(4, 4)
+    path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_size=scan_size, scan_list=[f"Aspect Ratio: {aspect}"])
+    assert xafm.core.model.pixel_size_nm(xafm.open(path)) == pytest.approx((pixel_y, 25.0))

@@ -148,11 +148,15 @@ def _geometry(path: str, header: Header, sec: Section, samps: int, lines: int, l
     """(samps, lines, stored bytes per sample, pixel y, pixel x) in nm.
 
     The stored sample size is ``Data length / (samps x lines)`` (2 or 4). ``Scan Size``
-    gives the scan area's x and y lengths; a frame holding fewer lines than the scan
+    gives the scan area's x and y lengths (a scan list ``Aspect Ratio`` other than 1:1
+    shortens a y that merely repeats x); a frame holding fewer lines than the scan
     list's ``Lines`` (an interrupted capture) keeps the full frame's line spacing.
     """
     sx, sy = hdr.scan_size(path, sec.get("Scan size") or header.lookup("Scan size", prefer=("Ciao scan list",)))
     scan = next(iter(header.first("Ciao scan list")), Section("Ciao scan list"))
+    aspect = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*:\s*(\d+(?:\.\d*)?)\s*", scan.get("Aspect Ratio") or "")
+    if aspect and sx == sy and 0 < float(aspect.group(1)) != float(aspect.group(2)) > 0:
+        sy = sx * float(aspect.group(2)) / float(aspect.group(1))  # fast:slow, e.g. 2:1
     g_samps, g_lines = hdr.integer(path, scan, "Samps/line", samps), hdr.integer(path, scan, "Lines", lines)
     full_lines = lines
     stored = next((b for b in (2, 4) if length == samps * lines * b), 0)
