@@ -541,3 +541,13 @@ def test_aspect_ratio_of_the_scan_area(tmp_path, aspect, scan_size, pixel_y):
     raw = np.arange(4 * 4).reshape(4, 4)
     path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_size=scan_size, scan_list=[f"Aspect Ratio: {aspect}"])
     assert xafm.core.model.pixel_size_nm(xafm.open(path)) == pytest.approx((pixel_y, 25.0))
+
+
+def test_electrochemistry_header_variant(tmp_path):
+    raw = np.arange(6).reshape(2, 3)
+    path = write_nanoscope(tmp_path / "ec.spm", [{"name": "Height", "raw": raw}])
+    patch_nanoscope_header(path, b"\\*File list\r\n", b"\\*EC File list\r\n")
+    assert xafm.registry.find(path).name == "nanoscope"
+    da = xafm.open(path)
+    np.testing.assert_allclose(da.values[0], expected(raw, 2))
+    assert json.loads(da.attrs["acquisition_json"])["version"] == "0x05310001"
