@@ -332,6 +332,15 @@ SAMPLES += [
 ]
 
 
+# issue 11: Bruker Nanoscope, every version (v7.2 to v10; channel names are Bruker's)
+SAMPLES += [
+    Sample("bruker_v10_peakforce.di", "nanoscope", _real("afm", "bruker_v10_peakforce.di"), _afm_expected("bruker_v10_peakforce.di", "Height Sensor")),
+    Sample("bruker_v94_fastscan.spm", "nanoscope", _real("afm", "bruker_v94_fastscan.spm"), _afm_expected("bruker_v94_fastscan.spm", "Height Sensor")),
+    Sample("bruker_v91_fastscan_nonsquare.001", "nanoscope", _real("afm", "bruker_v91_fastscan_nonsquare.001"), _afm_expected("bruker_v91_fastscan_nonsquare.001", "Height Sensor")),
+    Sample("bruker_v72_dimension.di", "nanoscope", _real("afm", "bruker_v72_dimension.di"), _afm_expected("bruker_v72_dimension.di", "Height_trace")),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

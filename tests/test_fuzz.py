@@ -43,6 +43,10 @@ REAL_FILES = [
     ("afm", "nanosurf_stm.nid"),
     ("afm", "nanosurf_wavemode.nhf"),
     ("afm", "ntmdt_current_map.mdt"),
+    ("afm", "bruker_v10_peakforce.di"),
+    ("afm", "bruker_v94_fastscan.spm"),
+    ("afm", "bruker_v91_fastscan_nonsquare.001"),
+    ("afm", "bruker_v72_dimension.di"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.

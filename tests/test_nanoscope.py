@@ -1,5 +1,6 @@
-"""Bruker Nanoscope reader: the real file against AFMReader's numbers, synthetic round trips,
-damaged files."""
+"""Bruker Nanoscope reader: the real files (v5.31 to v10) against the reference readers'
+numbers and against values decoded by hand from their headers, synthetic round trips,
+force-curve files, damaged files."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import pickle
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xafm
 from tests.helpers import assert_matches_reference, raise_if_dask_computes, reference, shared_file
+from tests.test_fuzz import check_mutated_copy
 from xafm.core.lazy import RawFramesArray
-from xafm.formats import nanoscope
-from xafm.testing import patch_nanoscope_header, write_nanoscope
+from xafm.formats import _nanoscope_header, nanoscope
+from xafm.testing import patch_nanoscope_header, write_nanoscope, write_nanoscope_force
 
 REAL = ("afm", "old_bruker.002")
 
@@ -124,7 +126,7 @@ def model_pixel_y(da):
 
 def test_several_channels_and_names(tmp_path):
     rng = np.random.default_rng(0)
-    raws = [rng.integers(-3000, 3000, size=(4, 6)) for _ in range(4)]
+    raws = [rng.integers(-3000, 3000, size=(4, 6)) for _ in range(5)]
     path = write_nanoscope(
         tmp_path / "multi.spm",
         [
@@ -132,19 +134,34 @@ def test_several_channels_and_names(tmp_path):
             {"name": "Height", "raw": raws[1], "direction": "Retrace", "frame": "Down"},
             {"name": "Phase", "raw": raws[2], "soft": "Sens. Phase", "hard": 20},
             {"name": "Height Sensor", "raw": raws[3], "soft": "Sens. Nothing", "hard": 10},
+            {"name": "Height", "raw": raws[4], "direction": "Retrace", "scan_line": "Interleave"},
         ],
     )
-    assert xafm.channels(path) == ["Height", "Height_retrace", "Phase", "Height Sensor"]
-    np.testing.assert_allclose(xafm.open(path).values[0], expected(raws[0], 2))
+    # duplicates all say what they are; names without a twin stay as Bruker gives them
+    assert xafm.channels(path) == ["Height_trace", "Height_retrace", "Phase", "Height Sensor", "Height_interleave_retrace"]
+    assert xafm.open(path).name == "Height Sensor"  # Height Sensor before Height
+    np.testing.assert_allclose(xafm.open(path, channel="Height_trace").values[0], expected(raws[0], 2))
     retrace = xafm.open(path, channel="Height_retrace")
     np.testing.assert_allclose(retrace.values[0], expected(raws[1], 2))
     assert xafm.core.model.frame_metadata(retrace)[0]["scan_direction"] == "down"
+    np.testing.assert_allclose(xafm.open(path, channel="height_interleave_retrace").values[0], expected(raws[4], 2))
     phase = xafm.open(path, channel="Phase")
     assert phase.attrs["units"] == "deg"  # the sensitivity line has no unit
     np.testing.assert_allclose(phase.values[0], raws[2][::-1] * 20 / 65536)
     sensor = xafm.open(path, channel="Height Sensor")  # soft scale not in the header: volts
     assert sensor.attrs["units"] == "V"
     np.testing.assert_allclose(sensor.values[0], raws[3][::-1] * 10 / 65536)
+    with pytest.raises(xafm.ChannelError, match=r"'Height' is ambiguous.*Height_trace"):
+        xafm.open(path, channel="Height")
+
+
+def test_default_is_the_main_height_when_no_sensor(tmp_path):
+    raw = np.arange(12).reshape(3, 4)
+    path = write_nanoscope(
+        tmp_path / "x.spm",
+        [{"name": "Height", "raw": raw * 3, "scan_line": "Interleave"}, {"name": "Amplitude", "raw": raw}, {"name": "Height", "raw": raw, "direction": "Retrace"}],
+    )
+    assert xafm.open(path).name == "Height_retrace"
 
 
 def test_default_channel_prefers_height(tmp_path):
@@ -191,7 +208,7 @@ def test_header_lies_about_size(tmp_path):
     path = write_nanoscope(tmp_path / "y.spm", [{"name": "Height", "raw": np.ones((8, 8))}], samps=9)
     with pytest.raises(xafm.CorruptFileError, match="does not match"):
         xafm.open(path)
-    path = write_nanoscope(tmp_path / "z.spm", [{"name": "Height", "raw": np.ones((8, 8))}], samps=10**9, lines=1, data_length=2 * 10**9)
+    path = write_nanoscope(tmp_path / "z.spm", [{"name": "Height", "raw": np.ones((8, 8))}], samps=10**9, lines=1)
     with pytest.raises(xafm.CorruptFileError, match="not plausible"):
         xafm.open(path)
 
@@ -209,7 +226,6 @@ def test_missing_header_end(tmp_path):
     [
         (b"", "not a Nanoscope file"),
         (b"garbage" * 100, "not a Nanoscope file"),
-        (b"\\*Force file list\r\n\\*File list end\r\n", "force-curve"),
         (b"?*File list\r\n\\*File list end\r\n", "ASCII data"),
         (b"\\*File list\r\n\\Version: 1\r\n\\*File list end\r\n", "no image channel"),
     ],
@@ -269,8 +285,269 @@ def test_key_case_varies_between_versions(tmp_path):
 def test_date_parsing(text, iso):
     import datetime as dt
 
-    got = nanoscope._epoch_ms(text)
+    got = _nanoscope_header.epoch_ms(text)
     if iso is None:
         assert got is None
     else:
         assert got == dt.datetime.fromisoformat(iso + "+00:00").timestamp() * 1000
+
+
+# --------------------------------------------------------------------------------------
+# modern real files (v7.2 to v10), against reference.json and the headers decoded by hand
+# --------------------------------------------------------------------------------------
+MODERN = {
+    # file: (default channel, channels as xafm names them)
+    "bruker_v10_peakforce.di": ("Height Sensor", ["Height Sensor", "Peak Force Error"]),
+    "bruker_v94_fastscan.spm": (
+        "Height Sensor", ["Height Sensor", "Peak Force Error_retrace", "Height_retrace", "Peak Force Error_trace", "Height_trace"],
+    ),
+    "bruker_v91_fastscan_nonsquare.001": ("Height Sensor", ["Height Sensor", "Amplitude", "Phase"]),
+    "bruker_v72_dimension.di": ("Height_trace", ["Height_trace", "Height_interleave_retrace", "Phase", "Amplitude Error"]),
+}
+
+
+@pytest.mark.parametrize("name", list(MODERN))
+def test_modern_file_matches_reference(name):
+    path = shared_file("afm", name)
+    ref = reference("afm")[name]
+    channel, names = MODERN[name]
+    da = xafm.open(path)
+    assert da.name == channel and da.attrs["units"] == "nm"
+    assert xafm.channels(path) == names
+    assert len(ref["channels"]) == len(names)  # SurfaceTopography lists as many images
+    if "pixel_y_nm" not in ref:
+        assert_matches_reference(da, ref)
+        return
+    # non-square pixels: 768 x 486 samples over the header's 100 x 100 nm
+    assert da.shape == (1, *ref["shape"])
+    assert xafm.core.model.pixel_size_nm(da) == pytest.approx((ref["pixel_y_nm"], ref["pixel_to_nm"]), rel=1e-6)
+    assert float(da.y[-1] - da.y[0]) + ref["pixel_y_nm"] == pytest.approx(100.0)
+    assert float(da.x[-1] - da.x[0]) + ref["pixel_to_nm"] == pytest.approx(100.0)
+    v = da.values
+    assert (v.min(), v.max(), v.mean()) == pytest.approx((ref["min"], ref["max"], ref["mean"]), rel=1e-6)
+
+
+def _by_hand(path, offset, n_lines, n_samps, dtype, full_range, sens):
+    raw = np.fromfile(path, dtype=dtype, count=n_lines * n_samps, offset=offset).reshape(n_lines, n_samps)
+    return raw[::-1].astype(np.float64) * full_range * sens
+
+
+@pytest.mark.parametrize(
+    "name,channel,offset,shape,dtype,full_range,sens,unit",
+    [
+        # "Bytes/pixel: 2" while "Data length: 1638400" = 640 x 640 x 4: 4-byte data on the
+        # 2-byte scale (@2:Z scale 379.0244 V over 2**16, @Sens. Zsens 4.217561 nm/V)
+        ("bruker_v94_fastscan.spm", "Height_trace", 6634560, (640, 640), "<i4", 379.0244 / 2**16, 4.217561, "nm"),
+        # Peak Force Error: 24.576 V over 2**16, @Sens. ForceDeflSens 53.49607 nN/V, in N
+        ("bruker_v94_fastscan.spm", "Peak Force Error_retrace", 1719360, (640, 640), "<i4", 24.576 / 2**16, 53.49607e-9, "N"),
+        # Bytes/pixel 4: 24.576 V over 2**32; ForceDeflSens "V 1.000000" has no unit: volts
+        ("bruker_v10_peakforce.di", "Peak Force Error", 1129536, (512, 512), "<i4", 24.576 / 2**32, 1.0, "V"),
+        # hard value in mV (999.9847 mV) against AmplSens 20 nm/V
+        ("bruker_v91_fastscan_nonsquare.001", "Amplitude", 787456, (486, 768), "<i2", 0.9999847 / 2**16, 20.0, "nm"),
+        ("bruker_v91_fastscan_nonsquare.001", "Phase", 1533952, (486, 768), "<i2", 359.9945 / 2**16, 1.0, "deg"),
+        # 3999.939 mV with a unitless sensitivity: volts
+        ("bruker_v72_dimension.di", "Amplitude Error", 1613824, (512, 512), "<i2", 3.999939 / 2**16, 1.0, "V"),
+        ("bruker_v72_dimension.di", "Height_interleave_retrace", 565248, (512, 512), "<i2", 329.995 / 2**16, 20.82646, "nm"),
+    ],
+)
+def test_every_channel_decoded_by_hand(name, channel, offset, shape, dtype, full_range, sens, unit):
+    path = shared_file("afm", name)
+    da = xafm.open(path, channel=channel)
+    assert da.name == channel and da.attrs["units"] == unit
+    np.testing.assert_allclose(da.values[0], _by_hand(path, offset, *shape, dtype, full_range, sens), rtol=1e-6)
+
+
+PLAUSIBLE = {"nm": (-1e4, 1e4), "deg": (-360, 360), "V": (-12, 12), "N": (-1e-6, 1e-6)}
+
+
+@pytest.mark.parametrize("name", list(MODERN) + ["old_bruker.002"])
+def test_every_channel_has_plausible_units_and_values(name):
+    """Each channel of each sample: a unit xafm reports, finite values in the range an
+    instrument of that kind gives, and not a constant image (a wrong sample size shows as
+    values off by 2**16 or as noise)."""
+    path = shared_file("afm", name)
+    for channel in xafm.channels(path):
+        da = xafm.open(path, channel=channel)
+        lo, hi = PLAUSIBLE[da.attrs["units"]]
+        v = da.values
+        assert np.isfinite(v).all() and lo < v.min() < v.max() < hi, (channel, v.min(), v.max())
+        # neighbouring pixels are alike (an image), unlike a misread byte stream
+        rough = np.abs(np.diff(v[0], axis=1)).mean()
+        assert rough < 0.5 * (v.max() - v.min()), channel
+
+
+def test_header_without_its_data_is_truncated():
+    path = shared_file("afm", "bruker_v97_header_only.002")
+    with pytest.raises(xafm.CorruptFileError, match="truncated") as err:
+        xafm.open(path)
+    message = str(err.value)
+    # the last image (Height, 512 x 359 x 2 bytes) ends at 5213248 + 735232; the file is 43130 bytes
+    assert str(5213248 + 735232) in message and str(path.stat().st_size) in message and str(path) in message
+    assert "does not match" not in message
+    # the header alone still says what the file held
+    assert xafm.channels(path) == ["Height Sensor", "Peak Force Error", "DMTModulus", "LogDMTModulus", "Adhesion", "Deformation", "Dissipation", "Height"]
+
+
+def test_real_file_under_other_names(tmp_path):
+    """Labs name these files anything: the content decides (a copy, never in the repo)."""
+    src = shared_file("afm", "bruker_v10_peakforce.di")
+    want = xafm.open(src).values
+    for name in ("scan.pfc", "scan.000", "scan.spm", "scan_without_suffix", "scan.afm", "scan.DI"):
+        dst = tmp_path / name
+        dst.symlink_to(src)
+        assert xafm.registry.identify(dst).name == "nanoscope"
+        np.testing.assert_array_equal(xafm.open(dst).values, want)
+
+
+def test_a_folder_of_real_frames(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("old.001", "old.002"):
+        (folder / name).symlink_to(shared_file("afm", "old_bruker.002"))
+    with pytest.warns(xafm.XafmWarning):  # both frames say they started at the same time
+        da = xafm.open(folder)
+    assert da.shape == (2, 256, 256)
+    np.testing.assert_array_equal(da.values[1], xafm.open(folder / "old.002").values[0])
+
+
+# --------------------------------------------------------------------------------------
+# what the header says: sample size, scales, units, geometry
+# --------------------------------------------------------------------------------------
+@given(
+    shape=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    bpp=st.sampled_from([2, 4]),
+    hard=st.floats(0.5, 500),
+    hard_unit=st.sampled_from([("V", 1.0), ("mV", 1e-3)]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_modern_files_store_4_bytes_whatever_bytes_per_pixel_says(tmp_path_factory, shape, bpp, hard, hard_unit, seed):
+    """Version 9.2 and later: 4-byte samples (from Data length), scaled by Bytes/pixel."""
+    raw = np.random.default_rng(seed).integers(-(2**15), 2**15, size=shape)
+    path = tmp_path_factory.mktemp("ns") / "f.spm"
+    write_nanoscope(
+        path, [{"name": "Height Sensor", "raw": raw, "hard": hard, "hard_unit": hard_unit[0], "bpp": bpp, "stored": 4}],
+        version="0x09400202", sens="V 2.5 nm/V",
+    )
+    da = xafm.open(path)
+    assert da.attrs["units"] == "nm"
+    want = raw[::-1] * (hard * hard_unit[1] / 2 ** (8 * bpp) * 2.5)
+    np.testing.assert_allclose(da.values[0], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name,soft,sens,hard_unit,factor,unit",
+    [
+        ("DMTModulus", "Sens. StiffnessSens", "V 1.5 MPa/Arb", "Arb", 1.5e6, "Pa"),
+        ("DMTModulus", "Sens. StiffnessSens", "V 1.000000 ", "Arb", 1.0, "Arb"),  # uncalibrated: as the header says
+        ("LogDMTModulus", "Sens. LogStiffnessSens", "V 1.000000 ", "log(Arb)", 1.0, "log(Arb)"),
+        ("Adhesion", "Sens. ForceSens", "V 0.3209764 nN/Arb", "Arb", 0.3209764e-9, "N"),
+        ("Adhesion", "Sens. ForceSens", "V 0.006 V/Arb", "Arb", 0.006, "V"),
+        ("Deformation", "Sens. DeformationSens", "V 541.2 nm\xb1/V", "V", 541.2, "nm"),
+        ("Dissipation", "Sens. DissipationSens", "V 2.0 eV/Arb", "Arb", 2.0, "eV"),
+        ("Dissipation", "Sens. DissipationSens", "V 3.0 fJ/Arb", "Arb", 3e-15, "J"),
+        ("Current", "Sens. CurrentSens", "V 10.0 nA/V", "mV", 10e-9 * 1e-3, "A"),
+        ("Potential", None, None, "mV", 1e-3, "V"),
+        ("Phase", "Sens. Phase", "V 1.000000 ", "\xba", 1.0, "deg"),
+    ],
+)
+def test_peakforce_qnm_and_other_units(tmp_path, name, soft, sens, hard_unit, factor, unit):
+    raw = np.arange(-6, 6).reshape(3, 4) * 1000
+    lines = [f"{soft}: {sens}"] if sens else []
+    path = write_nanoscope(
+        tmp_path / "qnm.spm", [{"name": name, "raw": raw, "soft": soft, "hard": 4096.0, "hard_unit": hard_unit, "bpp": 4}],
+        sens_lines=lines, version="0x09700105",
+    )
+    da = xafm.open(path)
+    assert da.attrs["units"] == unit
+    np.testing.assert_allclose(da.values[0], raw[::-1] * 4096.0 / 2**32 * factor, rtol=1e-12)
+
+
+def test_non_square_pixels_from_the_scan_size(tmp_path):
+    raw = np.arange(4 * 6).reshape(4, 6)
+    path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_size="100 100 nm", scan_list=["Lines: 4", "Aspect Ratio: 1:1"])
+    assert xafm.core.model.pixel_size_nm(xafm.open(path)) == pytest.approx((25.0, 100 / 6))
+
+
+def test_interrupted_capture_keeps_the_line_spacing(tmp_path):
+    """5 of the frame's 8 lines captured: 300 nm over 8 lines, whatever the image holds."""
+    raw = np.arange(5 * 8).reshape(5, 8)
+    path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_size="300 300 nm", scan_list=["Lines: 8", "Samps/line: 8"])
+    da = xafm.open(path)
+    assert da.shape == (1, 5, 8)
+    assert xafm.core.model.pixel_size_nm(da) == pytest.approx((37.5, 37.5))
+
+
+@pytest.mark.parametrize("name", ["frame.di", "frame.pfc", "frame.000", "frame.999", "frame.xyz", "frame"])
+def test_recognised_by_content_under_any_name(tmp_path, name):
+    path = write_nanoscope(tmp_path / name, [{"name": "Height", "raw": np.ones((2, 3))}])
+    assert xafm.registry.find(path).name == "nanoscope"
+    assert xafm.open(path).shape == (1, 2, 3)
+
+
+def test_a_nanoscope_file_named_as_another_format(tmp_path):
+    path = write_nanoscope(tmp_path / "frame.sxm", [{"name": "Height", "raw": np.ones((2, 3))}])
+    with pytest.raises(xafm.SuffixMismatchError, match="Bruker Nanoscope"):
+        xafm.open(path)
+
+
+def test_content_check_is_the_first_line():
+    probe = xafm.core.contract.Probe
+    assert nanoscope.identify.__doc__
+    for head, claimed in ((b"\\*File list\r\n", True), (b"\\*EC File list\r\n", True), (b"\\*Force file list\r\n", True), (b" \\*File list", False), (b"*File list", False)):
+        p = probe("unused")
+        p.__dict__["head"] = head  # the cached property, as registry.confirms would see it
+        assert nanoscope.identify(p) is claimed
+
+
+# --------------------------------------------------------------------------------------
+# force curves are not images
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["curve", "volume", "mode"])
+def test_force_curve_files_are_refused(tmp_path, kind):
+    path = write_nanoscope_force(tmp_path / f"curve_{kind}.spm", kind=kind)
+    for call in (xafm.open, xafm.channels):
+        with pytest.raises(xafm.NotAnImageError, match="this is a Nanoscope force-curve file; xafm reads images") as err:
+            call(path)
+        assert not isinstance(err.value, xafm.CorruptFileError) and str(path) in str(err.value)
+
+
+def test_force_volume_with_an_image_reads_the_image(tmp_path):
+    raw = np.arange(12).reshape(3, 4)
+    path = write_nanoscope(tmp_path / "fv.pfc", [{"name": "Height", "raw": raw}], scan_list=["Operating mode: Force Volume"])
+    np.testing.assert_allclose(xafm.open(path).values[0], expected(raw, 2))
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_fuzz_the_header_without_data(data):
+    """The header-only sample is not in test_fuzz's REAL_FILES (its every copy is refused,
+    which `xafm info` over REAL_FILES would not accept); mutate it here."""
+    check_mutated_copy(shared_file("afm", "bruker_v97_header_only.002"), data)
+
+
+def test_info_on_the_modern_files_and_the_header_only_one(capsys):
+    from xafm import cli
+
+    assert cli.main(["info", str(shared_file("afm", "bruker_v94_fastscan.spm"))]) == 0
+    out = capsys.readouterr().out
+    assert "Height Sensor" in out and "Peak Force Error_trace" in out
+    assert cli.main(["info", str(shared_file("afm", "bruker_v97_header_only.002"))]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("aspect,scan_size,pixel_y", [("2:1", "100 100 nm", 12.5), ("1:1", "100 100 nm", 25.0), ("2:1", "100 40 nm", 10.0), ("0.5", "100 100 nm", 25.0)])
+def test_aspect_ratio_of_the_scan_area(tmp_path, aspect, scan_size, pixel_y):
+    """fast:slow 2:1 halves a slow extent that only repeats the fast one; a stated y wins."""
+    raw = np.arange(4 * 4).reshape(4, 4)
+    path = write_nanoscope(tmp_path / "x.spm", [{"name": "Height", "raw": raw}], scan_size=scan_size, scan_list=[f"Aspect Ratio: {aspect}"])
+    assert xafm.core.model.pixel_size_nm(xafm.open(path)) == pytest.approx((pixel_y, 25.0))
+
+
+def test_electrochemistry_header_variant(tmp_path):
+    raw = np.arange(6).reshape(2, 3)
+    path = write_nanoscope(tmp_path / "ec.spm", [{"name": "Height", "raw": raw}])
+    patch_nanoscope_header(path, b"\\*File list\r\n", b"\\*EC File list\r\n")
+    assert xafm.registry.find(path).name == "nanoscope"
+    da = xafm.open(path)
+    np.testing.assert_allclose(da.values[0], expected(raw, 2))
+    assert json.loads(da.attrs["acquisition_json"])["version"] == "0x05310001"

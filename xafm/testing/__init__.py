@@ -13,7 +13,7 @@ from .gwy import gwy_component, gwy_container, write_gwy
 from .h5jpk import write_h5jpk
 from .ibw import IBW_TYPE_CODES, write_ibw
 from .jpk import jpk_slot_tags, write_jpk
-from .nanoscope import patch_nanoscope_header, write_nanoscope
+from .nanoscope import patch_nanoscope_header, write_nanoscope, write_nanoscope_force
 from .playnano import (
     playnano_frame_metadata,
     playnano_provenance,
@@ -40,6 +40,7 @@ __all__ = [
     "write_ibw",
     "write_jpk",
     "write_nanoscope",
+    "write_nanoscope_force",
     "write_playnano_h5",
     "write_playnano_npz",
     "write_playnano_ome_tiff",
