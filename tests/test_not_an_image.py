@@ -1,0 +1,136 @@
+"""What is not an image: a sound force curve, force map or spectrum is refused with
+``NotAnImageError`` (not ``CorruptFileError``, which says the file is damaged), and every way
+into xafm says so: ``xafm.open``, ``xafm.channels``, the xarray engine and ``xafm info``.
+
+The files are synthetic Asylum ``.ibw`` waves (``xafm.testing.ibw``); the rule itself is
+tested in ``tests/test_ibw.py``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import xafm
+from tests.test_fuzz import check_mutated_copy
+from xafm import cli
+from xafm.exceptions import CorruptFileError, FileError, NotAnImageError, XafmError, reading
+from xafm.testing.ibw import write_force_curve, write_force_map
+
+MESSAGE = "this is a force-curve file"
+ENDING = "xafm reads images"
+
+
+@pytest.fixture
+def force_curve(tmp_path):
+    return write_force_curve(tmp_path / "curve.ibw")[0]
+
+
+def _check(err, path, kind=MESSAGE):
+    assert type(err) is NotAnImageError
+    msg = str(err)
+    assert msg.startswith(f"{path}: {kind}") and msg.endswith(ENDING)
+
+
+def test_the_error_class():
+    assert issubclass(NotAnImageError, XafmError) and issubclass(NotAnImageError, FileError)
+    assert issubclass(NotAnImageError, OSError)  # `except OSError` keeps working, as for every FileError
+    assert not issubclass(NotAnImageError, CorruptFileError) and not issubclass(CorruptFileError, NotAnImageError)
+    assert xafm.NotAnImageError is NotAnImageError and "NotAnImageError" in xafm.__all__
+    err = NotAnImageError("/data/f.ibw", "this is a force-curve file; xafm reads images")
+    back = pickle.loads(pickle.dumps(err))  # dask.distributed ships errors between processes
+    assert type(back) is NotAnImageError and str(back) == str(err) == "/data/f.ibw: this is a force-curve file; xafm reads images"
+
+
+def test_the_one_place_that_labels_failures_keeps_it():
+    with pytest.raises(NotAnImageError), reading("/data/f.ibw"):
+        raise NotAnImageError("/data/f.ibw", "a spectrum")
+
+
+def test_xafm_open(force_curve):
+    with pytest.raises(NotAnImageError) as err:
+        xafm.open(force_curve)
+    _check(err.value, force_curve)
+    with pytest.raises(NotAnImageError):
+        xafm.open(force_curve, chunks={})
+    with pytest.raises(NotAnImageError):
+        xafm.open(force_curve, channel="Defl")  # no channel of it is an image either
+
+
+def test_xafm_channels(force_curve):
+    with pytest.raises(NotAnImageError) as err:
+        xafm.channels(force_curve)
+    _check(err.value, force_curve)
+
+
+def test_xarray_engine(force_curve):
+    with pytest.raises(NotAnImageError) as err:
+        xr.open_dataset(force_curve, engine="xafm")
+    _check(err.value, force_curve)
+    # without engine=, xarray still picks xafm (its content check claims the file), so the
+    # user gets xafm's verdict rather than "no engine"
+    with pytest.raises(NotAnImageError):
+        xr.open_dataset(force_curve)
+
+
+def test_cli_info(force_curve, capsys):
+    assert cli.main(["info", str(force_curve)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"xafm: error: {force_curve}: " + str(_error(force_curve)).split(": ", 1)[1]
+    assert MESSAGE in captured.err and "Traceback" not in captured.err
+
+
+def test_cli_info_as_a_program(tmp_path):
+    """The installed command: a clear message on stderr, exit status 2, no traceback."""
+    path, _ = write_force_map(tmp_path / "map.ibw")
+    res = subprocess.run([sys.executable, "-m", "xafm.cli", "info", str(path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"xafm: error: {path}: this is a force-map file") and ENDING in res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def _error(path):
+    try:
+        xafm.open(path)
+    except NotAnImageError as exc:
+        return exc
+    raise AssertionError("not refused")
+
+
+def test_the_readers_that_wrap_os_errors_keep_it(tmp_path, monkeypatch):
+    """FileErrors are OSErrors: readers that turn a library's OSError into a CorruptFileError
+    must let xafm's own verdicts through with their type (h5 bundle, plain TIFF, TopoStats)."""
+    from xafm.formats import h5bundle, tiff, topostats
+    from xafm.testing import write_topostats
+    from xafm.testing.tiff import write_plain_tiff
+
+    def refuse(*args, **kwargs):
+        raise NotAnImageError(args[0] if args and isinstance(args[0], str) else "x", "a spectrum; xafm reads images")
+
+    stack = xafm.stack(np.zeros((2, 4, 4), np.float32), pixel_size_nm=1.0)
+    h5 = stack.afm.to_h5(tmp_path / "s.h5")
+    tif = write_plain_tiff(tmp_path / "s.tif", np.zeros((2, 4, 4), np.float32))
+    ts = write_topostats(tmp_path / "s.topostats", np.zeros((4, 4), np.float32))
+    for module, name, path in ((h5bundle, "H5DatasetArray", h5), (tiff, "_check_chain", tif), (topostats, "_plain", ts)):
+        with monkeypatch.context() as m:
+            m.setattr(module, name, refuse)
+            with pytest.raises(NotAnImageError):
+                xafm.open(path)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_mutated_force_curves_give_only_xafm_errors(tmp_path_factory, data):
+    """The fuzz test's terms on a force curve: any outcome is an xafm error naming the file
+    (NotAnImageError among them), or an image if the mutation made one; no hang, no huge
+    allocation."""
+    seed = write_force_curve(tmp_path_factory.mktemp("fuzz-fc") / "curve.ibw", 300)[0]
+    check_mutated_copy(seed, data)
