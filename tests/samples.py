@@ -235,6 +235,14 @@ SAMPLES += [
 ]
 
 
+# issue 11: what is not an image (.ibw) and the .asd version-0 sample
+SAMPLES += [
+    # its phase channel has no sensitivity in the header: read as volts, with a warning
+    Sample("asd_v0_sample.asd", "asd", _real("afm", "asd_v0_sample.asd"), _afm_expected("asd_v0_sample.asd", "topography"),
+           warnings=("phase sensitivity is 0",)),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

@@ -36,6 +36,7 @@ REAL_FILES = [
     ("afm", "sample_0_1.topostats"),
     ("other", "cluster.nd2"),
     ("other", "multi-channel.ome.tif"),
+    ("afm", "asd_v0_sample.asd"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.
