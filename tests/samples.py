@@ -243,6 +243,36 @@ SAMPLES += [
 ]
 
 
+@dataclass(frozen=True)
+class NotAnImage:
+    """A sound file that is not an image: every way into xafm refuses it with
+    ``NotAnImageError`` saying ``this is a <kind> file`` (tests/test_not_an_image.py)."""
+
+    id: str
+    format: str
+    make: Callable[[Path], Path]
+    kind: str
+
+
+def _ibw_force_curve(folder: Path) -> Path:
+    from xafm.testing.ibw import write_force_curve
+
+    return Path(write_force_curve(folder / "force_curve.ibw")[0])
+
+
+def _ibw_force_map(folder: Path) -> Path:
+    from xafm.testing.ibw import write_force_map
+
+    return Path(write_force_map(folder / "force_map.ibw")[0])
+
+
+#: Other formats' force curves and spectra join with ``NOT_IMAGES += [...]``.
+NOT_IMAGES = [
+    NotAnImage("force_curve.ibw", "ibw", _ibw_force_curve, "force-curve"),
+    NotAnImage("force_map.ibw", "ibw", _ibw_force_map, "force-map"),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

@@ -2,8 +2,9 @@
 ``NotAnImageError`` (not ``CorruptFileError``, which says the file is damaged), and every way
 into xafm says so: ``xafm.open``, ``xafm.channels``, the xarray engine and ``xafm info``.
 
-The files are synthetic Asylum ``.ibw`` waves (``xafm.testing.ibw``); the rule itself is
-tested in ``tests/test_ibw.py``.
+The files are ``tests/samples.NOT_IMAGES`` (synthetic Asylum ``.ibw`` force curves and maps
+from ``xafm.testing.ibw`` so far; other formats' force curves and spectra join there). The
+``.ibw`` rule itself is tested in ``tests/test_ibw.py``.
 """
 
 from __future__ import annotations
@@ -19,24 +20,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xafm
+from tests import samples
 from tests.test_fuzz import check_mutated_copy
-from xafm import cli
+from xafm import cli, registry
 from xafm.exceptions import CorruptFileError, FileError, NotAnImageError, XafmError, reading
 from xafm.testing.ibw import write_force_curve, write_force_map
 
-MESSAGE = "this is a force-curve file"
 ENDING = "xafm reads images"
+IDS = [n.id for n in samples.NOT_IMAGES]
 
 
-@pytest.fixture
-def force_curve(tmp_path):
-    return write_force_curve(tmp_path / "curve.ibw")[0]
+@pytest.fixture(scope="module", params=samples.NOT_IMAGES, ids=IDS)
+def not_image(request, tmp_path_factory):
+    """(sample, path) for every not-an-image sample in tests/samples.py."""
+    sample = request.param
+    return sample, sample.make(tmp_path_factory.mktemp(sample.id.replace(".", "_")))
 
 
-def _check(err, path, kind=MESSAGE):
-    assert type(err) is NotAnImageError
+def _check(err, path, kind):
+    assert type(err) is NotAnImageError, f"{type(err).__name__}: {err}"
     msg = str(err)
-    assert msg.startswith(f"{path}: {kind}") and msg.endswith(ENDING)
+    assert msg.startswith(f"{path}: this is a {kind} file") and msg.endswith(ENDING), msg
 
 
 def test_the_error_class():
@@ -54,38 +58,52 @@ def test_the_one_place_that_labels_failures_keeps_it():
         raise NotAnImageError("/data/f.ibw", "a spectrum")
 
 
-def test_xafm_open(force_curve):
+def test_its_own_reader_refuses_it(not_image):
+    """The format is found by name and content, so the verdict is the reader's, not 'unknown'."""
+    sample, path = not_image
+    assert registry.find(path).name == sample.format
+    assert registry.identify(path).name == sample.format
+
+
+def test_xafm_open(not_image):
+    sample, path = not_image
+    for kwargs in ({}, {"chunks": {}}):
+        with pytest.raises(NotAnImageError) as err:
+            xafm.open(path, **kwargs)
+        _check(err.value, path, sample.kind)
+
+
+def test_xafm_channels(not_image):
+    sample, path = not_image
     with pytest.raises(NotAnImageError) as err:
-        xafm.open(force_curve)
-    _check(err.value, force_curve)
-    with pytest.raises(NotAnImageError):
-        xafm.open(force_curve, chunks={})
-    with pytest.raises(NotAnImageError):
-        xafm.open(force_curve, channel="Defl")  # no channel of it is an image either
+        xafm.channels(path)
+    _check(err.value, path, sample.kind)
 
 
-def test_xafm_channels(force_curve):
+def test_xarray_engine(not_image):
+    sample, path = not_image
     with pytest.raises(NotAnImageError) as err:
-        xafm.channels(force_curve)
-    _check(err.value, force_curve)
-
-
-def test_xarray_engine(force_curve):
-    with pytest.raises(NotAnImageError) as err:
-        xr.open_dataset(force_curve, engine="xafm")
-    _check(err.value, force_curve)
+        xr.open_dataset(path, engine="xafm")
+    _check(err.value, path, sample.kind)
     # without engine=, xarray still picks xafm (its content check claims the file), so the
     # user gets xafm's verdict rather than "no engine"
     with pytest.raises(NotAnImageError):
-        xr.open_dataset(force_curve)
+        xr.open_dataset(path)
 
 
-def test_cli_info(force_curve, capsys):
-    assert cli.main(["info", str(force_curve)]) == 2
+def test_cli_info(not_image, capsys):
+    sample, path = not_image
+    assert cli.main(["info", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.strip() == f"xafm: error: {force_curve}: " + str(_error(force_curve)).split(": ", 1)[1]
-    assert MESSAGE in captured.err and "Traceback" not in captured.err
+    assert captured.err == f"xafm: error: {_error(path)}\n"
+    assert f"this is a {sample.kind} file" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_channel_of_a_force_curve_is_no_image_either(tmp_path):
+    path, _ = write_force_curve(tmp_path / "c.ibw")
+    with pytest.raises(NotAnImageError):
+        xafm.open(path, channel="Defl")
 
 
 def test_cli_info_as_a_program(tmp_path):
