@@ -280,12 +280,15 @@ def test_each_fact_tells_a_2d_wave_from_an_image(tmp_path, rng, kwargs, kind, fa
 
 def test_images_stay_images(tmp_path, rng):
     """What the rule must not refuse: unscaled or nm-scaled 2-D waves, labelled channels on
-    dim 2, IsImage:1, a note with only one of the segment keys."""
+    dim 2, IsImage:1, a note with only one of the segment keys, a labelled 3-D wave whose note
+    has the segment table."""
     wave = _image_wave(rng)
     cases = [
         write_wave(tmp_path / "a.ibw", wave[:, :, 0], units=("", "")),
         write_wave(tmp_path / "b.ibw", wave[:, :, 0], units=("nm", "nm"), note="Direction: 1\r"),
         write_wave(tmp_path / "c.ibw", wave, units=("m", "m", ""), labels={2: ["HeightTrace", "Defl"]}, footer={"IsImage": "1"}),
+        # an analysed force map: image channels on dim 2, whatever its note copied from the curves
+        write_wave(tmp_path / "d.ibw", wave, units=("m", "m"), labels={2: ["Height", "Adhesion"]}, note=FORCE_CURVE_NOTE.format(half=1, end=2)),
     ]
     for p in cases:
         da = xafm.open(p)

@@ -166,8 +166,9 @@ def not_an_image(
 
     An image has 2 or 3 dims; dims 0 and 1 (points, lines) are lengths or unscaled; dim 2,
     if any, indexes channels (no unit); no signal labels on dims 0 and 1 (Asylum labels an
-    image's channels on dim 2); no force-curve segment table in the note; and Asylum's
-    footer, when present, does not say ``IsImage:0``. docs/formats.md gives the facts.
+    image's channels on dim 2); no force-curve segment table in the note unless dim 2 labels
+    image channels; and Asylum's footer, when present, does not say ``IsImage:0``.
+    docs/formats.md gives the facts.
     """
     facts = []
     shape = " x ".join(str(n) for n in dims)
@@ -188,8 +189,11 @@ def not_an_image(
     if signals:
         more = ", ..." if len(signals) > 6 else ""
         facts.append(f"its columns are the signals {', '.join(signals[:6])}{more}")
+    # the note's segment table decides only for waves without image channels on dim 2: an
+    # analysed force map (Adhesion, YoungsModulus, ... on dim 2) is an image
+    channels = len(dims) == 3 and any(labels[2][1:])
     segments = all(key in notes for key in FORCE_NOTE_KEYS)
-    if segments:
+    if segments and not channels:
         facts.append(f"the note has a force curve's segment table ({'/'.join(FORCE_NOTE_KEYS)})")
     if footer.get("IsImage") == "0":
         facts.append("Asylum's footer says IsImage:0")
