@@ -191,9 +191,9 @@ def not_an_image(
         facts.append(f"its columns are the signals {', '.join(signals[:6])}{more}")
     # the note's segment table decides only for waves without image channels on dim 2: an
     # analysed force map (Adhesion, YoungsModulus, ... on dim 2) is an image
-    channels = len(dims) == 3 and any(labels[2][1:])
+    image_channels = len(dims) == 3 and any(labels[2][1:])
     segments = all(key in notes for key in FORCE_NOTE_KEYS)
-    if segments and not channels:
+    if segments and not image_channels:
         facts.append(f"the note has a force curve's segment table ({'/'.join(FORCE_NOTE_KEYS)})")
     if footer.get("IsImage") == "0":
         facts.append("Asylum's footer says IsImage:0")
