@@ -341,6 +341,90 @@ SAMPLES += [
 ]
 
 
+# issue 11: what is not an image (.ibw) and the .asd version-0 sample
+SAMPLES += [
+    # its phase channel has no sensitivity in the header: read as volts, with a warning
+    Sample("asd_v0_sample.asd", "asd", _real("afm", "asd_v0_sample.asd"), _afm_expected("asd_v0_sample.asd", "topography"),
+           warnings=("phase sensitivity is 0",)),
+]
+
+
+@dataclass(frozen=True)
+class NotAnImage:
+    """A sound file that is not an image: every way into xafm refuses it with
+    ``NotAnImageError`` saying ``this is a <kind> file`` (tests/test_not_an_image.py)."""
+
+    id: str
+    format: str
+    make: Callable[[Path], Path]
+    kind: str
+
+
+def _ibw_force_curve(folder: Path) -> Path:
+    from xafm.testing.ibw import write_force_curve
+
+    return Path(write_force_curve(folder / "force_curve.ibw")[0])
+
+
+def _ibw_force_map(folder: Path) -> Path:
+    from xafm.testing.ibw import write_force_map
+
+    return Path(write_force_map(folder / "force_map.ibw")[0])
+
+
+def _nanoscope_force(kind: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        from xafm.testing import write_nanoscope_force
+
+        return Path(write_nanoscope_force(folder / f"force_{kind}.spm", kind=kind))
+
+    return make
+
+
+def _nid_spectra(folder: Path) -> Path:
+    from xafm.testing.nid import write_nid_spectroscopy
+
+    return Path(write_nid_spectroscopy(folder / "spectra.nid", [np.arange(100), np.arange(80)]))
+
+
+def _nhf_spectra(folder: Path) -> Path:
+    from xafm.testing.nhf import write_nhf
+
+    return Path(write_nhf(folder / "spectra.nhf", {}, spectroscopy=4))
+
+
+def _park_force_distance(folder: Path) -> Path:
+    from xafm.testing.park import spectroscopy_header, write_park
+
+    return Path(write_park(folder / "fd.tiff", np.ones((4, 4), np.float32), image_type=2, with_data=False, spectroscopy=spectroscopy_header(curves=3)))
+
+
+def _park_line_profile(folder: Path) -> Path:
+    from xafm.testing.park import write_park
+
+    return Path(write_park(folder / "profile.tiff", np.ones((1, 8), np.float32), image_type=1))
+
+
+def _mdt_curves(folder: Path) -> Path:
+    from xafm.testing.mdt import mda_frame, raw_frame, text_frame, write_mdt
+
+    return Path(write_mdt(folder / "curves.mdt", [text_frame(), raw_frame(190), mda_frame(np.ones(7), dims=1)]))
+
+
+#: Every format's force curves and spectra that xafm can tell from images.
+NOT_IMAGES = [
+    NotAnImage("force_curve.ibw", "ibw", _ibw_force_curve, "force-curve"),
+    NotAnImage("force_map.ibw", "ibw", _ibw_force_map, "force-map"),
+    NotAnImage("force_curve.spm", "nanoscope", _nanoscope_force("curve"), "force-curve"),
+    NotAnImage("force_volume.spm", "nanoscope", _nanoscope_force("volume"), "force-curve"),
+    NotAnImage("spectra.nid", "nid", _nid_spectra, "spectroscopy"),
+    NotAnImage("spectra.nhf", "nhf", _nhf_spectra, "spectroscopy"),
+    NotAnImage("force_distance.tiff", "park", _park_force_distance, "spectroscopy"),
+    NotAnImage("line_profile.tiff", "park", _park_line_profile, "line-profile"),
+    NotAnImage("curves.mdt", "mdt", _mdt_curves, "spectroscopy"),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

@@ -109,6 +109,91 @@ def test_real_file_frame_headers_match_the_data():
 
 
 # --------------------------------------------------------------------------------------
+# the real version-0 sample (AFMReader's extra_sample.asd)
+# --------------------------------------------------------------------------------------
+V0_SAMPLE = ("afm", "asd_v0_sample.asd")
+
+
+def _v0_header_by_hand(raw: bytes) -> dict:
+    """The version-0 header fields decoded here, offset by offset (docs/formats.md), not by the reader."""
+    u = lambda fmt, at: struct.unpack_from("<" + fmt, raw, at)[0]  # noqa: E731
+    return {
+        "version": u("i", 0), "ch1": raw[4:6], "ch2": raw[6:8], "header_length": u("i", 8),
+        "frame_header_length": u("i", 12), "user_size": u("i", 16), "comment_offset_size": u("i", 20),
+        "comment_size": u("i", 24), "x": u("h", 28), "y": u("h", 30), "x_nm": u("h", 32), "y_nm": u("h", 34),
+        "frame_time_ms": u("f", 36), "z_ext": u("f", 40), "z_gain": u("f", 44), "ad_range": u("I", 48),
+        "ad_bits": u("i", 52), "date": (u("h", 63), *raw[65:70]), "initial_frames": u("i", 91), "frames": u("i", 95),
+        "user": raw[105:119], "scanner_sens": u("f", 119), "phase_sens": u("f", 123), "scan_direction": u("i", 127),
+        "comment": raw[131 + 88 : 131 + 88 + 8],
+    }
+
+
+def test_real_v0_file_matches_reference():
+    path = shared_file(*V0_SAMPLE)
+    ref = reference("afm")["asd_v0_sample.asd"]
+    da = xafm.open(path)
+    assert da.name == "topography" and da.attrs["units"] == "nm"
+    assert_matches_reference(da, ref)  # 64 x 256 x 256, 500 nm / 256 = 1.953125 nm, -26.147 .. 450 (101.065)
+    raw = path.read_bytes()
+    h = _v0_header_by_hand(raw)
+    assert (h["version"], h["ch1"], h["ch2"]) == (0, b"TP", b"PH")
+    assert (h["x"], h["y"], h["x_nm"], h["y_nm"], h["frames"], h["initial_frames"]) == (256, 256, 500, 500, 64, 64)
+    assert (h["z_ext"], h["z_gain"], h["ad_range"], h["ad_bits"]) == (45.0, 2.0, 0x40000, 12)  # bipolar 5 V
+    # bipolar: value = (5 - 2 * level * 5 / 4096) * 2 * 45 nm: level 0 is the reference maximum, 450 nm
+    assert (5.0 - 0.0) * h["z_gain"] * h["z_ext"] == ref["max"]
+    # the header length field counts the fixed 105 bytes, the user name and the 12 bytes after it;
+    # the comment offset area and the comment follow, then the frames, which fill the file exactly
+    assert h["header_length"] == 105 + h["user_size"] + 12 == 131
+    offset = h["header_length"] + h["comment_offset_size"] + h["comment_size"]
+    stride = h["frame_header_length"] + 2 * 256 * 256
+    assert offset == 227 and offset + 2 * 64 * stride == len(raw)
+    acq = acquisition(da)
+    assert acq["data_offset"] == offset and acq["file_version"] == 0
+    assert acq["channels_in_file"] == ["TP", "PH"] and xafm.channels(path) == ["topography", "phase"]
+    # text: two bytes per character, NUL first; xafm drops the NULs
+    assert h["user"] == "biophys".encode("utf-16-be") and h["comment"] == "mica".encode("utf-16-be")
+    assert (acq["user_name"], acq["comment"]) == ("biophys", "mica")
+    assert acq["date"] == "2022-07-15 16:08:30" and h["date"] == (2022, 7, 15, 16, 8, 30)
+    assert acq["scan_direction"] == "x_backward+y_backward" and h["scan_direction"] == 2 | 8
+    # frame times: k x the header's frame time (float32, 1007.58 ms)
+    np.testing.assert_array_equal(da.time.values, np.arange(64) * (float(np.float32(h["frame_time_ms"])) / 1000.0))
+    assert model.frame_metadata(da)[1]["frame_duration_s"] == pytest.approx(1.00758136, rel=1e-8)
+
+
+def test_real_v0_frame_headers_and_channels():
+    """Each channel's frame headers count 1..64, and their min/max are the frame's own levels;
+    the first three and the last topography frames are empty (all levels 0, 450 nm)."""
+    path = shared_file(*V0_SAMPLE)
+    raw = path.read_bytes()
+    stride = 32 + 2 * 256 * 256
+    for channel in range(2):
+        for k in range(64):
+            at = 227 + (channel * 64 + k) * stride
+            number, top, bottom = struct.unpack_from("<ihh", raw, at)
+            lv = np.frombuffer(raw, "<i2", 256 * 256, at + 32)
+            assert (number, top, bottom) == (k + 1, lv.max(), lv.min())
+    da = xafm.open(path)
+    np.testing.assert_array_equal(da.coords["asd_frame_number"].values, np.arange(1, 65))
+    assert [bool((da.values[k] == 450.0).all()) for k in (0, 1, 2, 3, 63)] == [True, True, True, False, True]
+    # the phase sensitivity in the header is 0: the phase levels are given as the A/D voltage, with a warning
+    assert _v0_header_by_hand(raw)["phase_sens"] == 0.0
+    with pytest.warns(XafmWarning, match="phase sensitivity is 0"):
+        phase = xafm.open(path, channel="phase")
+    assert phase.attrs["units"] == "V"
+    first = np.frombuffer(raw, "<i2", 256 * 256, 227 + 64 * stride + 32).reshape(256, 256)
+    np.testing.assert_array_equal(phase.values[0], 5.0 - 2.0 * first * 5.0 / 4096)
+
+
+def test_zero_sensitivity_gives_volts(tmp_path, rng):
+    lv = levels(rng, (2, 3, 4))
+    p = write_asd(tmp_path / "er.asd", lv, channel="ER", scanner_sensitivity=0.0, ad_range=0x1)
+    with pytest.warns(XafmWarning, match="scanner sensitivity is 0.*A/D voltage"):
+        da = xafm.open(p)
+    assert da.attrs["units"] == "V" and acquisition(da)["conversion"]["uncalibrated"] is True
+    np.testing.assert_allclose(da.values, lv * (-1.0 / 4096), rtol=1e-12)  # unipolar 1 V, factor 1
+
+
+# --------------------------------------------------------------------------------------
 # synthetic files
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("version", [0, 1, 2])

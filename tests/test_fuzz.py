@@ -47,6 +47,7 @@ REAL_FILES = [
     ("afm", "bruker_v94_fastscan.spm"),
     ("afm", "bruker_v91_fastscan_nonsquare.001"),
     ("afm", "bruker_v72_dimension.di"),
+    ("afm", "asd_v0_sample.asd"),
 ]
 OWN_FORMATS = ["h5", "npz", "tif"]
 #: A reader may use this much memory (tracemalloc peak) on any mutated file.

@@ -227,7 +227,7 @@ def test_a_file_of_curves_only_is_not_an_image(tmp_path):
         scanned_frame(np.zeros((0, 0), np.int16), dots=2, frame_type=1), scanned_frame(np.zeros((0, 0), np.int16), dots=2),
     ])  # fmt: skip
     for call in (xafm.open, xafm.channels):
-        with pytest.raises(xafm.NotAnImageError, match="holds no image frame.*MDA curve.*xafm reads images") as err:
+        with pytest.raises(xafm.NotAnImageError, match=r"^.*: this is a spectroscopy file \(.*no image frame.*MDA curve.*\); xafm reads images$") as err:
             call(path)
         assert not isinstance(err.value, xafm.CorruptFileError) and str(path) in str(err.value)
 

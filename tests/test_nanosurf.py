@@ -206,7 +206,7 @@ def test_nid_round_trip(tmp_path_factory, lines, points, bits, signed, z, extent
 
 def test_nid_spectroscopy_is_not_an_image(tmp_path):
     path = write_nid_spectroscopy(tmp_path / "spec.nid", [np.arange(100), np.arange(80)])
-    with pytest.raises(NotAnImageError, match="this is a spectroscopy file; xafm reads images") as err:
+    with pytest.raises(NotAnImageError, match=r"this is a spectroscopy file \(Nanosurf N[IH][DF] .*\); xafm reads images$") as err:
         xafm.open(path)
     assert str(path) in str(err.value) and not isinstance(err.value, CorruptFileError)
     with pytest.raises(NotAnImageError):
@@ -280,7 +280,7 @@ def test_nhf_round_trip(tmp_path_factory, lines, points, dtype, cal, extent, see
 
 def test_nhf_spectroscopy_only_is_not_an_image(tmp_path):
     path = write_nhf(tmp_path / "spec.nhf", {}, spectroscopy=4)
-    with pytest.raises(NotAnImageError, match="this is a spectroscopy file; xafm reads images"):
+    with pytest.raises(NotAnImageError, match=r"this is a spectroscopy file \(Nanosurf N[IH][DF] .*\); xafm reads images$"):
         xafm.open(path)
 
 

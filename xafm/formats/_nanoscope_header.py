@@ -26,7 +26,7 @@ IMAGE_SECTIONS = ("Ciao image list", "AFM image list", "STM image list", "NCAFM 
 FORCE_SECTIONS = ("Ciao force image list", "Ciao force list")
 #: Where a soft scale (``@Sens. Zsens``) is looked up, in this order.
 SCALE_SECTIONS = ("Scanner list", "Microscope list", "Ciao scan list")
-FORCE_CURVES = "this is a Nanoscope force-curve file; xafm reads images"
+FORCE_CURVES = "this is a force-curve file (Nanoscope force curves or force volume); xafm reads images"
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _VALUE_RE = re.compile(r"^\s*([VCS])(?:\s+\[([^\]]*)\])?(?:\s+\(([^)]*)\))?\s*(.*?)\s*$")
 #: Units a value is given in, as (factor to the unit xafm uses, that unit): SI-prefixed

@@ -286,7 +286,7 @@ def conversion(path: str, h: Header, code: str) -> tuple[float, float | None, di
     """``value = level * scale + add`` for channel ``code``, and how it was derived.
 
     Factor: TP = z piezo gain x z piezo extension (nm/V); ER = -scanner sensitivity;
-    PH = -phase sensitivity. Unipolar: ``level * (-range / 2**bits * factor)``; bipolar:
+    PH = -phase sensitivity; a factor of 0 (no calibration in the header) gives volts. Unipolar: ``level * (-range / 2**bits * factor)``; bipolar:
     ``(range - 2 * level * range / 2**bits) * factor``. Header floats are float32; they are
     used as the float32 values widened to float64, as the public readers do.
     """
@@ -309,6 +309,11 @@ def conversion(path: str, h: Header, code: str) -> tuple[float, float | None, di
     resolution = float(2**bits)
     if not math.isfinite(factor):
         raise CorruptFileError(path, f"the {code} conversion factor in the header is not finite ({factor})")
+    # a zero sensitivity (the real version-0 sample's phase) would make every value 0: the
+    # A/D voltage is then all the file can say
+    uncalibrated = factor == 0.0
+    if uncalibrated:
+        factor = 1.0
     if bipolar:
         scale, add = -2.0 * volts / resolution * factor, volts * factor
     else:
@@ -316,7 +321,8 @@ def conversion(path: str, h: Header, code: str) -> tuple[float, float | None, di
     info = {
         "factor": factor, "ad_range_code": f"0x{ad:x}", "ad_range_v": volts,
         "ad_polarity": "bipolar" if bipolar else "unipolar", "ad_resolution": int(resolution),
-        "scale": scale, "add": add or 0.0,
+        "scale": scale, "add": add or 0.0, "units": "V" if uncalibrated else CHANNELS[code][1],
+        "uncalibrated": uncalibrated,
     }
     return scale, add, info
 
@@ -382,8 +388,13 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncat
     h = read_header(path)
     index = _lookup(path, h, channel)
     code = h.codes[index]
-    name, units = CHANNELS[code]
+    name = CHANNELS[code][0]
     scale, add, conv = conversion(path, h, code)
+    units = conv["units"]
+    if conv["uncalibrated"]:
+        what = {"TP": "z piezo gain x extension", "ER": "scanner sensitivity", "PH": "phase sensitivity"}[code]
+        msg = f"{path}: the header's {what} is 0, so the {name} levels cannot be given in {CHANNELS[code][1]}"
+        warnings.warn(msg + "; the values are the A/D voltage (V)", XafmWarning, stacklevel=2)
 
     n = h.n_frames
     complete = [h.complete_frames(i) for i in range(len(h.codes))]

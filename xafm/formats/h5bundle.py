@@ -25,7 +25,7 @@ from ..core import chunks, conventions
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
 from ..core.output import atomic_output
-from ..exceptions import CorruptFileError, FormatError
+from ..exceptions import CorruptFileError, FormatError, XafmError
 from . import _bundle
 from ._hdf5 import HDF5_LOCK, H5DatasetArray, identify_with, stored_chunks
 
@@ -192,7 +192,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
             pixel_size, stored_channel = f.attrs["pixel_size_nm"], f.attrs["channel"]
             attrs_json = f.attrs.get("xafm_attrs_json")
     except OSError as exc:
-        if isinstance(exc, CorruptFileError):
+        if isinstance(exc, XafmError):  # xafm's own verdicts (FileErrors are OSErrors) keep their type
             raise
         raise CorruptFileError(path, f"cannot read as HDF5: {exc}") from exc
     ds = _bundle.assemble_bundle(

@@ -3,7 +3,9 @@
 An Asylum image is one version-5 wave of shape (points, lines, channels) stored
 column-major (points fastest), with one dimension label per channel (``HeightRetrace``,
 ``AmplitudeRetrace``, ...) and the instrument settings as ``Key: value`` lines in the
-wave note. See docs/formats.md for the layout and the choices made here.
+wave note. Asylum writes force curves, force maps and spectra as waves too; they are
+refused with ``NotAnImageError`` from the wave's own header facts (:func:`not_an_image`).
+See docs/formats.md for the layout, the rule and the choices made here.
 
 igor2 is LGPL-3.0, so it is imported only inside the functions that parse a file.
 """
@@ -21,7 +23,7 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import RawFramesArray
-from ..exceptions import ChannelError, CorruptFileError
+from ..exceptions import ChannelError, CorruptFileError, NotAnImageError
 from ._units import length_unit_nm
 
 NAME = "ibw"
@@ -53,7 +55,8 @@ def _igor2() -> Any:
 
 
 def _headers(path: str) -> dict[str, Any]:
-    """Parse and check the v5 headers ourselves, so igor2 never sees a lying file."""
+    """Parse and check the v5 headers ourselves, so igor2 never sees a lying file, and refuse
+    a sound wave that is not an image (:func:`not_an_image`) before its data are touched."""
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         head = fh.read(HEADERS_SIZE)
@@ -63,7 +66,12 @@ def _headers(path: str) -> dict[str, Any]:
         bo = "<" if little else ">"
         version = struct.unpack(bo + "h", head[:2])[0]
         if version in (1, 2, 3):
-            raise CorruptFileError(path, f"Igor binary wave version {version} holds only 1-D waves, not an image")
+            n = CHECKSUMMED[version]
+            if len(head) < n or int(np.frombuffer(head[:n], dtype=bo + "u2").sum()) & 0xFFFF:
+                raise CorruptFileError(path, f"header checksum does not match: damaged Igor binary wave (version {version})")
+            raise NotAnImageError(
+                path, f"this is a curve or spectrum file (an Igor version-{version} binary wave, which holds only 1-D waves); xafm reads images"
+            )
         if version != 5:
             raise CorruptFileError(path, f"not an Igor binary wave (unknown version {version})")
         if len(head) < HEADERS_SIZE:
@@ -83,8 +91,8 @@ def _headers(path: str) -> dict[str, Any]:
             raise CorruptFileError(path, f"negative wave dimension in {tuple(n_dim)}")
         k = next((i for i, n in enumerate(n_dim) if n == 0), 4)
         dims = list(n_dim[:k])
-        if any(n_dim[k:]) or k not in (2, 3):
-            raise CorruptFileError(path, f"wave dimensions {tuple(n_dim)} are not an image or image set (points, lines[, channels])")
+        if any(n_dim[k:]) or k == 0:
+            raise CorruptFileError(path, f"wave dimensions {tuple(n_dim)} are not a wave's (a zero before a non-zero size, or no points)")
         if wave_type & 0x01:
             raise CorruptFileError(path, "complex waves are not AFM images; not supported")
         code = IGOR_TYPES.get(wave_type)
@@ -99,15 +107,106 @@ def _headers(path: str) -> dict[str, Any]:
         end = 64 + sum(sizes)
         if end > size:
             raise CorruptFileError(path, f"file is {size} bytes; its header describes {end}")
-        fh.seek(64 + wfm_size + formula_size + note_size + data_e_units_size + sum(dim_e_units))
+        fh.seek(64 + wfm_size + formula_size)
+        note = fh.read(note_size)
+        fh.seek(data_e_units_size, os.SEEK_CUR)
+        e_units = [fh.read(n) for n in dim_e_units]
         labels_raw = fh.read(sum(dim_labels))
+        footer = _asylum_footer(fh, size, end)
+    units = [
+        (e or head[64 + 152 + 4 * i : 64 + 156 + 4 * i]).split(b"\0", 1)[0].decode("latin-1").strip()
+        for i, e in enumerate(e_units)
+    ]
+    labels = _labels(labels_raw, dim_labels)
+    why = not_an_image(dims, units, labels, _parse_note(note), footer)
+    if why is not None:
+        raise NotAnImageError(path, f"this is a {why[0]} file ({why[1]}); xafm reads images")
     return {
         "byteorder": bo,
         "dtype": dtype,
         "dims": dims,
         "sizes": dict(zip(("wfm", "formula", "note", "data_e_units"), sizes[:4])),
-        "dim_labels": _labels(labels_raw, dim_labels),
+        "dim_labels": labels,
+        "dim_units": units,
+        "footer": footer,
     }
+
+
+def _asylum_footer(fh: Any, size: int, end: int) -> dict[str, str]:
+    """Asylum's ``Key:value;`` footer after the wave's sections, which ends in
+    ``NNNN MFP3D`` (NNNN: the footer's length in bytes, counted from the end of the file)."""
+    if size - end < 10:
+        return {}
+    fh.seek(size - 10)
+    tail = fh.read(10)
+    m = re.fullmatch(rb"(\d{4}) MFP3D", tail)
+    if m is None or not 10 < int(m.group(1)) <= size - end:
+        return {}
+    fh.seek(size - int(m.group(1)))
+    text = fh.read(int(m.group(1)) - 10).decode("latin-1")
+    out = {}
+    for item in text.split(";"):
+        key, sep, value = item.partition(":")
+        if sep and re.fullmatch(r"\w+", key.strip()):
+            out[key.strip()] = value.strip()
+    return out
+
+
+#: Signal names of Asylum force curves (the labels of a force curve's columns).
+FORCE_SIGNALS = frozenset({"Raw", "Defl", "ZSnsr", "LVDT", "Force", "Sep", "Ind", "DeflV", "Amp", "Phas", "Time"})
+#: Note keys of a force curve's segment table (split points; 1 extend, -1 retract, 0 dwell).
+FORCE_NOTE_KEYS = ("Indexes", "Direction")
+_TIME_UNITS = frozenset({"s", "ms", "us", "\u00b5s", "ns", "sec"})
+
+
+def not_an_image(
+    dims: list[int], units: list[str], labels: list[list[str]], notes: dict[str, str], footer: dict[str, str]
+) -> tuple[str, str] | None:
+    """Why a sound wave is not an image: ``(kind, facts)``, or None for an image.
+
+    An image has 2 or 3 dims; dims 0 and 1 (points, lines) are lengths or unscaled; dim 2,
+    if any, indexes channels (no unit); no signal labels on dims 0 and 1 (Asylum labels an
+    image's channels on dim 2); no force-curve segment table in the note unless dim 2 labels
+    image channels; and Asylum's footer, when present, does not say ``IsImage:0``.
+    docs/formats.md gives the facts.
+    """
+    facts = []
+    shape = " x ".join(str(n) for n in dims)
+    if len(dims) == 1:
+        facts.append(f"a 1-D wave of {dims[0]} points")
+    elif len(dims) == 4:
+        facts.append(f"a 4-D wave of {shape}")
+    for i in range(min(len(dims), 2)):
+        unit = units[i]
+        if unit and length_unit_nm(unit) is None:
+            what = "time" if unit in _TIME_UNITS else "not a length"
+            facts.append(f"dimension {i} ({dims[i]} samples) is in {unit!r}, {what}")
+    if len(dims) >= 3 and units[2]:
+        facts.append(f"dimension 2 ({dims[2]} samples) is in {units[2]!r}, not a channel index")
+    # labels of dims 0 and 1 (and of a 4-D wave's last dim) name signals, not image channels
+    signal_dims = [0, 1, 3] if len(dims) == 4 else [0, 1]
+    signals = [name for i in signal_dims if i < len(dims) for name in labels[i][1:] if name]
+    if signals:
+        more = ", ..." if len(signals) > 6 else ""
+        facts.append(f"its columns are the signals {', '.join(signals[:6])}{more}")
+    # the note's segment table decides only for waves without image channels on dim 2: an
+    # analysed force map (Adhesion, YoungsModulus, ... on dim 2) is an image
+    image_channels = len(dims) == 3 and any(labels[2][1:])
+    segments = all(key in notes for key in FORCE_NOTE_KEYS)
+    if segments and not image_channels:
+        facts.append(f"the note has a force curve's segment table ({'/'.join(FORCE_NOTE_KEYS)})")
+    if footer.get("IsImage") == "0":
+        facts.append("Asylum's footer says IsImage:0")
+    if not facts:
+        return None
+    force = segments or any(name in FORCE_SIGNALS for name in signals)
+    if not force:
+        kind = "spectroscopy"
+    elif len(dims) >= 3:
+        kind = "force-map"
+    else:
+        kind = "force-curve"
+    return kind, f"{shape} wave: " + "; ".join(facts) if len(dims) in (2, 3) else "; ".join(facts)
 
 
 def _labels(raw: bytes, sizes: tuple[int, ...]) -> list[list[str]]:

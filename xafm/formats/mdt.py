@@ -46,7 +46,7 @@ def _images(path: str) -> list[layout.Image]:
         kinds = sorted(set(contents.kinds))
         why = f" ({'; '.join(contents.problems)})" if contents.problems else ""
         raise NotAnImageError(
-            path, f"this NT-MDT file holds no image frame, only {', '.join(kinds) or 'no frames'}{why}; xafm reads images"
+            path, f"this is a spectroscopy file (its NT-MDT frames hold no image frame, only {', '.join(kinds) or 'no frames'}{why}); xafm reads images"
         )
     return contents.images
 

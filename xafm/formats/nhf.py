@@ -178,7 +178,7 @@ def _layout(path: str) -> list[Channel]:
     with HDF5_LOCK, h5py.File(path, "r") as f:
         found, others = _structure(path, f)
     if not found:
-        raise NotAnImageError(path, f"Nanosurf NHF measurements {others} hold no image channel: this is a spectroscopy file; xafm reads images")
+        raise NotAnImageError(path, f"this is a spectroscopy file (Nanosurf NHF measurements {others} hold no image channel); xafm reads images")
     return found
 
 

@@ -207,8 +207,8 @@ def _layout(path: str) -> tuple[dict[str, dict[str, str]], list[Block]]:
     if not images:
         groups = sorted({b.group for b in blocks})
         spectro = any(b.spectroscopy or "spec" in b.group.lower() for b in blocks)
-        what = "a spectroscopy file" if spectro else "not an image file (spectra or sweeps)"
-        raise NotAnImageError(path, f"Nanosurf NID data {groups} hold no scanned image: this is {what}; xafm reads images")
+        what = "spectra" if spectro else "spectra or sweeps"
+        raise NotAnImageError(path, f"this is a spectroscopy file (Nanosurf NID {what}: the data {groups} hold no scanned image); xafm reads images")
     return sections, images
 
 

@@ -313,7 +313,7 @@ def _check_image(path: str, lay: dict[str, Any], data_place: tuple[int, int] | N
     header, spect = lay["header"], lay["spectroscopy"]
     kind = header["image_type"]
     if kind == LINE_PROFILE:
-        raise NotAnImageError(path, "this is a Park Systems line profile (header image type 1); xafm reads images")
+        raise NotAnImageError(path, "this is a line-profile file (Park Systems header image type 1, a line profile); xafm reads images")
     if kind not in IMAGE_TYPES:
         raise CorruptFileError(path, f"Park header image type {kind}, which is none of {IMAGE_TYPES}")
     code = header.get("data_type", 0) if lay["version"] == 2 else 0
@@ -332,7 +332,7 @@ def _check_image(path: str, lay: dict[str, Any], data_place: tuple[int, int] | N
         fits = data_place is not None and 0 < nx <= MAX_PIXELS and 0 < ny <= MAX_PIXELS and data_place[1] == nx * ny * dtype.itemsize
         if said_none or not fits:
             n = f" ({curves} curves)" if isinstance(curves, int) and curves > 0 else ""
-            raise NotAnImageError(path, f"this is a Park Systems {what} file{n} without an image of the scan area; xafm reads images")
+            raise NotAnImageError(path, f"this is a spectroscopy file (Park Systems {what}{n}, without an image of the scan area); xafm reads images")
     if data_place is None:
         raise CorruptFileError(path, f"a Park Systems image without its data (tag {TAG_DATA})")
     if not (0 < nx <= MAX_PIXELS and 0 < ny <= MAX_PIXELS):

@@ -31,7 +31,7 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import HEAD_BYTES, Format, Probe
 from ..core.lazy import DimView, LazyArray, RawFramesArray
-from ..exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from ..exceptions import ChannelError, CorruptFileError, FormatError, XafmError, XafmWarning
 from .ometiff.foreign import AXIS_NAMES, series_planes
 from .ometiff.names import OTHER_TIFF_DIALECTS, TIFF_MAGIC
 from .ometiff.omexml import LENGTH_NM
@@ -263,7 +263,7 @@ def layout(path: str, series: int = 0) -> dict[str, Any]:
                 "imagej": ij or None,
             }
     except (tifffile.TiffFileError, ValueError, struct.error, OSError) as exc:
-        if isinstance(exc, (CorruptFileError, FormatError)):
+        if isinstance(exc, XafmError):  # xafm's own verdicts (FileErrors are OSErrors) keep their type
             raise
         raise CorruptFileError(path, f"not a readable TIFF: {type(exc).__name__}: {exc}") from None
     sizes = dict(zip(dims, base.shape))

@@ -23,7 +23,7 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
-from ..exceptions import ChannelError, CorruptFileError
+from ..exceptions import ChannelError, CorruptFileError, XafmError
 from ._hdf5 import HDF5_LOCK, identify_with
 
 NAME = "topostats"
@@ -86,7 +86,7 @@ def _scan(path: str) -> dict[str, Any]:
                     if dtype.kind in "OSU" and obj.id.get_storage_size() > MAX_TEXT_BYTES:
                         continue
                     info["scalars"][name] = _plain(obj[()])
-    except CorruptFileError:
+    except XafmError:  # xafm's own verdicts (FileErrors are OSErrors) keep their type
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CorruptFileError(path, f"not a readable HDF5 file: {type(exc).__name__}: {exc}") from None
