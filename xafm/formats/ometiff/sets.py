@@ -37,7 +37,6 @@ _ROOT_UUID = re.compile(r"<(?:[\w.-]+:)?OME\b[^>]*?\sUUID\s*=\s*[\"']([^\"']*)[\
 #: Planes a set may describe beyond those its TiffData cover (a lying Size must not make
 #: xafm build a list of a billion missing planes).
 MAX_UNCOVERED_PLANES = 2**16
-_PAGE_DTYPES = {v: k for k, v in omexml.OME_TYPES.items()}
 
 
 def looks_like_companion(head: bytes) -> bool:
@@ -208,7 +207,7 @@ class OmeSet:
         want_shape = (size["Y"], size["X"]) if spp == 1 else (size["Y"], size["X"], spp)
         if member["shape"] != want_shape:
             raise CorruptFileError(self.origin, f"member {name!r} has pages of shape {member['shape']}, the set's OME-XML says {want_shape}")
-        want = _PAGE_DTYPES.get(np.dtype(member["dtype"]).newbyteorder("="))
+        want = omexml.OME_TYPES.get(np.dtype(member["dtype"]).newbyteorder("="))
         if ome_type is not None and want is not None and want != ome_type:
             raise CorruptFileError(self.origin, f"member {name!r} holds {member['dtype']} pages, the set's OME-XML says Type {ome_type!r}")
 
