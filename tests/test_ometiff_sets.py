@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 import xafm
 from tests.bioformats import OME, omexml_dump, run_all
+from tests.samples import known_stack
+from tests.test_fuzz import _mutate, check_reader, mutations
 from xafm import registry
 from xafm.core import model
 from xafm.exceptions import CorruptFileError
@@ -44,15 +46,18 @@ def bioformats_sets(tmp_path_factory):
     and ``bf.companion.ome``)."""
     tmp = tmp_path_factory.mktemp("bf_sets")
     src = xafm.stack(_values(), pixel_size_nm=PIXEL, times=TIMES, channel="height").afm.to_ome_tiff(tmp / "stack.ome.tif")
-    full, comp = tmp / "full", tmp / "companion"
-    full.mkdir()
-    comp.mkdir()
+    layered = known_stack().afm.to_ome_tiff(tmp / "layered.ome.tif")
+    full, comp, layers = tmp / "full", tmp / "companion", tmp / "layers"
+    for folder in (full, comp, layers):
+        folder.mkdir()
     convert = ["loci.formats.tools.ImageConverter", "-no-upgrade"]
     run_all({
         "full": [*convert, str(src), str(full / "bf_T%t.ome.tif")],
         "companion": [*convert, "-option", "ometiff.companion", str(comp / "bf.companion.ome"), str(src), str(comp / "bf_T%t.ome.tif")],
+        # the stack, its layer and its mask (three OME images) share each timepoint's file
+        "layers": [*convert, str(layered), str(layers / "k_T%t.ome.tif")],
     })  # fmt: skip
-    return {"src": src, "full": full, "companion": comp}
+    return {"src": src, "full": full, "companion": comp, "layered": layered, "layers": layers}
 
 
 def test_bioformats_writes_the_layouts_under_test(bioformats_sets):
@@ -79,6 +84,27 @@ def test_bioformats_sets_open_from_every_file(bioformats_sets):
         np.testing.assert_allclose(da.time.values, TIMES, rtol=1e-12)
         assert model.pixel_size_nm(da) == pytest.approx(PIXEL, rel=1e-12)
         assert da.name == "height" and xafm.channels(path) == ["height"]
+
+
+def test_a_bioformats_set_of_an_xafm_stack_is_that_stack(bioformats_sets):
+    """Bio-Formats keeps xafm's MapAnnotation: a set made from an xafm file with a layer
+    and a mask (three OME images whose pages share each file) reads back as the stack."""
+    want = known_stack()
+    members = sorted(bioformats_sets["layers"].iterdir())
+    assert len(members) == want.sizes["time"]
+    with tifffile.TiffFile(members[0]) as tf:
+        assert [p.dtype for p in tf.pages] == [np.float32, np.float32, np.uint8]
+    got = xafm.open(members[2])
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_allclose(got.time.values, want.time.values, rtol=1e-12)
+    assert model.pixel_size_nm(got) == pytest.approx(model.pixel_size_nm(want), rel=1e-9)
+    assert got.name == want.name and got.attrs["operator"] == want.attrs["operator"]
+    assert sorted(got.afm.layers) == sorted(want.afm.layers) and sorted(got.afm.masks) == sorted(want.afm.masks)
+    for name in want.afm.layers:
+        np.testing.assert_array_equal(got.afm.layers[name].values, want.afm.layers[name].values)
+    for name in want.afm.masks:
+        np.testing.assert_array_equal(got.afm.masks[name].values, want.afm.masks[name].values)
+    np.testing.assert_array_equal(got.line_rate.values, want.line_rate.values)
 
 
 def test_bioformats_sets_are_read_lazily_one_file_per_plane(bioformats_sets, tmp_path):
@@ -270,8 +296,8 @@ def test_lying_tiffdata_is_refused(tifffile_set):
         'PlaneCount="1">': ('IFD="0" PlaneCount="1">', 'IFD="0" PlaneCount="9">', "asks for pages 0..8"),
         "FirstT": ('FirstT="1"', 'FirstT="7"', "outside the image"),
         "SizeT": ('SizeT="4"', 'SizeT="900000"', "cover only 4"),
-        "SizeX": ('SizeX="6"', 'SizeX="7"', "pages of shape"),
-        "Type": ('Type="uint16"', 'Type="float"', "holds uint16 pages"),
+        "SizeX": ('SizeX="6"', 'SizeX="7"', "page 0 of member 'set_0.ome.tif' has shape"),
+        "Type": ('Type="uint16"', 'Type="float"', "holds uint16 pixels, the set's OME-XML says Type 'float'"),
     }
     for old, new, says in lies.values():
         comp.write_text(original.replace(old, new, 1))
@@ -304,3 +330,18 @@ def test_xafm_still_writes_single_files(tmp_path):
         xml = tf.pages.first.description
     assert "<UUID" not in xml and "BinaryOnly" not in xml
     np.testing.assert_array_equal(xafm.open(out).values, _values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(companion=st.booleans(), target=st.integers(0, 3), opened=st.integers(0, 3), data=st.data())
+def test_fuzz_sets(companion, target, opened, data):
+    """A mutated member or companion of a set (tests/test_fuzz.py's mutations), the set
+    opened from any file: only xafm errors naming the opened file, no hang, no huge allocation."""
+    arr = np.random.default_rng(3).normal(size=(3, 1, 1, 8, 6)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        got = write_ome_tiff_set(tmp, arr, companion=companion, times_s=[0.0, 1.0, 2.0])
+        files = got["members"] + ([got["companion"]] if companion else [])
+        victim = files[target % len(files)]
+        raw = victim.read_bytes()
+        victim.write_bytes(_mutate(raw, data.draw(mutations(len(raw)))))
+        check_reader(files[opened % len(files)])

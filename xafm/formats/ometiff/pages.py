@@ -155,7 +155,12 @@ class TiffPlanesArray(LazyArray):
             with tifffile.TiffFile(file, _multifile=False) as tf:
                 for i, index in items:
                     page = tf.pages[index]
-                    _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    try:
+                        _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    except CorruptFileError as exc:  # a set's member: name the file opened too
+                        if file == self.path:
+                            raise
+                        raise CorruptFileError(self.path, f"member {file} of the set: {exc.problem}") from None
                     arr = page.asarray()
                     out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
         return out.reshape(np.shape(grid) + page_out)

@@ -114,8 +114,10 @@ class OmeSet:
                 raise CorruptFileError(self.origin, f"member {name!r} of the OME-TIFF set {self.xml_path} is missing (no file {path})")
             try:
                 with tifffile.TiffFile(path, _multifile=False) as tf:
-                    first = tf.pages.first
-                    got = {"n_pages": len(tf.pages), "shape": tuple(first.shape), "dtype": np.dtype(first.dtype), "uuid": root_uuid(first.description)}
+                    # shape and dtype of every page (headers only): images of a set may
+                    # share files, each with pages of its own type (Bio-Formats' %t sets)
+                    pages = [(tuple(page.shape), None if page.dtype is None else np.dtype(page.dtype).newbyteorder("=")) for page in tf.pages]
+                    got = {"n_pages": len(pages), "pages": pages, "uuid": root_uuid(tf.pages.first.description)}
             except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
                 raise CorruptFileError(self.origin, f"member {name!r} of the OME-TIFF set {self.xml_path} is not a readable TIFF ({path}: {exc})") from None
             self.members[key] = got
@@ -190,26 +192,30 @@ class OmeSet:
                 raise CorruptFileError(self.origin, f"a TiffData maps {count} planes from plane {start}, past the image's {n_planes}")
             for k in range(count):
                 found[start + k] = (os.path.abspath(path), ifd + k)
-            self._check_page(name, member, size, spp, pix.get("Type"))
+                self._check_page(name, member["pages"][ifd + k], ifd + k, size, spp, pix.get("Type"))
         if not found:
             raise CorruptFileError(self.origin, f"OME Image {index} of the set in {self.xml_path} maps no planes (no TiffData)")
         if n_planes - len(found) > MAX_UNCOVERED_PLANES:
             raise CorruptFileError(self.origin, f"OME Image {index} says {n_planes} planes, its TiffData cover only {len(found)}")
-        member = self.members[os.path.abspath(found[min(found)][0])]
-        page_shape = member["shape"]
+        first_file, first_page = found[min(found)]
+        page_shape, dtype = self.members[first_file]["pages"][first_page]  # checked: not None
         page_axes = "YX" if len(page_shape) == 2 else "YXS"
         return {
             "lead": lead, "lead_shape": lead_shape, "page_axes": page_axes, "page_shape": page_shape,
-            "dtype": member["dtype"], "planes": [found.get(i) for i in range(n_planes)],
+            "dtype": dtype, "planes": [found.get(i) for i in range(n_planes)],
         }  # fmt: skip
 
-    def _check_page(self, name: str, member: dict[str, Any], size: dict[str, int], spp: int, ome_type: str | None) -> None:
+    def _check_page(self, name: str, page: tuple[tuple[int, ...], np.dtype], index: int, size: dict[str, int], spp: int, ome_type: str | None) -> None:
+        """A page a TiffData maps has the image's plane shape and pixel type."""
+        shape, dtype = page
+        if dtype is None:
+            raise CorruptFileError(self.origin, f"page {index} of member {name!r} has a pixel type tifffile cannot decode")
         want_shape = (size["Y"], size["X"]) if spp == 1 else (size["Y"], size["X"], spp)
-        if member["shape"] != want_shape:
-            raise CorruptFileError(self.origin, f"member {name!r} has pages of shape {member['shape']}, the set's OME-XML says {want_shape}")
-        want = omexml.OME_TYPES.get(np.dtype(member["dtype"]).newbyteorder("="))
-        if ome_type is not None and want is not None and want != ome_type:
-            raise CorruptFileError(self.origin, f"member {name!r} holds {member['dtype']} pages, the set's OME-XML says Type {ome_type!r}")
+        if shape != want_shape:
+            raise CorruptFileError(self.origin, f"page {index} of member {name!r} has shape {shape}, the set's OME-XML says {want_shape}")
+        have = omexml.OME_TYPES.get(dtype)
+        if ome_type is not None and have is not None and have != ome_type:
+            raise CorruptFileError(self.origin, f"page {index} of member {name!r} holds {dtype} pixels, the set's OME-XML says Type {ome_type!r}")
 
     # ----------------------------------------------------------------------------------
     def layout(self, series: int) -> dict[str, Any]:
