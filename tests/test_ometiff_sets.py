@@ -5,6 +5,7 @@ from the schema rules (``xafm.testing.ometiff_sets``), and the sets xafm must re
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -24,7 +25,7 @@ from tests.bioformats import OME, omexml_dump, run_all
 from tests.samples import known_stack
 from tests.test_fuzz import _mutate, check_reader, mutations
 from xafm import registry
-from xafm.core import model
+from xafm.core import conventions, model
 from xafm.exceptions import CorruptFileError
 from xafm.testing.ometiff_sets import write_ome_tiff_set
 
@@ -196,6 +197,11 @@ def test_tifffile_sets_read_back(sizes, order, per_file, companion, dtype, page_
             np.testing.assert_array_equal(one.values, np.take(want, -1, axis=da.dims.index("channel")))
         else:
             assert da.name == names[0]
+        acq = json.loads(da.attrs[conventions.ACQUISITION_ATTR])
+        if companion or len(got["members"]) > 1:
+            assert acq["ome_set"] == {"document": str(got["companion"] if companion else path), "member_files": len(got["members"])}
+        else:  # one file holding every plane: a plain OME-TIFF
+            assert "ome_set" not in acq
 
 
 @pytest.fixture

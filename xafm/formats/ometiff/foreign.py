@@ -216,6 +216,8 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
         "tiff_axes": axes,
         "tiff_shape": list(shape),
     }
+    if the_set is not None:  # a multi-file set: where its document is, how many files it spans
+        acquisition["ome_set"] = {"document": the_set.xml_path, "member_files": len(the_set.members)}
     if "channel" in out_dims:
         name = conventions.MULTI_CHANNEL_NAME
     else:
