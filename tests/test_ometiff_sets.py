@@ -294,6 +294,26 @@ def test_members_in_a_sub_folder_and_a_renamed_holder(tmp_path):
         xafm.open(full["members"][0])
 
 
+def test_a_master_tiff_holds_the_document_for_binary_only_members(tmp_path):
+    """One member holds the document (its root UUID its own), the others are BinaryOnly
+    and point at it: the set opens from any of them."""
+    arr = np.arange(3 * 2 * 4 * 5, dtype=np.float32).reshape(3, 2, 1, 4, 5)
+    got = write_ome_tiff_set(tmp_path, arr, companion=True, channel_names=["a", "b"])
+    master, others = got["members"][0], got["members"][1:]
+    document = got["companion"].read_text().replace(got["companion_uuid"], got["uuids"][0])
+    got["companion"].unlink()
+    tifffile.tiffcomment(master, document.encode())
+    for member in others:
+        with tifffile.TiffFile(member) as tf:
+            text = tf.pages.first.description
+        tifffile.tiffcomment(member, text.replace("set.companion.ome", master.name).replace(got["companion_uuid"], got["uuids"][0]).encode())
+    for path in got["members"]:
+        da = xafm.open(path)
+        assert da.dims == ("time", "channel", "y", "x")
+        np.testing.assert_array_equal(da.values, arr[:, :, 0])
+        assert json.loads(da.attrs[conventions.ACQUISITION_ATTR])["ome_set"]["document"] == str(master)
+
+
 def test_lying_tiffdata_is_refused(tifffile_set):
     got, _ = tifffile_set
     comp = got["companion"]

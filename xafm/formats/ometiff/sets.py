@@ -141,6 +141,8 @@ class OmeSet:
             return self.known[want], os.path.basename(self.known[want]), want  # whatever its name now
         if name is None:
             raise CorruptFileError(self.origin, f"a TiffData of {self.xml_path} names UUID {want} without a FileName")
+        if self.holder is not None and name.lower() == os.path.basename(self.holder).lower():
+            return self.holder, name, want  # its own name (tifffile's rule too), whatever the folder
         return member_path(self.origin, self.folder, name, "member FileName"), name, want
 
     def references_other_files(self) -> bool:
