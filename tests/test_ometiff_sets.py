@@ -151,6 +151,37 @@ def test_bioformats_image_info_agrees_with_xafm(bioformats_sets):
 # --------------------------------------------------------------------------------------
 # sets written with tifffile
 # --------------------------------------------------------------------------------------
+def test_bioformats_reads_tifffile_sets_as_xafm_does(tmp_path):
+    """The synthetic sets are sets to Bio-Formats too: its ImageInfo reports their sizes,
+    order, channels and files, and its ImageConverter, joining each set into one file,
+    gives the planes xafm reads from the set (an independent check of the plane mapping)."""
+    arr = np.random.default_rng(8).integers(0, 60000, size=(2, 3, 2, 5, 4)).astype(np.uint16)  # C, T, Z for XYZTC
+    sets = {}
+    for companion in (True, False):
+        folder = tmp_path / ("companion" if companion else "full")
+        folder.mkdir()
+        sets[companion] = write_ome_tiff_set(folder, arr, dimension_order="XYZTC", planes_per_file=5, companion=companion, pixel_size_nm=(4.0, 2.5), times_s=[0.0, 0.5, 2.0], channel_names=["height", "phase"])
+    opened = {"companion": sets[True]["companion"], "binary_only": sets[True]["members"][2], "full": sets[False]["members"][1]}
+    info = ["loci.formats.tools.ImageInfo", "-no-upgrade", "-nopix", "-omexml"]
+    commands = {key: [*info, str(p)] for key, p in opened.items()}
+    joined = {key: tmp_path / f"joined_{key}.ome.tif" for key in ("companion", "full")}
+    for key, out in joined.items():
+        commands[f"join_{key}"] = ["loci.formats.tools.ImageConverter", "-no-upgrade", str(opened[key]), str(out)]
+    out = run_all(commands)
+    for key, path in opened.items():
+        assert "OMETiffReader" in out[key] and len(re.findall(r"^\t/.*set_\d\.ome\.tif$", out[key], re.M)) == 3, key
+        pix = omexml_dump(out[key]).find(f"{OME}Image/{OME}Pixels")
+        assert {d: int(pix.get(f"Size{d}")) for d in "XYZCT"} == {"X": 4, "Y": 5, "Z": 2, "C": 2, "T": 3}
+        assert [c.get("Name") for c in pix.findall(f"{OME}Channel")] == xafm.channels(path) == ["height", "phase"]
+        assert (float(pix.get("PhysicalSizeY")), float(pix.get("PhysicalSizeX"))) == pytest.approx((4.0, 2.5))  # nm, as written
+    for key, single in joined.items():
+        mine, theirs = xafm.open(opened[key]), xafm.open(single)
+        assert mine.dims == theirs.dims == ("time", "z", "channel", "y", "x")
+        np.testing.assert_array_equal(mine.values, theirs.values)
+        np.testing.assert_array_equal(mine.values, arr.transpose(1, 2, 0, 3, 4))
+        np.testing.assert_allclose(mine.time.values, theirs.time.values)
+
+
 def _expected(arr: np.ndarray, order: str) -> np.ndarray:
     """The (time, z, channel, y, x) view of planes written slowest first for ``order``,
     with length-1 z and channel dropped (as xafm reads other tools' OME-TIFF)."""
