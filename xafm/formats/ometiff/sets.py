@@ -117,7 +117,7 @@ class OmeSet:
                     # shape and dtype of every page (headers only): images of a set may
                     # share files, each with pages of its own type (Bio-Formats' %t sets)
                     pages = [(tuple(page.shape), None if page.dtype is None else np.dtype(page.dtype).newbyteorder("=")) for page in tf.pages]
-                    got = {"n_pages": len(pages), "pages": pages, "uuid": root_uuid(tf.pages.first.description)}
+                    got = {"path": key, "n_pages": len(pages), "pages": pages, "uuid": root_uuid(tf.pages.first.description)}
             except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
                 raise CorruptFileError(self.origin, f"member {name!r} of the OME-TIFF set {self.xml_path} is not a readable TIFF ({path}: {exc})") from None
             self.members[key] = got
@@ -193,7 +193,7 @@ class OmeSet:
             if start + count > n_planes:
                 raise CorruptFileError(self.origin, f"a TiffData maps {count} planes from plane {start}, past the image's {n_planes}")
             for k in range(count):
-                found[start + k] = (os.path.abspath(path), ifd + k)
+                found[start + k] = (member["path"], ifd + k)  # one str per member: pickled once
                 self._check_page(name, member["pages"][ifd + k], ifd + k, size, spp, pix.get("Type"))
         if not found:
             raise CorruptFileError(self.origin, f"OME Image {index} of the set in {self.xml_path} maps no planes (no TiffData)")
