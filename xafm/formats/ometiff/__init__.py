@@ -14,6 +14,10 @@ and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... i
 (time, z, channel, others, y, x); length-1 dims other than time are dropped; ``channel=``
 selects one channel by name; physical sizes convert to nm and DeltaT to s.
 
+Multi-file sets (``TiffData`` naming other files by UUID and file name, binary-only TIFFs
+with a ``.companion.ome``) open from any member or from the companion, which is a
+read-only format of its own (``ome-companion``, :data:`COMPANION`).
+
 This module is the format's face (content check, channel list, the reader that sends a
 file to the right one, the declaration); the work is done in:
 
