@@ -425,6 +425,32 @@ NOT_IMAGES = [
 ]
 
 
+# issue 11: multi-file OME-TIFF sets (xafm.formats.ometiff.sets), written with tifffile
+OME_SET = np.random.default_rng(11).normal(3.0, 1.5, size=(4, 1, 1, 6, 5)).astype(np.float32)  # T, C, Z, y, x
+OME_SET_TIMES = [0.0, 0.2, 0.5, 0.6]
+
+
+def _ome_set(companion: bool) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        from xafm.testing.ometiff_sets import write_ome_tiff_set
+
+        got = write_ome_tiff_set(folder, OME_SET, stem="omeset", companion=companion, pixel_size_nm=(1.5, 2.0), times_s=OME_SET_TIMES, channel_names=["height"])
+        return Path(got["companion"]) if companion else Path(got["members"][1])
+
+    return make
+
+
+def _ome_set_expected() -> Expected:
+    v = OME_SET[:, 0, 0]
+    return Expected(v.shape, (1.5, 2.0), "height", stats_of(v))
+
+
+SAMPLES += [
+    Sample("omeset.companion.ome", "ome-companion", _ome_set(True), _ome_set_expected),
+    Sample("omeset_1.ome.tif", "tif", _ome_set(False), _ome_set_expected),
+]
+
+
 def by_format() -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for s in SAMPLES:

@@ -14,6 +14,10 @@ and tifffile know is kept, named ``time``, ``z``, ``channel``, ``sample``, ... i
 (time, z, channel, others, y, x); length-1 dims other than time are dropped; ``channel=``
 selects one channel by name; physical sizes convert to nm and DeltaT to s.
 
+Multi-file sets (``TiffData`` naming other files by UUID and file name, binary-only TIFFs
+with a ``.companion.ome``) open from any member or from the companion, which is a
+read-only format of its own (``ome-companion``, :data:`COMPANION`).
+
 This module is the format's face (content check, channel list, the reader that sends a
 file to the right one, the declaration); the work is done in:
 
@@ -22,6 +26,7 @@ file to the right one, the declaration); the work is done in:
 - :mod:`.pages`: the lazy page and plane arrays, and the checks a page passes;
 - :mod:`.own`: reading a file xafm wrote;
 - :mod:`.foreign`: reading other tools' files;
+- :mod:`.sets`: multi-file sets (``TiffData`` naming other files, ``.companion.ome``);
 - :mod:`.names`: the format name, TIFF magic and private tags.
 """
 
@@ -35,7 +40,7 @@ import xarray as xr
 
 from ...core.contract import Format, Probe
 from ...exceptions import CorruptFileError
-from . import foreign, omexml, own
+from . import foreign, omexml, own, sets
 from .names import NAME, OTHER_TIFF_DIALECTS, TIFF_MAGIC
 from .pages import series_source
 from .writer import write
@@ -51,26 +56,37 @@ def identify(probe: Probe) -> bool:
         return bool(tf.is_ome)
 
 
+def identify_companion(probe: Probe) -> bool:
+    """An XML document whose root is OME (a ``.companion.ome`` of a multi-file set)."""
+    return not probe.head.startswith(TIFF_MAGIC) and sets.looks_like_companion(probe.head)
+
+
 def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     info = _describe(path)
     if not omexml.annotation(info["root"]):  # another tool's file: as read_foreign names them
-        return list(foreign.layout(path, info["images"], 0)["names"])
+        return list(foreign.layout(path, info["images"], 0, info.get("set"))["names"])
     return [c["name"] for c in info["channels"]]
 
 
 def _describe(path: str) -> dict[str, Any]:
     """The parsed OME-XML (``root``, its ``images``), the lazy planes of each series (as
-    xafm's own files are read) and the first image's channels."""
+    xafm's own files are read) and the first image's channels; for a file of a multi-file
+    set (or its companion) the set's, with ``set`` (:class:`.sets.OmeSet`)."""
     import tifffile
 
+    if sets.is_companion_file(path):
+        return sets.from_companion(path).describe()
     try:
-        with tifffile.TiffFile(path) as tf:
+        with tifffile.TiffFile(path, _multifile=False) as tf:
             if not tf.is_ome or not tf.ome_metadata:
                 codes = set(tf.pages.first.tags.keys()) if len(tf.pages) else set()
                 what = next((w for code, w in OTHER_TIFF_DIALECTS.items() if code in codes), None)
                 raise CorruptFileError(path, "TIFF has no OME-XML: not an OME-TIFF" + (f"; its tags say it is {what}" if what else ""))
             root = omexml.parse(path, tf.ome_metadata)
+            the_set = sets.from_tiff(path, root)
+            if the_set is not None:
+                return the_set.describe()
             images = root.findall(omexml.q("Image"))
             if not images or len(tf.series) < 1:
                 raise CorruptFileError(path, "OME-XML describes no image")
@@ -97,7 +113,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, series: in
     info = _describe(path)
     ann = omexml.annotation(info["root"])
     if not ann:  # another tool's OME-TIFF
-        return foreign.read_foreign(path, info["root"], info["images"], channel=channel, series=series)
+        return foreign.read_foreign(path, info["root"], info["images"], channel=channel, series=series, the_set=info.get("set"))
     return own.read_own(path, info, ann, channel=channel)
 
 
@@ -112,3 +128,13 @@ FORMAT = Format(
     channels=channels,
     write=write,
 )
+COMPANION = Format(
+    name="ome-companion",
+    description="OME-TIFF set (companion OME-XML)",
+    suffixes=(sets.COMPANION_SUFFIX,),
+    lazy=True,
+    identify=identify_companion,
+    read=read,
+    channels=channels,
+)
+FORMATS = (FORMAT, COMPANION)

@@ -87,10 +87,15 @@ def _epoch_ms(text: str | None) -> float | None:
     return when.timestamp() * 1e3 if when.tzinfo is not None else None
 
 
-def layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
-    """Axes, shape and planes of an OME series (tifffile's reading of the OME-XML), its
-    dim names and sizes, and its channel names."""
+def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None) -> dict[str, Any]:
+    """Axes, shape and planes of an OME series (tifffile's reading of the OME-XML, or
+    ``the_set``'s for a multi-file set, :mod:`.sets`), its dim names and sizes, and its
+    channel names."""
     import tifffile
+
+    if the_set is not None:
+        found = the_set.layout(series)
+        return _described(path, images, series, found["axes"], found["shape"], found["planes"], found["page_axes"], found["dtype"])
 
     try:
         with tifffile.TiffFile(path) as tf:
@@ -103,6 +108,10 @@ def layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
         if isinstance(exc, FormatError):
             raise
         raise CorruptFileError(path, f"not a readable OME-TIFF: {exc}") from None
+    return _described(path, images, series, axes, shape, planes, page_axes, dtype)
+
+
+def _described(path: str, images: list[ET.Element], series: int, axes: str, shape: tuple[int, ...], planes: list, page_axes: str, dtype: np.dtype) -> dict[str, Any]:
     if dtype.kind not in "iuf":
         raise CorruptFileError(path, f"OME pixel type {dtype} is not a real number type")
     image = images[series] if series < len(images) else images[0]
@@ -120,9 +129,9 @@ def layout(path: str, images: list[ET.Element], series: int) -> dict[str, Any]:
             "pix": pix, "dims": dims, "sizes": sizes, "names": names, "chan_els": chan_els}
 
 
-def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, channel: str | None, series: int) -> xr.Dataset:
-    """Another tool's OME-TIFF, OME Image ``series``, with its dims (lazy)."""
-    lay = layout(path, images, series)
+def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, channel: str | None, series: int, the_set: Any = None) -> xr.Dataset:
+    """Another tool's OME-TIFF (or multi-file set, ``the_set``), OME Image ``series``, with its dims (lazy)."""
+    lay = layout(path, images, series, the_set)
     axes, shape, planes, page_axes, dtype = lay["axes"], lay["shape"], lay["planes"], lay["page_axes"], lay["dtype"]
     image, pix, names, chan_els = lay["image"], lay["pix"], lay["names"], lay["chan_els"]
     base_dims, sizes = lay["dims"], lay["sizes"]
@@ -207,6 +216,8 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
         "tiff_axes": axes,
         "tiff_shape": list(shape),
     }
+    if the_set is not None:  # a multi-file set: where its document is, how many files it spans
+        acquisition["ome_set"] = {"document": the_set.xml_path, "member_files": len(the_set.members)}
     if "channel" in out_dims:
         name = conventions.MULTI_CHANNEL_NAME
     else:

@@ -10,6 +10,7 @@ they live (several files, missing planes), refusing pages whose strips or tiles 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -149,10 +150,17 @@ class TiffPlanesArray(LazyArray):
             if src is not None:
                 by_file.setdefault(src[0], []).append((i, src[1]))
         for file, items in by_file.items():
-            with tifffile.TiffFile(file) as tf:
+            if file != self.path and not os.path.isfile(file):
+                raise CorruptFileError(self.path, f"the set's member {file} is missing (moved or deleted after the set was opened)")
+            with tifffile.TiffFile(file, _multifile=False) as tf:
                 for i, index in items:
                     page = tf.pages[index]
-                    _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    try:
+                        _check_page(file, page, tf.filehandle.size, self.page_shape, self.dtype)
+                    except CorruptFileError as exc:  # a set's member: name the file opened too
+                        if file == self.path:
+                            raise
+                        raise CorruptFileError(self.path, f"member {file} of the set: {exc.problem}") from None
                     arr = page.asarray()
                     out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
         return out.reshape(np.shape(grid) + page_out)
