@@ -129,3 +129,18 @@ def test_plane_fit_handles_degenerate_frames():
     assert np.all(np.isnan(processing.plane_fit(np.full((3, 3), np.nan))))
     np.testing.assert_allclose(processing.plane_fit(np.full((1, 1), 5.0)), 0.0)
     np.testing.assert_allclose(processing.plane_fit(np.arange(4.0).reshape(1, 4)), 0.0, atol=1e-12)
+
+
+def test_catalogue_runs_steps_by_name_and_refuses_unknown_names_and_parameters(rng):
+    da = xafm.stack(_planes(2, 5, 6, rng), pixel_size_nm=1.0)
+    steps = processing.catalogue()
+    assert {"remove_plane", "align_rows", "mask_threshold"} <= set(steps)
+    assert all(s.kind in processing.KINDS and s.description for s in steps.values())
+    assert list(steps["align_rows"].parameters()) == ["method", "keep_layer"]
+    np.testing.assert_array_equal(processing.run(da, "remove_plane").values, da.afm.remove_plane().values)
+    with pytest.raises(xafm.StackError, match=r"no processing step 'remove_plan' \(did you mean 'remove_plane'"):
+        processing.run(da, "remove_plan")
+    with pytest.raises(xafm.UnknownOptionError, match=r"no parameter 'methd' \(did you mean 'method'\?\)"):
+        processing.run(da, "align_rows", methd="mean")
+    with pytest.raises(ValueError, match="declared twice"):
+        processing.step("filter", name="remove_plane")(lambda da: da)

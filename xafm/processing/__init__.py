@@ -1,0 +1,20 @@
+"""Processing steps that record themselves in the provenance, lazily for dask stacks.
+
+The steps live in modules of one concern (``levelling``, ``masks``, ...) and declare
+themselves in the catalogue (:mod:`xafm.processing.catalogue`) under playNano 0.5's names;
+:func:`apply` runs any function as a recorded step. Importing this package imports every
+step module, so the catalogue is complete.
+"""
+
+from __future__ import annotations
+
+from . import levelling, masks  # noqa: F401  (declare their steps)
+from .apply import apply, current_layer_name
+from .catalogue import KINDS, Step, catalogue, get, run, step
+from .levelling import align_rows, plane_fit, remove_plane, row_align
+from .masks import mask_threshold, with_mask
+
+__all__ = [
+    "KINDS", "Step", "align_rows", "apply", "catalogue", "current_layer_name", "get", "mask_threshold",
+    "plane_fit", "remove_plane", "row_align", "run", "step", "with_mask",
+]  # fmt: skip
