@@ -406,3 +406,18 @@ def test_property_round_trip(tmp_path_factory, n, rows, cols, multiplier, offset
     assert dx == pytest.approx(2.0) and dy == pytest.approx(3.0)
     lazy = xafm.open(p, chunks={"time": 2})
     np.testing.assert_array_equal(lazy.values, da.values)
+
+
+def test_a_member_name_that_is_not_text_is_left_out(tmp_path):
+    """h5py gives a member name that is not UTF-8 (a damaged file) as bytes; found by the
+    fuzz test, it used to raise a TypeError from the name matching."""
+    path = tmp_path / "odd.h5-jpk"
+    path.write_bytes(shared_file("afm", "sample_0.h5-jpk").read_bytes())
+    with h5py.File(path, "a") as f:
+        f.create_group(b"Measurement_\xff")
+        f["Measurement_000"].create_group(b"Channel_\xfe")
+        assert any(isinstance(k, bytes) for k in f.keys())
+    da = xafm.open(path)
+    expected = xafm.open(shared_file("afm", "sample_0.h5-jpk"))
+    np.testing.assert_array_equal(da.values, expected.values)
+    assert xafm.channels(path) == xafm.channels(shared_file("afm", "sample_0.h5-jpk"))

@@ -21,6 +21,12 @@ HDF5_LOCK = threading.RLock()
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+def text_keys(group: Any) -> list[str]:
+    """A group's member names that are text: h5py gives a name that is not UTF-8 (a damaged
+    file) as bytes, which no reader's name is, so those members are left out."""
+    return [k for k in group.keys() if isinstance(k, str)]
+
+
 def identify_with(probe: Probe, check: Callable[[Any], bool]) -> bool:
     """Whether ``check(h5py.File)`` holds for an HDF5 file (False for anything else)."""
     if not probe.head.startswith(SIGNATURE):

@@ -24,7 +24,7 @@ from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
 from ..exceptions import CorruptFileError, StackError, XafmWarning, reading
 from ._channels import pick_channel
-from ._hdf5 import HDF5_LOCK, identify_with
+from ._hdf5 import HDF5_LOCK, identify_with, text_keys
 
 NAME = "h5-jpk"
 
@@ -166,7 +166,7 @@ def identify(probe: Probe) -> bool:
 def _measurement(f: Any, path: str) -> Any:
     import h5py
 
-    names = sorted(k for k in f.keys() if k.startswith("Measurement_") and isinstance(f.get(k), h5py.Group))
+    names = sorted(k for k in text_keys(f) if k.startswith("Measurement_") and isinstance(f.get(k), h5py.Group))
     if not names:
         info = _text(f.attrs.get("file-format-info"))
         what = f" (file-format-info {info!r})" if info else ""
@@ -190,7 +190,7 @@ def _channel_dataset(group: Any, name: str) -> Any | None:
 
     found = [
         (k, d) for k, d in group.items()
-        if isinstance(d, h5py.Dataset) and k != "thumbnail" and d.ndim == 2 and d.dtype.kind in "iuf"
+        if isinstance(k, str) and isinstance(d, h5py.Dataset) and k != "thumbnail" and d.ndim == 2 and d.dtype.kind in "iuf"
     ]
     if len(found) > 1:
         same = [kd for kd in found if kd[0].lower() == name.lower()]
@@ -217,7 +217,7 @@ def layout(f: Any, path: str) -> Layout:
     npix = ilength * jlength
     channels: dict[str, Channel] = {}
     n_frames: int | None = None
-    for key in sorted(k for k in meas.keys() if k.startswith("Channel_")):
+    for key in sorted(k for k in text_keys(meas) if k.startswith("Channel_")):
         group = meas.get(key)
         if not isinstance(group, h5py.Group):
             continue

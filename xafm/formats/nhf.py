@@ -30,7 +30,7 @@ from ..core.contract import Format, Probe
 from ..core.lazy import Key, LazyArray, bounding_box, outer_index
 from ..exceptions import CorruptFileError, NotAnImageError
 from ._channels import pick_channel
-from ._hdf5 import HDF5_LOCK, identify_with
+from ._hdf5 import HDF5_LOCK, identify_with, text_keys
 from ._units import length_unit_nm
 
 NAME = "nhf"
@@ -129,7 +129,7 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
     found: list[Channel] = []
     others: list[str] = []
     taken: set[str] = set()
-    for mkey in sorted(f.keys(), key=_index):
+    for mkey in sorted(text_keys(f), key=_index):
         group = f.get(mkey)
         if not isinstance(group, h5py.Group):
             continue
@@ -144,12 +144,12 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
         before = len(found)
         if not (0 < points <= MAX_SIDE and 0 < lines <= MAX_SIDE and sx > 0 and sy > 0):
             raise CorruptFileError(path, f"{mkey}: image of {points} x {lines} points over {sx} x {sy} m is not plausible")
-        for skey in sorted(group.keys(), key=_index):
+        for skey in sorted(text_keys(group), key=_index):
             seg = group.get(skey)
             if not isinstance(seg, h5py.Group):
                 continue  # datasets beside the segments: e.g. the NMA free wave, 150 values
             sname = _text(seg.attrs.get("name")) or skey
-            for dkey in sorted(seg.keys(), key=_index):
+            for dkey in sorted(text_keys(seg), key=_index):
                 ds = seg.get(dkey)
                 if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "iuf":
                     continue
