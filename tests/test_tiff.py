@@ -290,3 +290,18 @@ def test_reads_what_bioformats_converts_to_plain_tiff(tmp_path, rng):
     np.testing.assert_array_equal(back.values, da.values)
     assert model.pixel_size_nm(back) == pytest.approx((5.0, 4.0), rel=1e-6)
     assert json.loads(back.attrs[conventions.ACQUISITION_ATTR])["imagej"]["frames"] == 3
+
+
+def test_a_page_of_no_rows_is_a_corrupt_file_not_a_stack_error(tmp_path, rng):
+    """Found by fuzzing: an ImageLength of 0 made a stack of shape (1, 0, 5), refused by the
+    data model with a StackError that did not name the file."""
+    path = write_plain_tiff(tmp_path / "rows.tif", rng.integers(0, 9, size=(1, 4, 5)).astype(np.uint8), pixel_size_nm=(1.0, 1.0))
+    with tifffile.TiffFile(path) as tf:
+        tag = tf.pages[0].tags["ImageLength"]
+        where = tag.valueoffset
+        itemsize = np.dtype(tifffile.TIFF.DATA_FORMATS[tag.dtype][-1]).itemsize
+    data = bytearray(path.read_bytes())
+    data[where : where + itemsize] = bytes(itemsize)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=rf"{path}: .*no pixels"):
+        _quiet_open(path)

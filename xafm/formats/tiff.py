@@ -205,6 +205,8 @@ def _base(path: str, tf: Any, s: Any) -> tuple[LazyArray, tuple[str, ...]]:
     dtype = np.dtype(s.dtype)
     if dtype.kind not in "iuf":
         raise CorruptFileError(path, f"TIFF pixel type {dtype} is not a real number type")
+    if not shape or min(shape) < 1:
+        raise CorruptFileError(path, f"the TIFF series has shape {shape} ({axes}): no pixels to read")
     size = tf.filehandle.size
     flat = axes.endswith("YXS") and shape[-1] == 1
     if s.dataoffset is not None and (axes.endswith("YX") or flat) and not getattr(s.keyframe, "is_subsampled", False):
