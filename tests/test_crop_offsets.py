@@ -19,6 +19,7 @@ import xarray as xr
 
 import xafm
 from tests import bioformats, playnano_ref
+from tests.test_omezarr import validate_store
 from xafm import registry
 from xafm.core import model
 from xafm.exceptions import CorruptFileError, StackError
@@ -233,6 +234,7 @@ def _multiscale(path):
 def test_omezarr_levels_share_the_crop_origin(version, method, tmp_path):
     crop = big_stack((2, 80, 120)).isel(x=slice(40, 104), y=slice(10, 42))  # 32 x 64: 3 levels
     path = crop.afm.to_ome_zarr(tmp_path / "c.ome.zarr", levels=3, method=method, version=version)
+    validate_store(path)  # yaozarrs and ome-zarr-models: NGFF's rules for the transformations
     ms = _multiscale(path)
     dy, dx = 0.7, 1.3
     y0, x0 = crop.y.values[0], crop.x.values[0]
@@ -308,6 +310,7 @@ def test_ome_tiff_planes_state_the_offset_in_nm(tmp_path):
         assert (p.get("PositionXUnit"), p.get("PositionYUnit")) == ("nm", "nm")
         assert float(p.get("PositionX")) == crop.x.values[0] and float(p.get("PositionY")) == crop.y.values[0]
     ome_types = pytest.importorskip("ome_types")
+    ome_types.validate_xml(tf_xml(path))  # the 2016-06 schema: positions and units are valid
     doc = ome_types.from_xml(tf_xml(path))
     plane = doc.images[0].pixels.planes[0]
     assert plane.position_x == crop.x.values[0] and plane.position_x_unit.value == "nm"
