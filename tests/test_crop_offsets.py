@@ -350,6 +350,9 @@ def test_foreign_ome_tiff_plane_positions_place_the_image(tmp_path):
         np.testing.assert_allclose(back.x.values, x0 + np.arange(10) * 2.0, rtol=0, atol=ATOL_NM, err_msg=name)
         np.testing.assert_allclose(back.y.values, y0 + np.arange(8) * 3.0, rtol=0, atol=ATOL_NM, err_msg=name)
         np.testing.assert_array_equal(back.values, values)
+        # a reader's origin travels on through xafm's writers
+        again = xafm.open(back.afm.to_npz(tmp_path / f"{name}.npz"))
+        assert_same_place(again, back)
 
 
 def test_bioformats_reports_the_plane_positions(tmp_path):

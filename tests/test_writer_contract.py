@@ -242,12 +242,13 @@ def test_property_round_trip(da, backing, fmt, tmp_path_factory):
 # --------------------------------------------------------------------------------------
 @st.composite
 def crops(draw):
-    """A random crop of a stack whose coordinates start at 0: a plain ``isel`` slice, so
-    the expected coordinates are xarray's labels, not anything xafm computes."""
+    """A random crop (a plain ``isel`` slice: its coordinates are xarray's labels) of a
+    stack that starts at 0 or, already a crop, anywhere (negative too)."""
     ny, nx = draw(st.integers(2, 40)), draw(st.integers(2, 40))
     pixel = (draw(st.floats(0.01, 200)), draw(st.floats(0.01, 200)))
+    origin = draw(st.none() | st.tuples(st.floats(-1e5, 1e5), st.floats(-1e5, 1e5)))
     values = np.random.default_rng(draw(st.integers(0, 2**16))).normal(0, 5, size=(2, ny, nx)).astype(np.float32)
-    da = xafm.stack(values, pixel_size_nm=pixel)
+    da = xafm.stack(values, pixel_size_nm=pixel, origin_nm=origin)
     y0 = draw(st.integers(0, ny - 2))
     x0 = draw(st.integers(0, nx - 2))
     y1 = draw(st.integers(y0 + 2, ny))
