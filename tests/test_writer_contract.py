@@ -235,3 +235,33 @@ def test_property_round_trip(da, backing, fmt, tmp_path_factory):
     assert set(back.afm.masks) == set(da.afm.masks)
     for k, m in da.afm.masks.items():
         np.testing.assert_array_equal(back.afm.masks[k].values, m.values)
+
+
+# --------------------------------------------------------------------------------------
+# crops keep their place through every reader/writer pair (issue 12)
+# --------------------------------------------------------------------------------------
+@st.composite
+def crops(draw):
+    """A random crop (a plain ``isel`` slice: its coordinates are xarray's labels) of a
+    stack that starts at 0 or, already a crop, anywhere (negative too)."""
+    ny, nx = draw(st.integers(2, 40)), draw(st.integers(2, 40))
+    pixel = (draw(st.floats(0.01, 200)), draw(st.floats(0.01, 200)))
+    origin = draw(st.none() | st.tuples(st.floats(-1e5, 1e5), st.floats(-1e5, 1e5)))
+    values = np.random.default_rng(draw(st.integers(0, 2**16))).normal(0, 5, size=(2, ny, nx)).astype(np.float32)
+    da = xafm.stack(values, pixel_size_nm=pixel, origin_nm=origin)
+    y0 = draw(st.integers(0, ny - 2))
+    x0 = draw(st.integers(0, nx - 2))
+    y1 = draw(st.integers(y0 + 2, ny))
+    x1 = draw(st.integers(x0 + 1, nx))
+    return da.isel(y=slice(y0, y1), x=slice(x0, x1))
+
+
+@settings(max_examples=12, deadline=None)
+@given(crop=crops(), backing=st.sampled_from(["numpy", "dask"]), fmt=st.sampled_from(READABLE_WRITERS))
+def test_property_crops_keep_their_place(crop, backing, fmt, tmp_path_factory):
+    path = _dest(tmp_path_factory.mktemp("crop"), fmt)
+    _write(fmt, _as(crop, backing), path)
+    back = xafm.open(path)
+    for dim in ("y", "x"):
+        np.testing.assert_allclose(back[dim].values, crop[dim].values, rtol=0, atol=1e-9, err_msg=dim)
+    np.testing.assert_array_equal(back.values, crop.values)

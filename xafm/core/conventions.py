@@ -35,6 +35,9 @@ PROVENANCE_ATTR = "xafm_provenance"
 ACQUISITION_ATTR = "acquisition_json"
 PIXEL_SIZE_ATTR = "pixel_size_nm"
 PIXEL_SIZE_Y_ATTR = "pixel_size_y_nm"
+#: Key under which files keep the ``(y, x)`` coordinate of the first pixel (nm), where a
+#: format has no coordinates of its own (bundles' ``xafm_attrs_json``, xafm's Zarr metadata).
+ORIGIN_KEY = "origin_nm"
 #: Coordinate attrs that let per-frame metadata map back to the original keys and types.
 META_KEY_ATTR = "frame_metadata_key"
 META_ENCODING_ATTR = "xafm_encoding"

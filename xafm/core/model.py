@@ -248,10 +248,32 @@ def _checked_side_array(kind: str, name: str, arr: Any, dims: tuple[str, ...], s
     return as_variable(tuple(dims), arr)
 
 
+def check_origin(origin_nm: Any) -> tuple[float, float]:
+    """``(y0, x0)`` in nm, finite, from a pair (a file's value: None means ``(0, 0)``)."""
+    if origin_nm is None:
+        return 0.0, 0.0
+    vals = np.atleast_1d(np.asarray(origin_nm, dtype=object))
+    try:
+        fl = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        raise StackError(f"origin_nm must be a (y, x) pair of numbers, got {origin_nm!r}") from None
+    if len(fl) != 2 or not all(math.isfinite(v) for v in fl):
+        raise StackError(f"origin_nm must be a finite (y, x) pair, got {origin_nm!r}")
+    return fl[0], fl[1]
+
+
+def axis_coordinate(n: int, step: float, start: float = 0.0) -> np.ndarray:
+    """The y or x coordinate of ``n`` pixels: ``start + i * step`` (``i * step`` exactly when
+    ``start`` is 0, as stacks have always been made)."""
+    values = np.arange(n, dtype=np.float64) * step
+    return values + start if start else values
+
+
 def assemble(
     data: Any,
     *,
     pixel_size_nm: Any,
+    origin_nm: Any = None,
     times: Any = None,
     channel: str = "height",
     units: str = "nm",
@@ -269,7 +291,8 @@ def assemble(
     than (time, y, x) keep what a file holds beyond a stack (z, channel, ...), in
     :func:`dim_order`; ``coords`` are those dims' coordinates. ``masks`` and ``layers``
     map a name to an array of the data's shape, or to ``(dims, array)`` for a mask over
-    some of the dims.
+    some of the dims. ``origin_nm`` is the ``(y, x)`` coordinate of the first pixel: 0 for
+    a whole scan, the offset of a crop a file kept.
     """
     if not is_dask(data) and not hasattr(data, "shape"):
         data = np.asarray(data)
@@ -286,6 +309,7 @@ def assemble(
         raise StackError(f"data must have at least one frame of at least 1x1 pixels, got shape {shape}")
     sizes = dict(zip(dims, shape))
     dy, dx = _check_pixel_size(pixel_size_nm)
+    y0, x0 = check_origin(origin_nm)
     channel = check_netcdf_name(channel, "channel")
     if not isinstance(units, str):
         raise StackError(f"units must be a string, got {units!r}")
@@ -299,8 +323,8 @@ def assemble(
 
     all_coords: dict[str, xr.Variable] = {
         TIME: xr.Variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}),
-        Y: xr.Variable((Y,), np.arange(sizes[Y], dtype=np.float64) * dy, {"units": "nm"}),
-        X: xr.Variable((X,), np.arange(sizes[X], dtype=np.float64) * dx, {"units": "nm"}),
+        Y: xr.Variable((Y,), axis_coordinate(sizes[Y], dy, y0), {"units": "nm"}),
+        X: xr.Variable((X,), axis_coordinate(sizes[X], dx, x0), {"units": "nm"}),
     }
     all_coords.update(frame_metadata_to_coords(frame_metadata, n_t))
     all_coords.update(coords or {})
@@ -323,6 +347,7 @@ def stack(
     *,
     pixel_size_nm: float | tuple[float, float],
     times: Sequence[float] | np.ndarray | None = None,
+    origin_nm: tuple[float, float] | None = None,
     channel: str = "height",
     units: str = "nm",
     frame_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | None = None,
@@ -341,6 +366,9 @@ def stack(
     times
         Frame times in seconds, strictly increasing. Default: the ``timestamp`` entries of
         ``frame_metadata`` if every frame has one, else ``0, 1, 2, ...``.
+    origin_nm
+        ``(y, x)`` coordinate of the first pixel in nm (default 0): where the frames lie in
+        a larger scan.
     channel, units
         Channel name (also the DataArray's name) and the values' units.
     frame_metadata
@@ -354,6 +382,7 @@ def stack(
     return assemble(
         data,
         pixel_size_nm=pixel_size_nm,
+        origin_nm=origin_nm,
         times=times,
         channel=channel,
         units=units,
@@ -397,8 +426,10 @@ def _spacing(da: xr.DataArray, dim: str, fallback: float | None) -> float:
     c = np.asarray(da.coords[dim].values, dtype=np.float64) if dim in da.coords else np.array([])
     if c.size >= 2:
         steps = np.diff(c)
-        step = float(steps[0])
-        if not (step > 0 and np.allclose(steps, step, rtol=1e-6, atol=0)):
+        # an axis from 0 (i * p): its first step is p exactly; a crop's first step carries
+        # the rounding of its offset, the mean step over the axis far less
+        step = float(steps[0]) if c[0] == 0 else float((c[-1] - c[0]) / (c.size - 1))
+        if not (step > 0 and np.all(np.isfinite(steps)) and np.allclose(steps, step, rtol=1e-6, atol=0)):
             raise StackError(f"the {dim} coordinate is not evenly spaced and increasing; pixel size is undefined")
         return step
     if fallback is None or not (fallback > 0):
@@ -413,6 +444,19 @@ def pixel_size_nm(da: xr.DataArray) -> tuple[float, float]:
     dx = _spacing(da, X, px)
     dy = _spacing(da, Y, py)
     return dy, dx
+
+
+def origin_nm(da: xr.DataArray) -> tuple[float, float]:
+    """(y, x) coordinate of the first pixel in nm: 0 for a whole scan, the offset of a crop
+    (``isel``/``sel`` keep it); what writers store so that readers restore it."""
+    out = []
+    for dim in (Y, X):
+        c = da.coords[dim].values if dim in da.coords else np.zeros(1)
+        first = float(np.asarray(c, dtype=np.float64).reshape(-1)[0]) if np.size(c) else 0.0
+        if not math.isfinite(first):
+            raise StackError(f"the {dim} coordinate starts at {first}; its origin is undefined")
+        out.append(first)
+    return out[0], out[1]
 
 
 def times_s(da: xr.DataArray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Both bundles hold the same members (``data``, processed layers, masks, ``timestamps``,
 ``frame_metadata_json``, ``provenance_json``, ``state_backups_json``, ``pixel_size_nm``,
 ``channel``) plus ``xafm_attrs_json`` with what playNano has no place for (units,
-non-square pixels, extra attrs). See docs/formats.md.
+non-square pixels, the ``(y, x)`` origin of a crop, extra attrs). See docs/formats.md.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class BundleContent:
     state_backups_json: str | None
     pixel_size_nm: float
     pixel_size_y_nm: float
+    origin_nm: tuple[float, float]  # (y, x) of the first pixel
     channel: str
     units: str
     attrs_json: str
@@ -62,6 +63,7 @@ def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike[s
     (in the file's, never in ``da``'s)."""
     da = model.check_stack(da, f"to_{fmt}")
     dy, dx = model.pixel_size_nm(da)
+    y0, x0 = model.origin_nm(da)
     data, layers, masks = written_parts(da, raw)
     fm = model.frame_metadata(da)
     for entry in fm:
@@ -70,7 +72,7 @@ def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike[s
     recs = provenance.records(da) + [record]
     extra = model.user_attrs(da)
     state_backups = extra.pop(STATE_BACKUPS_ATTR, None)
-    attrs_json = json_text({"units": da.attrs.get("units", ""), "pixel_size_y_nm": dy, "attrs": extra})
+    attrs_json = json_text({"units": da.attrs.get("units", ""), "pixel_size_y_nm": dy, conventions.ORIGIN_KEY: [y0, x0], "attrs": extra})
     return BundleContent(
         data=data,
         layers={conventions.encode_name(k): v for k, v in layers.items()},
@@ -81,6 +83,7 @@ def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike[s
         state_backups_json=str(state_backups) if state_backups else None,
         pixel_size_nm=dx,
         pixel_size_y_nm=dy,
+        origin_nm=(y0, x0),
         channel=model.channel_of(da),
         units=str(da.attrs.get("units", "")),
         attrs_json=attrs_json,
@@ -152,6 +155,10 @@ def assemble_bundle(
         raise CorruptFileError(path, f"pixel_size_nm must be positive and finite, found {px}")
     py = extra.get("pixel_size_y_nm", px)
     py = float(py) if isinstance(py, (int, float)) and py > 0 else px
+    try:  # absent in playNano's files and xafm's before crops kept their place: 0
+        origin = model.check_origin(extra.get(conventions.ORIGIN_KEY))
+    except StackError as exc:
+        raise CorruptFileError(path, f"xafm_attrs_json: {exc}") from None
     if timestamps is None:
         timestamps = [f.get("timestamp") for f in fm] if fm else None
     times, recorded = (model.check_times(np.arange(n, dtype=float), n), None) if timestamps is None else model.times_or_index(path, timestamps, n)
@@ -189,6 +196,7 @@ def assemble_bundle(
     return model.assemble(
         data,
         pixel_size_nm=(py, px),
+        origin_nm=origin,
         times=times,
         channel=name,
         units=str(units) if isinstance(units, str) else "nm",

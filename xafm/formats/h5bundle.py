@@ -3,8 +3,8 @@
 Layout: ``/data`` float32 (time, y, x); ``/processed/<layer>`` float32; ``/masks/<mask>``
 int8 0/1; ``/timestamps`` float64; ``/frame_metadata_json``, ``/provenance_json`` (and
 ``/state_backups_json``) as UTF-8 string datasets; root attrs ``pixel_size_nm`` and
-``channel``. xafm adds the dimension-scale datasets ``/time``, ``/y``, ``/x`` (with units)
-attached to every 3-D dataset, so netCDF-C, netCDF4-python, h5netcdf and xarray see named
+``channel``. xafm adds the dimension-scale datasets ``/time``, ``/y``, ``/x`` (with units;
+``/y`` and ``/x`` start at a crop's origin) attached to every 3-D dataset, so netCDF-C, netCDF4-python, h5netcdf and xarray see named
 dims, and the root attr ``xafm_attrs_json``. Masks are int8 with CF ``flag_values`` /
 ``flag_meanings`` and xarray's ``dtype = "bool"`` marker: netCDF tools see ordinary ``byte``
 variables, xarray decodes them to bool, playNano's ``astype(bool)`` loads them (h5py's own
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import chunks, conventions
+from ..core import chunks, conventions, model
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
 from ..core.output import atomic_output
@@ -97,8 +97,8 @@ def write(
         for dimid, (dim, values, units) in enumerate(
             (
                 (conventions.TIME, content.times, "s"),
-                (conventions.Y, np.arange(n_y) * content.pixel_size_y_nm, "nm"),
-                (conventions.X, np.arange(n_x) * content.pixel_size_nm, "nm"),
+                (conventions.Y, model.axis_coordinate(n_y, content.pixel_size_y_nm, content.origin_nm[0]), "nm"),
+                (conventions.X, model.axis_coordinate(n_x, content.pixel_size_nm, content.origin_nm[1]), "nm"),
             )
         ):
             s = f.create_dataset(dim, data=np.asarray(values, dtype=np.float64))

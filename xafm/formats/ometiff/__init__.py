@@ -3,7 +3,7 @@ OME-XML): one plane per frame, OME-XML 2016-06 stored as UTF-8, streamed page by
 
 xafm writes the stack as OME Image 0 (``TiffData`` IFD 0, one plane per frame,
 ``PhysicalSizeX/Y`` in µm as playNano does, ``TimeIncrement`` and per-plane ``DeltaT`` in
-s, the channel name), then each kept layer and mask as a further OME Image of the same
+s, a crop's origin as per-plane ``PositionX/Y`` in nm, the channel name), then each kept layer and mask as a further OME Image of the same
 size (so Bio-Formats shows them as extra series). A ``MapAnnotation`` carries the
 provenance, per-frame metadata and attrs as JSON; the provenance (playNano's object) is
 also in private TIFF tag 65000 and the JSON list of layer names in tag 65001. Every page's

@@ -2,7 +2,7 @@
 "OME-TIFF from other tools"): every dim OME and tifffile know, named ``time``, ``z``,
 ``channel``, ``sample``, ... in the order (time, z, channel, others, y, x); length-1 dims
 other than time dropped; ``channel=`` selects one channel by name; physical sizes in nm,
-DeltaT in s, the acquisition date as per-frame epoch times; playNano's provenance tag."""
+the y/x origin from the planes' PositionY/PositionX when all of them state the same, DeltaT in s, the acquisition date as per-frame epoch times; playNano's provenance tag."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ...core import conventions, model, provenance
 from ...core.lazy import DimView
 from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
 from .names import NAME, READER, TAG_PROVENANCE
-from .omexml import length_nm, pixel_size_nm, q, time_s
+from .omexml import length_nm, pixel_size_nm, plane_origin, q, time_s
 from .pages import TiffPlanesArray
 
 #: xafm dim names for tifffile's axis letters (the modulo letters follow tifffile).
@@ -165,15 +165,20 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
     n_t = sizes.get("time", 1)
     want_c = c_index or 0
     deltas: dict[int, float] = {}
+    firsts: dict[int, ET.Element] = {}  # the plane of each T at z 0 and the selected channel
     for plane in pix.findall(q("Plane")):
         try:
             tz, tc, tt = (int(plane.get(a, 0)) for a in ("TheZ", "TheC", "TheT"))
         except ValueError:
             continue
+        if tz == 0 and tc == want_c and 0 <= tt < n_t:
+            firsts.setdefault(tt, plane)
         if tz == 0 and tc == want_c and 0 <= tt < n_t and plane.get("DeltaT") is not None and tt not in deltas:
             delta = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
             if delta is not None:
                 deltas[tt] = delta
+    # where the image lies: the one position all its planes state (see plane_origin)
+    origin = plane_origin(path, list(firsts.values())) if len(firsts) == n_t else None
     recorded = None
     if n_t >= 1 and len(deltas) == n_t:
         recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)
@@ -232,6 +237,7 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
         channel=name,
         units="",
         pixel_size_nm=(dy, dx),
+        origin_nm=origin,
         times=times,
         coords=coords,
         frame_metadata=frame_metadata,

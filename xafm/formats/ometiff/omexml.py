@@ -62,8 +62,21 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int, planes: bool = True) -> str:
-    """The Pixels element of one image: its Channel, TiffData and (``planes``) one Plane per frame."""
+def plane_position(origin: tuple[float, float]) -> str:
+    """A Plane's ``PositionX``/``PositionY`` (nm) for a crop's ``origin`` (y, x); none for
+    a whole scan (OME's positions are optional, and 0 would claim a stage position)."""
+    y0, x0 = origin
+    if not (y0 or x0):
+        return ""
+    return f' PositionX="{_fmt(x0)}" PositionXUnit="nm" PositionY="{_fmt(y0)}" PositionYUnit="nm"'
+
+
+def pixels_xml(
+    index: int, name: str, dtype: np.dtype, shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, first_ifd: int,
+    planes: bool = True, origin: tuple[float, float] = (0.0, 0.0),
+) -> str:
+    """The Pixels element of one image: its Channel, TiffData and (``planes``) one Plane per
+    frame, at the stack's ``origin``."""
     n_t, n_y, n_x = shape
     inc = float(np.median(np.diff(times))) if n_t > 1 else None
     attrs = (
@@ -74,8 +87,9 @@ def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, in
     )
     if inc is not None and inc > 0:
         attrs += f' TimeIncrement="{_fmt(inc)}" TimeIncrementUnit="s"'
+    position = plane_position(origin)
     plane_xml = "".join(
-        f'<Plane TheZ="0" TheC="0" TheT="{t}" DeltaT="{_fmt(times[t])}" DeltaTUnit="s"/>' for t in range(n_t)
+        f'<Plane TheZ="0" TheC="0" TheT="{t}" DeltaT="{_fmt(times[t])}" DeltaTUnit="s"{position}/>' for t in range(n_t)
     ) if planes else ""
     return (
         f"<Pixels {attrs}>"
@@ -85,10 +99,14 @@ def pixels_xml(index: int, name: str, dtype: np.dtype, shape: tuple[int, int, in
     )
 
 
-def ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, annotation: dict[str, str]) -> str:
+def ome_xml(
+    images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int], dy: float, dx: float, times: np.ndarray, annotation: dict[str, str],
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> str:
     """The whole document, to be stored as UTF-8 (what the OME-TIFF specification says
     ImageDescription holds, and what tifffile writes): one Image per ``(image name,
-    channel name, dtype)``, all of ``shape``, and the MapAnnotation holding ``annotation``.
+    channel name, dtype)``, all of ``shape``, and the MapAnnotation holding ``annotation``;
+    the planes of the stack's image at ``origin`` (y, x in nm).
 
     It holds no numeric character references (``&#181;``): Bio-Formats mangles them in
     the TIFF comment, refuses the unit and falls back to its plain TIFF reader."""
@@ -98,7 +116,7 @@ def ome_xml(images: list[tuple[str, str, np.dtype]], shape: tuple[int, int, int]
             f'<Image ID="Image:{i}" Name={_name_attr(image_name)}>'
             # Plane/DeltaT on the stack's image only: playNano collects every Plane in the
             # document as its frame times
-            + pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0)
+            + pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0, origin=origin)
             + '<AnnotationRef ID="Annotation:0"/></Image>'
         )
     values = "".join(f"<M K={quoteattr(k)}>{escape(_xml_safe(v))}</M>" for k, v in annotation.items())
@@ -149,6 +167,32 @@ def length_nm(path: str, value: str | None, unit: str | None) -> float | None:
         return None
     v = float(value) * factor
     return v if np.isfinite(v) and v > 0 else None
+
+
+def position_nm(path: str, value: str | None, unit: str | None) -> float | None:
+    """A Plane's ``PositionX``/``PositionY`` in nm; None when absent, not finite, or (as
+    OME's default unit says when none is given) in a reference frame."""
+    if value is None or (unit or "reference frame") not in LENGTH_NM:
+        return None
+    factor = LENGTH_NM[unit or "reference frame"]
+    try:
+        v = float(value) * factor if factor is not None else None
+    except ValueError:
+        raise CorruptFileError(path, f"Plane position {value!r} is not a number") from None
+    return v if v is not None and np.isfinite(v) else None
+
+
+def plane_origin(path: str, planes: list[ET.Element]) -> tuple[float, float] | None:
+    """(y, x) in nm where every one of ``planes`` states the same position (a crop's origin,
+    or a stage position); None when one states none or they differ (a stage that moved)."""
+    found = set()
+    for plane in planes:
+        x = position_nm(path, plane.get("PositionX"), plane.get("PositionXUnit"))
+        y = position_nm(path, plane.get("PositionY"), plane.get("PositionYUnit"))
+        if x is None or y is None:
+            return None
+        found.add((y, x))
+    return found.pop() if len(found) == 1 else None
 
 
 def time_s(path: str, value: str | None, unit: str | None) -> float | None:

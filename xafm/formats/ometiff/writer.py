@@ -102,7 +102,7 @@ def write(
     }
     if content.state_backups_json:
         annotation["state_backups_json"] = content.state_backups_json
-    xml = ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation).encode("utf-8")
+    xml = ome_xml([(n, c, t) for n, c, _, t in series], shape, dy, dx, content.times, annotation, content.origin_nm).encode("utf-8")
     resolution = resolution_tags(dy, dx)
     total = sum(int(np.prod(shape)) * t.itemsize for *_, t in series) + len(xml) + 64 * shape[0] * len(series)
     if bigtiff is None:

@@ -1,7 +1,7 @@
 """Appending frames in place to a store xafm wrote, with rollback.
 
-The new frames are checked against the store (frame shape, dtype, pixel size, channel,
-units, masks and layers, times after the last stored one); then every array is grown, the
+The new frames are checked against the store (frame shape, dtype, pixel size, origin of
+the y/x coordinates, channel, units, masks and layers, times after the last stored one); then every array is grown, the
 new frames are written (all levels, masks, layers) and the group attributes rewritten in
 one metadata write. The display windows grow to the union of the stored ones and those of
 the new frames (never narrower than the exact z-scale of all frames; no stored frame is
@@ -25,10 +25,13 @@ from . import ngff
 from .display import Display
 from .layout import NAME, XAFM_KEY, join
 from .store import np_dtype, open_array, zarr
-from .writer import displays, image_items, write_group_attrs, write_levels
+from .writer import displays, image_items, stored_origin, write_group_attrs, write_levels
+
+#: How far (in pixels) the new frames' origin may lie from the stored one: float rounding only.
+ORIGIN_ATOL = 1e-6
 
 
-def _problems(content: dict[str, Any], meta: dict[str, Any], g: Any, shape0: tuple) -> list[str]:
+def _problems(content: dict[str, Any], meta: dict[str, Any], g: Any, shape0: tuple, origin: tuple[float, float]) -> list[str]:
     """Why the new frames cannot be appended to the stored ones (empty: they can)."""
     new = content["data"]
     problems = []
@@ -39,6 +42,12 @@ def _problems(content: dict[str, Any], meta: dict[str, Any], g: Any, shape0: tup
         problems.append(f"dtype {content['dtype']} != stored {stored_dtype} (use .astype first)")
     if not np.allclose(content["pixel"], meta["pixel_size_nm"], rtol=1e-6, atol=0):
         problems.append(f"pixel size {content['pixel']} nm != stored {tuple(meta['pixel_size_nm'])} nm")
+    # one origin for all frames: the NGFF translation is per level, not per frame
+    if not np.allclose(content["origin"], origin, rtol=0, atol=ORIGIN_ATOL * min(meta["pixel_size_nm"])):
+        problems.append(
+            f"origin (y, x) {tuple(content['origin'])} nm != stored {origin} nm (frames cropped elsewhere "
+            "cannot share the store's coordinates; crop them like the stored ones, or write a new store)"
+        )
     if content["channel"] != meta.get("channel") or content["units"] != meta.get("units"):
         problems.append(f"channel/units {content['channel']!r}/{content['units']!r} != stored {meta.get('channel')!r}/{meta.get('units')!r}")
     if set(content["masks"]) != set(meta.get("masks") or {}) or set(content["layers"]) != set(meta.get("layers") or {}):
@@ -74,7 +83,11 @@ def append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
     if shape0[0] < n_old:
         raise CorruptFileError(path, f"array 0 has {shape0[0]} frames, the metadata lists {n_old}")
     n_new = int(content["data"].shape[0])
-    problems = _problems(content, meta, g, shape0)
+    try:
+        origin = stored_origin(meta)
+    except StackError as exc:
+        raise CorruptFileError(path, f"xafm metadata: {exc}") from None
+    problems = _problems(content, meta, g, shape0, origin)
     if problems:
         raise StackError(f"{path}: cannot append: " + "; ".join(problems))
     old_times = np.asarray(meta["times_s"], dtype=np.float64)

@@ -213,9 +213,17 @@ def time_scale(times: np.ndarray) -> float:
     return 1.0
 
 
-def multiscale(ngff: NgffVersion, name: str, levels: int, method: str, times: np.ndarray, pixel: tuple[float, float]) -> dict[str, Any]:
-    """The multiscale of a (t, y, x) pyramid of ``levels`` levels, 2x down in y and x each."""
+def multiscale(
+    ngff: NgffVersion, name: str, levels: int, method: str, times: np.ndarray, pixel: tuple[float, float], origin: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, Any]:
+    """The multiscale of a (t, y, x) pyramid of ``levels`` levels, 2x down in y and x each.
+
+    Each level's ``translation`` (after its ``scale``, as NGFF requires) puts its first
+    pixel where it lies in the stack's coordinates: the stack's ``origin`` (y, x in nm, a
+    crop's offset) plus, for a reduced level, the centre of the pixels it was made from.
+    """
     dy, dx = pixel
+    y0, x0 = origin
     dt = time_scale(times)
     t_origin = float(times[0]) if times.size else 0.0
     datasets = []
@@ -223,7 +231,7 @@ def multiscale(ngff: NgffVersion, name: str, levels: int, method: str, times: np
         f = 2**k
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [dt, dy * f, dx * f]}]
         shift = 0.0 if method == "nearest" else (f - 1) / 2
-        translation = [t_origin, dy * shift, dx * shift]
+        translation = [t_origin, y0 + dy * shift, x0 + dx * shift]
         if any(v != 0 for v in translation):
             transforms.append({"type": "translation", "translation": translation})
         datasets.append({"path": str(k), "coordinateTransformations": transforms})

@@ -185,9 +185,13 @@ def read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], chan
         attrs["ome_zarr_level"] = level
     recs = [r for r in (meta.get("provenance") or []) if isinstance(r, dict)]
     recs.append(provenance.make_record("read", path=path, format=NAME, reader=READER, level=level))
+    # where the level's first pixel lies: a crop's origin (plus, for a reduced level, the
+    # centre of the pixels it reduces), as the level's NGFF translation states it
+    _, translation = ngff.scale_translation(path, datasets[level].get("coordinateTransformations"), 3)
     ds = model.assemble(
         data,
         pixel_size_nm=(float(pixel[0]) * f, float(pixel[1]) * f),
+        origin_nm=(translation[1], translation[2]),
         times=times,
         channel=name,
         units=str(meta.get("units", "nm")),
@@ -197,12 +201,6 @@ def read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], chan
         attrs=attrs,
         provenance=recs,
     )
-    _, translation = ngff.scale_translation(path, datasets[level].get("coordinateTransformations"), 3)
-    if translation[1] or translation[2]:
-        ds = ds.assign_coords(
-            y=("y", ds.y.values + translation[1], ds.y.attrs),
-            x=("x", ds.x.values + translation[2], ds.x.attrs),
-        )
     chunking.declare_stored(ds[name].variable, dict(zip(conventions.DIMS, arr.chunks)))
     return ds
 
@@ -315,15 +313,12 @@ def read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: s
         channel=var,
         units="",
         pixel_size_nm=(dy, dx),
-        times=times,
+        origin_nm=(oy, ox),
+        times=times + ot,
         coords=coords,
         attrs={"ngff_version": str(version)} if version else None,
         provenance=recs,
     )
-    if oy or ox or ot:
-        ds = ds.assign_coords(
-            y=("y", ds.y.values + oy, ds.y.attrs), x=("x", ds.x.values + ox, ds.x.attrs), time=("time", ds.time.values + ot, ds.time.attrs)
-        )
     chunks = tuple(lay["arr"].chunks)
     chunking.declare_stored(ds[var].variable, {d: (chunks[a] if a is not None else 1) for d, a in zip(dims, layout)})
     return ds

@@ -41,6 +41,7 @@ def stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
         "layers": layers,
         "masks": masks,
         "pixel": (dy, dx),
+        "origin": model.origin_nm(da),
         "times": model.times_s(da),
         "frame_metadata": conventions.jsonable(fm) if any(fm) else None,
         "channel": model.channel_of(da),
@@ -99,6 +100,12 @@ def write_levels(root: str, items: list[Item], shape: tuple, chunks: tuple, shar
     return shown
 
 
+def stored_origin(meta: dict[str, Any]) -> tuple[float, float]:
+    """The (y, x) origin in nm kept in the ``xafm`` attributes (stores written before crops
+    kept their place have none: 0)."""
+    return model.check_origin(meta.get(conventions.ORIGIN_KEY))
+
+
 def displays(meta: dict[str, Any]) -> dict[str, Display]:
     """The display windows kept in the ``xafm`` attributes (stack: key ``""``)."""
     stored = meta.get("display")
@@ -110,6 +117,7 @@ def displays(meta: dict[str, Any]) -> dict[str, Display]:
 def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: dict) -> None:
     """The attributes of the image group, its labels and layers: NGFF and ``xafm``."""
     times, pixel, method = np.asarray(xafm_meta["times_s"], dtype=np.float64), tuple(xafm_meta["pixel_size_nm"]), xafm_meta["method"]
+    origin = stored_origin(xafm_meta)
     mask_method = "nearest" if method == "nearest" else "max"
     shown = displays(xafm_meta)
     if xafm_meta["masks"]:
@@ -117,7 +125,7 @@ def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: di
         lab.attrs.update(spec.group_attrs(labels=[p.split("/", 1)[1] for p in xafm_meta["masks"].values()]))
         for name, path in xafm_meta["masks"].items():
             g[path].attrs.update(
-                spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, mask_method, times, pixel)], **{"image-label": ngff.image_label(spec)})
+                spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, mask_method, times, pixel, origin)], **{"image-label": ngff.image_label(spec)})
             )
     if xafm_meta["layers"]:
         lay = g.require_group(LAYERS)
@@ -125,10 +133,10 @@ def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: di
         for name, path in xafm_meta["layers"].items():
             window = shown.get(name, Display(None, None)).omero_window()
             g[path].attrs.update(
-                spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, method, times, pixel)], omero=ngff.omero(spec, name, window))
+                spec.group_attrs(multiscales=[ngff.multiscale(spec, name, levels, method, times, pixel, origin)], omero=ngff.omero(spec, name, window))
             )
     ome = spec.group_attrs(
-        multiscales=[ngff.multiscale(spec, xafm_meta["channel"], levels, method, times, pixel)],
+        multiscales=[ngff.multiscale(spec, xafm_meta["channel"], levels, method, times, pixel, origin)],
         omero=ngff.omero(spec, xafm_meta["channel"], shown.get("", Display(None, None)).omero_window()),
     )
     g.attrs.update({**ome, XAFM_KEY: xafm_meta})
@@ -149,6 +157,7 @@ def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tup
         "channel": content["channel"],
         "units": content["units"],
         "pixel_size_nm": list(content["pixel"]),
+        conventions.ORIGIN_KEY: list(content["origin"]),
         "n_frames": shape[0],
         "times_s": [float(t) for t in content["times"]],
         "frame_metadata": content["frame_metadata"],
