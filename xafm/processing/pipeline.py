@@ -11,6 +11,8 @@ float. The file form is playNano's YAML (JSON is YAML too)::
       - name: remove_plane
       - name: gaussian_filter
         sigma: 1.5
+      - name: mask_threshold          # xafm's addition: parameters may sit under
+        params: {threshold: 2, name: bumps}   # `params:`, for a parameter called `name`
 
 Every name is looked up in the catalogue (:mod:`xafm.processing.catalogue`) when the
 pipeline is parsed, so a typo fails before any file is read; ``clear`` is playNano's step
@@ -71,6 +73,13 @@ def _check_name(name: str, where: str) -> str:
         except StackError as exc:
             raise StackError(f"{where}: {exc}") from None
     return name
+
+
+def _declared(name: str) -> dict[str, Any]:
+    try:
+        return dict(get(name).parameters())
+    except StackError:
+        return {}
 
 
 def check_step(name: str, params: dict[str, Any], where: str = "pipeline") -> None:
@@ -145,6 +154,11 @@ def parse_file(path: str | os.PathLike[str]) -> Pipeline:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise FileError(p, f"step {i} under 'filters' must be a mapping with a 'name'")
         params = {str(k): v for k, v in entry.items() if k != "name"}
+        nested = params.get("params")
+        if isinstance(nested, dict) and (entry["name"] == CLEAR or "params" not in _declared(entry["name"])):
+            # xafm's addition: parameters under `params:`, for a step parameter called `name`
+            del params["params"]
+            params.update({str(k): v for k, v in nested.items()})
         try:
             name = _check_name(entry["name"].strip(), "pipeline file")
             check_step(name, params, f"step {i}")
