@@ -302,3 +302,36 @@ def test_process_list_prints_the_catalogue(capsys):
             assert p.name in out
     assert "align_rows  [filter]" in out and "parameters: method=median, keep_layer=false" in out
     assert "clear  [mask]" in out
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("x.h5", "x"), ("x.ome.tif", "x"), ("x.npz", "x"), ("run.2", "run.2"), (" x ", "x"), ("video.gif", "video"), ("x.H5", "x")],
+)
+def test_output_name_drops_the_suffix_it_may_carry(given, expected):
+    from xafm.cli import spellings
+
+    assert spellings.output_name(given, "in.asd") == expected
+
+
+def test_output_name_defaults_and_refusals():
+    from xafm.cli import spellings
+    from xafm.exceptions import FormatError
+
+    assert spellings.output_name(None, "/data/scan_01.asd") == "scan_01"
+    assert spellings.output_name("", "/data/scan.ome.tif") == "scan"
+    assert spellings.output_name(None, "/data/frames/") == "frames"
+    for bad in ("a/b", "a:b", "..", "x?"):
+        with pytest.raises(FormatError, match="--output-name"):
+            spellings.output_name(bad, "in.asd")
+
+
+def test_export_and_colormap_spellings():
+    from xafm.cli import spellings
+
+    assert spellings.export_formats(["tif,npz,h5"]) == ["tif", "npz", "h5"]
+    assert spellings.export_formats(["HDF5", "tiff,", ".npz", "h5"]) == ["h5", "tif", "npz"]
+    assert spellings.export_formats(['"tif, h5"']) == ["tif", "h5"]
+    assert spellings.colormap_name("afm_brown") == "xafm_afm" and spellings.colormap_name("playnano_gold_r") == "xafm_afm_uniform_r"
+    assert spellings.colormap_name("viridis") == "viridis"
+    assert [spellings.scale_bar(v) for v in ("auto", "AUTO", "none", "0", "25", "2.5")] == ["auto", "auto", None, None, 25.0, 2.5]
