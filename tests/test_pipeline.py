@@ -255,3 +255,23 @@ def test_list_shows_every_catalogue_step(test_step):
     i = next(i for i, line in enumerate(lines) if line.startswith("mask_threshold  "))
     assert lines[i + 1] == "    parameters: threshold, name=none, above=true"  # threshold must be given
     assert any(line.startswith("clear  [mask]") for line in lines)
+
+
+def test_clear_is_recorded_as_playnano_records_it():
+    """The provenance in a bundle lists the steps as playNano's own pipeline does: the same
+    indices, names and step types, ``clear`` without a key and with ``mask_cleared``; read
+    back, the ``clear`` is still there."""
+    from xafm.core import provenance
+
+    values = tilted(n=2, h=12, w=12)
+    text = "remove_plane; mask_threshold:threshold=0.001; clear; remove_plane"
+    theirs = json.loads(playnano_ref.run_pipeline(values, text)["provenance"])["steps"]  # its provenance["processing"]
+    ours_da = pipeline.run_pipeline(xafm.stack(values, pixel_size_nm=1.0), pipeline.parse_string(text))
+    ours = provenance.to_playnano(ours_da, provenance.records(ours_da))["processing"]["steps"]
+    assert [(s["index"], s["name"], s["step_type"]) for s in ours] == [(s["index"], s["name"], s["step_type"]) for s in theirs]
+    cleared = next(s for s in ours if s["name"] == "clear")
+    assert cleared["mask_cleared"] is True and "mask_key" not in cleared and "processed_key" not in cleared
+    back, _ = provenance.from_playnano(json.loads(json.dumps({"processing": {"steps": theirs}})))
+    restored = xafm.stack(values, pixel_size_nm=1.0)
+    restored = provenance.with_records(restored, back)
+    assert pipeline.active_mask(restored) is None and [r.get("name") for r in back if r.get("mask_cleared")] == ["clear"]
