@@ -95,7 +95,7 @@ def to_playnano(da: xr.DataArray, recs: list[Record]) -> dict[str, Any]:
         acq = json.loads(da.attrs.get(ACQUISITION_ATTR) or "{}")
     except ValueError:
         acq = {}
-    steps = []
+    steps: list[dict[str, Any]] = []
     keys_by_name: dict[str, list[str]] = {}
     for i, rec in enumerate(step_records(recs), start=1):
         if rec.get("mask_cleared"):  # playNano's `clear` step: no output, no key
