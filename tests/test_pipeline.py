@@ -219,6 +219,8 @@ def test_pipeline_runs_the_catalogue_steps_lazily_and_records_them(test_step):
     assert [r["name"] for r in recs] == ["remove_plane", "align_rows", "test_offset"]
     assert recs[2]["params"] == {"by": 0.5, "scale": 2}
     np.testing.assert_array_equal(out.afm.layers["raw"].values, values)  # playNano's processed['raw']
+    # a string is a pipeline too
+    np.testing.assert_allclose(pipeline.run_pipeline(eager, "remove_plane; align_rows:method=mean; test_offset:by=0.5,scale=2").values, expected, atol=1e-9)
 
 
 def test_clear_ends_the_mask_and_keeps_it():

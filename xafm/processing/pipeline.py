@@ -199,11 +199,13 @@ def active_mask(da: xr.DataArray) -> str | None:
     return None
 
 
-def run_pipeline(da: xr.DataArray, steps: Sequence[tuple[str, dict[str, Any]]], *, keep_raw: bool = False) -> xr.DataArray:
-    """Run ``steps`` in order (each through :func:`~xafm.processing.run`); lazy stacks stay
-    lazy. ``keep_raw`` keeps the input as the ``raw`` layer (playNano's ``processed['raw']``)
+def run_pipeline(da: xr.DataArray, steps: str | Sequence[tuple[str, dict[str, Any]]], *, keep_raw: bool = False) -> xr.DataArray:
+    """Run ``steps`` (a pipeline string, or ``(name, params)`` pairs) in order, each through
+    :func:`~xafm.processing.run`; lazy stacks stay lazy. ``keep_raw`` keeps the input as the ``raw`` layer (playNano's ``processed['raw']``)
     when the first step is one that can (it declares ``keep_layer``). A failing step is
     named with its place in the pipeline."""
+    if isinstance(steps, str):
+        steps = parse_string(steps)
     for i, (name, params) in enumerate(steps, start=1):
         if name == CLEAR:
             da = clear_mask(da)
