@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         except XafmError as exc:
             return messages.error(exc)
         except OSError as exc:  # a disk full, a folder that cannot be made: the system's words
-            return messages.error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+            return messages.error(f"{str(exc.filename) + ': ' if exc.filename else ''}{exc.strerror or exc}")
         except KeyboardInterrupt:
             print("xafm: interrupted", file=sys.stderr)
             return 130

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     da = xafm.open(args.input, chunks={}, channel=args.channel)  # whole frames, a few at a time
     done = pipeline.run_pipeline(da, steps, keep_raw=True)
-    filtered = any(name != pipeline.CLEAR and processing.get(name).kind != "mask" for name, _ in steps)
+    filtered = any(step != pipeline.CLEAR and processing.get(step).kind != "mask" for step, _ in steps)
     out_name = f"{name}_filtered" if filtered else name
     out = Path(args.output_folder)
     written: dict[str, Path] = {}
