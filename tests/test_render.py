@@ -343,8 +343,28 @@ def test_scale_bar_too_long_is_replaced_with_warning():
     da = xafm.stack(np.zeros((1, 32, 32)), pixel_size_nm=1.0)
     with pytest.warns(XafmWarning, match="does not fit"):
         r = render.FrameRenderer(da, RenderOptions(scale_bar_nm=1000))
-    assert r.scale_bar_nm == 5.0  # a round length of about a third of the 32 nm width
+    assert r.scale_bar_nm == 5.0  # the automatic length: the 1-2-5 length nearest a fifth of the 32 nm width
     assert render.FrameRenderer(da, RenderOptions(scale_bar_nm=None)).scale_bar_nm == 5.0
+    assert render.FrameRenderer(da, RenderOptions(scale_bar_nm="auto")).scale_bar_nm == 5.0
+
+
+@pytest.mark.parametrize(("w", "px", "bar_nm"), [(100, 1.0, 20), (256, 0.39, 20), (128, 2.34, 50), (200, 25.0, 1000), (64, 0.5, 5), (150, 2.0, 50)])
+def test_automatic_scale_bar_is_a_round_fifth_of_the_width(w, px, bar_nm):
+    """The default bar: the 1-2-5 length nearest width/5 (100 nm -> 20, 300 nm -> 50,
+    5 um -> 1 um), without a warning, on every scan size (a fixed 100 nm bar did not fit
+    a 100 nm HS-AFM frame)."""
+    import warnings
+
+    da = xafm.stack(np.zeros((1, 8, w)), pixel_size_nm=px)
+    assert RenderOptions().scale_bar_nm == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = render.FrameRenderer(da, RenderOptions(timestamps=False, zmin=-1, zmax=1))
+    assert r.scale_bar_nm == bar_nm
+    assert 0.1 <= bar_nm / (w * px) <= 0.35
+    idx = r.indices(next(r.frames())[1], 0)
+    longest = max(max(_runs(row, FG_INDEX), default=0) for row in idx)
+    assert abs(longest - bar_nm / px * r.k) <= 1
 
 
 def test_timestamps_drawn_and_absent(rng):
@@ -409,8 +429,8 @@ def test_render_options_normalise_and_are_frozen():
         ({"zmin": "automatic"}, "zmin must be a number, 'auto' or None"),
         ({"zmax": float("inf")}, "zmax must be finite"),
         ({"zmin": 3, "zmax": 1}, "zmin .* above zmax"),
-        ({"scale_bar_nm": -1}, "scale_bar_nm must be a positive number or None"),
-        ({"scale_bar_nm": "long"}, "scale_bar_nm must be a positive number or None"),
+        ({"scale_bar_nm": -1}, "scale_bar_nm must be .auto. or a positive number"),
+        ({"scale_bar_nm": "long"}, "scale_bar_nm must be .auto. or a positive number"),
         ({"scale_bar": "yes"}, "scale_bar must be True or False"),
         ({"timestamps": 1}, "timestamps must be True or False"),
         ({"nan_color": "notacolour"}, "not a colour"),

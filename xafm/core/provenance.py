@@ -95,9 +95,12 @@ def to_playnano(da: xr.DataArray, recs: list[Record]) -> dict[str, Any]:
         acq = json.loads(da.attrs.get(ACQUISITION_ATTR) or "{}")
     except ValueError:
         acq = {}
-    steps = []
+    steps: list[dict[str, Any]] = []
     keys_by_name: dict[str, list[str]] = {}
     for i, rec in enumerate(step_records(recs), start=1):
+        if rec.get("mask_cleared"):  # playNano's `clear` step: no output, no key
+            steps.append({"index": i, "name": "clear", "params": {}, "timestamp": rec.get("timestamp"), "step_type": "clear", "mask_cleared": True})
+            continue
         is_mask = rec.get("type") == "mask"
         key = rec.get("mask" if is_mask else "output_key") or f"step_{i}_{rec.get('name')}"
         step = {
@@ -147,6 +150,9 @@ def from_playnano(obj: Any) -> tuple[list[Record], dict[str, Any]]:
     processing: dict[str, Any] = found if isinstance(found, dict) else {}
     for step in processing.get("steps") or []:
         if not isinstance(step, dict):
+            continue
+        if step.get("step_type") == "clear":
+            recs.append({"type": "mask", "origin": "playNano", "name": "clear", "params": {}, "timestamp": step.get("timestamp"), "mask_cleared": 1})
             continue
         recs.append(
             {

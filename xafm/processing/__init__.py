@@ -13,8 +13,10 @@ from .apply import apply, current_layer_name
 from .catalogue import KINDS, Step, catalogue, get, run, step
 from .levelling import align_rows, plane_fit, remove_plane, row_align
 from .masks import mask_threshold, with_mask
+from .pipeline import active_mask, parse_pipeline, run_pipeline
 
 __all__ = [
     "KINDS", "Step", "align_rows", "apply", "catalogue", "current_layer_name", "get", "mask_threshold",
     "plane_fit", "remove_plane", "row_align", "run", "step", "with_mask",
 ]  # fmt: skip
+__all__ += ["active_mask", "parse_pipeline", "run_pipeline"]  # the pipeline (string/YAML) runner

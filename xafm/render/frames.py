@@ -27,7 +27,7 @@ from ..core.blocks import iter_blocks
 from ..exceptions import RenderError, StackError, XafmWarning
 from .colorscale import zscale_and_finite
 from .options import RenderOptions, check_upscale
-from .overlay import Overlay, length_label, nice_length, time_label
+from .overlay import Overlay, auto_length, length_label, time_label
 from .palette import BG_INDEX, N_DATA, NAN_INDEX, build_palette, colormap
 from .parallel import block_bytes
 
@@ -224,24 +224,24 @@ class FrameRenderer:
         """Display pixels per nm along x (along y too, within a pixel over the frame)."""
         return self.image_shape[1] / (int(self.da.shape[-1]) * self.pixel_nm[1])
 
-    def _bar_px(self, scale_bar_nm: float | None) -> int | None:
+    def _bar_px(self, scale_bar_nm: float | str | None) -> int | None:
         out_w = self.image_shape[1]
         margin = max(2, round(min(self.image_shape) * 0.03))
         room = out_w - 2 * margin
         px_per_nm = self.px_per_nm
-        if scale_bar_nm is not None:
-            nm = scale_bar_nm
+        if scale_bar_nm is not None and scale_bar_nm != "auto":
+            nm = float(scale_bar_nm)
             px = round(nm * px_per_nm)
             if 1 <= px <= room:
                 self.scale_bar_nm = nm
                 return int(px)
             warnings.warn(
                 f"a {nm:g} nm scale bar is {nm * px_per_nm:.1f} px long, which does not fit a {out_w} px wide frame; "
-                "drawing a bar of a length that fits instead (pass scale_bar_nm=None to choose it silently)",
+                "drawing a bar of a length that fits instead (scale_bar_nm='auto' chooses it silently)",
                 XafmWarning,
                 stacklevel=user_stacklevel(),
             )
-        nm = nice_length(0.3 * room / px_per_nm)
+        nm = auto_length(out_w / px_per_nm, room / px_per_nm)
         px = round(nm * px_per_nm)
         if not 1 <= px <= room:
             return None

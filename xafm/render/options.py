@@ -63,16 +63,16 @@ def check_upscale(upscale: Any) -> int | str:
     return int(upscale)
 
 
-def check_scale_bar_nm(v: Any) -> float | None:
-    """None (choose a length) or a positive finite length in nm."""
-    if v is None:
-        return None
+def check_scale_bar_nm(v: Any) -> float | str:
+    """``"auto"`` (None too: choose a round length) or a positive finite length in nm."""
+    if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
+        return "auto"
     try:
         nm = float(v)
     except (TypeError, ValueError):
-        raise RenderError(f"scale_bar_nm must be a positive number or None, got {v!r}") from None
+        raise RenderError(f"scale_bar_nm must be 'auto' or a positive number, got {v!r}") from None
     if not (math.isfinite(nm) and nm > 0):
-        raise RenderError(f"scale_bar_nm must be a positive number or None, got {v!r}")
+        raise RenderError(f"scale_bar_nm must be 'auto' or a positive number, got {v!r}")
     return nm
 
 
@@ -104,8 +104,9 @@ zmin, zmax
     Values at the ends of the colormap: ``"auto"`` (1st / 99th percentile of the whole
     stack), None (minimum / maximum) or numbers. Values beyond are clipped.
 scale_bar_nm
-    Scale bar length; None picks a round length of about a third of the width. A bar
-    that does not fit is replaced by one that does, with a warning.
+    Scale bar length in nm, or ``"auto"`` (the default; None too): a round 1-2-5 length
+    of about a fifth of the frame width, so any scan size gets a bar that fits. A
+    length given that does not fit is replaced by the automatic one, with a warning.
 scale_bar, timestamps
     Draw the scale bar (with its label) and the frame time (``"12.40 s"``, from the
     ``time`` coordinate).
@@ -131,7 +132,7 @@ class RenderOptions:
     cmap: Any = DEFAULT_CMAP
     zmin: Any = "auto"
     zmax: Any = "auto"
-    scale_bar_nm: float | None = 100
+    scale_bar_nm: float | str | None = "auto"
     scale_bar: bool = True
     timestamps: bool = True
     nan_color: Any = "auto"
