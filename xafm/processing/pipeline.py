@@ -128,7 +128,7 @@ def parse_string(text: str) -> Pipeline:
 def parse_file(path: str | os.PathLike[str]) -> Pipeline:
     """playNano's pipeline file (YAML or JSON): a list of steps under ``filters``, each a
     mapping with ``name`` and the step's parameters."""
-    import yaml  # a dependency of dask
+    import yaml  # pyyaml, declared (dask needs it too)
 
     p = Path(path)
     try:
