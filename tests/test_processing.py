@@ -136,7 +136,7 @@ def test_catalogue_runs_steps_by_name_and_refuses_unknown_names_and_parameters(r
     steps = processing.catalogue()
     assert {"remove_plane", "align_rows", "mask_threshold"} <= set(steps)
     assert all(s.kind in processing.KINDS and s.description for s in steps.values())
-    assert list(steps["align_rows"].parameters()) == ["method", "keep_layer"]
+    assert list(steps["align_rows"].parameters()) == ["method", "mask", "keep_layer"]
     np.testing.assert_array_equal(processing.run(da, "remove_plane").values, da.afm.remove_plane().values)
     with pytest.raises(xafm.StackError, match=r"no processing step 'remove_plan' \(did you mean 'remove_plane'"):
         processing.run(da, "remove_plan")
