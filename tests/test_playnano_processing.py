@@ -1,13 +1,21 @@
 """xafm's processing steps against playNano 0.5's own output on the same data, run in
-playNano's environment (``tests/playnano_ref.py``; skipped where it is not installed)."""
+playNano's environment (``tests/playnano_ref.py``; skipped where it is not installed).
+
+Each pipeline string runs unchanged in both: in xafm through :func:`_xafm_pipeline`, which
+applies playNano's pipeline rules with the steps' own arguments (a mask step overlays the
+current mask, a levelling step uses it, ``clear`` ends it), the rules the CLI follows.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 import xafm
 from tests import playnano_ref
+from xafm import processing
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +26,44 @@ def tilted_stack():
     return np.stack(frames)
 
 
+@pytest.fixture(scope="module")
+def particles():
+    """Curved, tilted frames with row offsets, noise and a few particles; 40 x 56 pixels, so
+    mask_adaptive's tiles do not divide the frame."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:40, 0:56].astype(float)
+    frames = []
+    for _ in range(3):
+        a, b, c, d = rng.normal(0, 0.05, 4)
+        f = a * xx + b * yy + c * (xx - 20) ** 2 / 50 + d * xx * yy / 50 + rng.normal(0, 0.1, xx.shape)
+        f += rng.normal(0, 0.3, (40, 1))
+        for cy, cx in rng.uniform(5, 35, (3, 2)):
+            f += 2.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 6.0)
+        frames.append(f)
+    return np.stack(frames)
+
+
+def _value(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _xafm_pipeline(da, pipeline: str):
+    """A playNano pipeline string run with xafm's steps, by playNano's rules."""
+    for segment in filter(None, (s.strip() for s in pipeline.split(";"))):
+        name, _, args = segment.partition(":")
+        kwargs = {k.strip(): _value(v.strip()) for k, v in (a.split("=") for a in args.split(",") if a.strip())}
+        found = processing.get(name.strip())
+        if found.kind == "mask" and "overlay" in found.parameters():
+            kwargs["overlay"] = "latest"
+        elif "mask" in found.parameters():
+            kwargs["mask"] = "latest"
+        da = processing.run(da, found.name, **kwargs)
+    return da
+
+
 @pytest.mark.parametrize("pipeline", ["remove_plane", "remove_plane; row_median_align"])
 def test_levelling_matches_playnano(tilted_stack, pipeline):
     theirs = playnano_ref.run_pipeline(tilted_stack, pipeline, pixel_size_nm=0.5)
@@ -25,3 +71,81 @@ def test_levelling_matches_playnano(tilted_stack, pipeline):
     for name in (s.strip() for s in pipeline.split(";")):
         da = xafm.processing.run(da, "align_rows" if name == "row_median_align" else name)
     np.testing.assert_allclose(da.values, theirs["data"], rtol=0, atol=1e-9)
+
+
+FILTERS = "remove_plane; polynomial_flatten; polynomial_flatten:order=3; row_median_align; zero_mean; zero_median; gaussian_filter:sigma=1.5; vertical_flip; gaussian_filter"
+
+
+def test_every_filter_matches_playnano_step_by_step(particles):
+    theirs = playnano_ref.run_pipeline(particles, FILTERS)
+    names = [s.strip() for s in FILTERS.split(";")]
+    before = particles
+    for i, segment in enumerate(names, start=1):
+        key = f"step_{i}_{segment.split(':')[0]}"
+        # each step from the same input as playNano's: its previous step's output
+        ours = _xafm_pipeline(xafm.stack(before, pixel_size_nm=1.0), segment).values
+        np.testing.assert_allclose(ours, theirs["processed"][key], rtol=0, atol=1e-9, err_msg=segment)
+        before = theirs["processed"][key]
+    np.testing.assert_allclose(_xafm_pipeline(xafm.stack(particles, pixel_size_nm=1.0), FILTERS).values, theirs["data"], atol=1e-9)
+
+
+MASKS = (
+    "mask_threshold:threshold=0.8; clear; mask_below_threshold:threshold=-0.2; clear; mask_mean_offset:factor=1.2; clear; "
+    "mask_morphological:threshold=0.9,structure_size=3; clear; mask_morphological:threshold=0.5,structure_size=5; clear; "
+    "mask_adaptive; clear; mask_adaptive:block_size=8,offset=0.1; clear; mask_threshold; mask_below_threshold:threshold=-0.3"
+)
+
+
+def test_every_mask_matches_playnano(particles):
+    data = xafm.stack(particles, pixel_size_nm=1.0).afm.remove_plane().values
+    theirs = playnano_ref.run_pipeline(data, MASKS)
+    ours = _xafm_pipeline(xafm.stack(data, pixel_size_nm=1.0), MASKS)
+    assert set(ours.afm.masks) == set(theirs["masks"])  # the same keys, overlays named alike
+    assert "step_16_mask_threshold_mask_below_threshold" in theirs["masks"]
+    for key, want in theirs["masks"].items():
+        got = ours.afm.masks[key].values
+        assert got.dtype == bool and want.any() and not want.all(), key
+        np.testing.assert_array_equal(got, want, err_msg=key)
+
+
+MASKED = "mask_threshold:threshold=0.8; remove_plane; polynomial_flatten; row_median_align; zero_mean; zero_median; gaussian_filter; clear; zero_mean"
+
+
+def test_masked_levelling_matches_playnano(particles):
+    theirs = playnano_ref.run_pipeline(particles, MASKED)
+    names = [s.strip() for s in MASKED.split(";")]
+    mask = theirs["masks"]["step_1_mask_threshold"]
+    assert mask.any() and not mask.all()
+    before = particles
+    for i, segment in enumerate(names, start=1):
+        key = f"step_{i}_{segment.split(':')[0]}"
+        if key not in theirs["processed"]:
+            continue  # the mask step and clear
+        da = xafm.stack(before, pixel_size_nm=1.0).afm.with_mask("m", mask)
+        ours = _xafm_pipeline(da, segment if i < 8 else f"clear; {segment}").values
+        np.testing.assert_allclose(ours, theirs["processed"][key], rtol=0, atol=1e-9, err_msg=segment)
+        before = theirs["processed"][key]
+    whole = _xafm_pipeline(xafm.stack(particles, pixel_size_nm=1.0), MASKED)
+    np.testing.assert_allclose(whole.values, theirs["data"], atol=1e-9)
+    params = [r["params"] for r in whole.afm.provenance if r.get("type") == "step"]
+    assert [p["mask"] for p in params[:5]] == ["step_1_mask_threshold"] * 5  # recorded by name, not "latest"
+    assert "mask" not in params[5] and params[6]["mask"] is None  # gaussian_filter takes none; after clear, none
+    steps = json.loads(theirs["provenance"])["steps"]
+    assert [s["name"] for s in steps] == [s.split(":")[0] for s in names]
+
+
+def test_nan_pixels_differ_from_playnano_as_documented(tilted_stack):
+    """docs/processing.md: playNano's fits fail on a frame with NaN and keep it as it was
+    (its median and mean filters turn it all NaN); xafm leaves the NaN pixels out."""
+    data = tilted_stack.copy()
+    data[1, 3, 5] = np.nan
+    theirs = playnano_ref.run_pipeline(data, "remove_plane")["data"]
+    np.testing.assert_array_equal(theirs[1], data[1])  # playNano: frame 1 not levelled
+    ours = xafm.stack(data, pixel_size_nm=1.0).afm.remove_plane().values
+    clean = xafm.stack(np.nan_to_num(data, nan=0.0), pixel_size_nm=1.0).afm.remove_plane().values
+    np.testing.assert_allclose(ours[[0, 2, 3]], theirs[[0, 2, 3]], atol=1e-9)  # other frames identical
+    assert np.isnan(ours[1, 3, 5]) and np.nanstd(ours[1]) < 0.1 < np.std(clean[1])  # levelled, NaN left out
+    rows = playnano_ref.run_pipeline(data, "row_median_align; zero_mean")["data"]
+    assert np.isnan(rows[1]).all()
+    ours = xafm.stack(data, pixel_size_nm=1.0).afm.row_median_align().afm.zero_mean().values
+    assert np.count_nonzero(np.isnan(ours)) == 1 and abs(np.nanmean(ours[1])) < 1e-12
