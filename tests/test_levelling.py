@@ -290,7 +290,7 @@ def test_in_memory_blocks_give_the_same_answer_as_one_block(rng, monkeypatch):
     mask = data > 5
     whole = _stack(data).afm.with_mask("m", mask)
     want = {s: processing.run(whole, s, mask="m").values for s in ("remove_plane", "polynomial_flatten", "row_median_align")}
-    monkeypatch.setattr(levelling, "BLOCK_BYTES", 2 * 10 * 12 * 8)  # two frames a block, threads
+    monkeypatch.setattr(levelling, "BLOCK_BYTES", 2 * 10 * 12 * 8)  # two frames a piece, two threads
     for s, w in want.items():
         np.testing.assert_allclose(processing.run(whole, s, mask="m").values, w, rtol=0, atol=1e-12)
 

@@ -1,7 +1,8 @@
 """Whole-block kernels for the levelling steps: one numpy/scipy call per block of frames.
 
 Every kernel takes a block ``(frames, y, x)`` (and optionally a boolean mask of the same
-shape, True = leave out of the fit) and returns the block's new values in float64. They
+shape, True = leave out of the fit) and returns the block's new values in float64 (in
+``out`` when given: a float64 array of the block's shape, not overlapping it). They
 work on many frames at once, so a dask chunk or a whole in-memory stack costs a few
 BLAS/scipy calls instead of a Python loop over frames.
 
@@ -58,15 +59,40 @@ def _moments(ny: int, nx: int, order: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(mono), pick
 
 
-def subtract_polynomial(block: np.ndarray, order: int, mask: np.ndarray | None = None) -> np.ndarray:
+def _no_nan(values: np.ndarray) -> bool:
+    """True when ``values`` hold no NaN or infinity: their sum is finite (one pass, no
+    temporary; a sum that overflows only sends finite values down the careful path)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(values)))
+
+
+def _subtract_plane_full(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The least-squares plane of frames with every pixel finite, in closed form: on a full
+    grid with centred coordinates ``1``, ``x`` and ``y`` are orthogonal, so the fit is the
+    mean and two projections of the column and row sums (no design matrix, a few passes)."""
+    n, ny, nx = z.shape
+    x, y = _unit(nx), _unit(ny)
+    col = z.sum(axis=1)  # (frames, x)
+    row = z.sum(axis=2)  # (frames, y)
+    c = row.sum(axis=1) / (ny * nx)
+    a = col @ x / (ny * (x @ x)) if nx > 1 else np.zeros(n)
+    b = row @ y / (nx * (y @ y)) if ny > 1 else np.zeros(n)
+    out = np.subtract(z, (b[:, None] * y[None, :] + c[:, None])[:, :, None], out=out)
+    out -= (a[:, None] * x[None, :])[:, None, :]
+    return out
+
+
+def subtract_polynomial(block: np.ndarray, order: int, mask: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Subtract each frame's least-squares polynomial surface of total degree ``order``,
     fitted over the pixels that are finite and not masked (minimum-norm where the pixels
     cannot fix every term; a frame with no such pixel is left as it is)."""
     z = np.asarray(block, dtype=np.float64)
+    if order == 1 and mask is None and _no_nan(z):
+        return _subtract_plane_full(z, out)
     n, ny, nx = z.shape
     flat = z.reshape(n, ny * nx)
     design, pinv = _design(ny, nx, order)
-    out = np.empty_like(flat)
+    res = np.empty_like(flat)
     usable = np.isfinite(flat)
     if mask is not None:
         usable &= ~np.asarray(mask, dtype=bool).reshape(n, ny * nx)
@@ -75,7 +101,7 @@ def subtract_polynomial(block: np.ndarray, order: int, mask: np.ndarray | None =
         # every pixel counts: the same pseudo-inverse for every frame, two matmuls
         part = flat[full] if not full.all() else flat
         coeffs = part @ pinv.T
-        out[full] = part - coeffs @ design.T
+        res[full] = part - coeffs @ design.T
     rest = np.flatnonzero(~full)
     if rest.size:
         w = usable[rest].astype(np.float64)
@@ -85,10 +111,13 @@ def subtract_polynomial(block: np.ndarray, order: int, mask: np.ndarray | None =
         rhs = zw @ design  # (frames, terms)
         scale = np.maximum(np.abs(gram).max(axis=(1, 2)), 1e-300)[:, None, None]
         coeffs = np.einsum("nkl,nl->nk", np.linalg.pinv(gram / scale, rcond=1e-12), rhs) / scale[:, :, 0]
-        out[rest] = flat[rest] - coeffs @ design.T
+        res[rest] = flat[rest] - coeffs @ design.T
         empty = rest[w.sum(axis=1) == 0]
-        out[empty] = flat[empty]
-    return out.reshape(n, ny, nx)
+        res[empty] = flat[empty]
+    if out is None:
+        return res.reshape(n, ny, nx)
+    out[...] = res.reshape(n, ny, nx)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -98,11 +127,32 @@ def _masked(z: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return z if mask is None else np.where(np.asarray(mask, dtype=bool), np.nan, z)
 
 
+def _median_last(values: np.ndarray) -> np.ndarray:
+    """The median along the last axis of NaN-free values, as ``np.median`` computes it (the
+    mean of the two middle values), with one selection instead of its three: the lower
+    middle value is the largest of the partitioned lower half."""
+    k = values.shape[-1]
+    if k == 0:
+        return np.full(values.shape[:-1] + (1,), np.nan)
+    half = k // 2
+    part = np.partition(values, half, axis=-1)
+    upper = part[..., half]
+    if k % 2:
+        return upper[..., None]
+    lower = part[..., :half].max(axis=-1)
+    return ((lower + upper) / 2)[..., None]
+
+
 def _statistic(values: np.ndarray, axis: tuple[int, ...] | int, method: str) -> np.ndarray:
-    """Median or mean along ``axis`` ignoring NaN; the plain (much faster) numpy call when
-    there is no NaN. Nothing to measure gives NaN."""
-    if not np.isnan(values).any():
-        return np.median(values, axis=axis, keepdims=True) if method == "median" else values.mean(axis=axis, keepdims=True)
+    """Median or mean along ``axis`` (the rows, 2, or whole frames, (1, 2)) ignoring NaN;
+    plain numpy (much faster) when there is no NaN. Nothing to measure gives NaN."""
+    if _no_nan(values):
+        if method == "mean":
+            return values.mean(axis=axis, keepdims=True)
+        if axis == 2:
+            return _median_last(values)
+        n = values.shape[0]
+        return _median_last(values.reshape(n, -1)).reshape(n, 1, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN
         if method == "median":
@@ -110,7 +160,9 @@ def _statistic(values: np.ndarray, axis: tuple[int, ...] | int, method: str) -> 
         return np.nanmean(values, axis=axis, keepdims=True)
 
 
-def subtract_offsets(block: np.ndarray, axis: tuple[int, ...] | int, method: str, mask: np.ndarray | None = None) -> np.ndarray:
+def subtract_offsets(
+    block: np.ndarray, axis: tuple[int, ...] | int, method: str, mask: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Subtract the median or mean along ``axis`` (2: every row; (1, 2): every frame) of the
     finite, unmasked pixels. Where a mask leaves nothing to measure the offset is 0, as in
     playNano's masked filters (a row, or a frame, left as it is); without a mask an all-NaN
@@ -119,17 +171,17 @@ def subtract_offsets(block: np.ndarray, axis: tuple[int, ...] | int, method: str
     ref = _statistic(_masked(z, mask), axis, method)
     if mask is not None:
         ref[np.isnan(ref)] = 0.0
-    return z - ref
+    return np.subtract(z, ref, out=out)
 
 
 # --------------------------------------------------------------------------------------
 # smoothing
 # --------------------------------------------------------------------------------------
-def gaussian(block: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian(block: np.ndarray, sigma: float, out: np.ndarray | None = None) -> np.ndarray:
     """scipy's Gaussian filter of every frame (``sigma`` in pixels, along y and x only;
     reflected edges, truncated at 4 sigma), the whole block in one call."""
     z = np.asarray(block, dtype=np.float64)
-    return ndimage.gaussian_filter(z, sigma=(0.0, float(sigma), float(sigma)))
+    return ndimage.gaussian_filter(z, sigma=(0.0, float(sigma), float(sigma)), output=out)
 
 
 __all__ = ["gaussian", "subtract_offsets", "subtract_polynomial"]

@@ -1,8 +1,8 @@
 """Levelling and filters: steps that change the values of every frame (playNano's filters).
 
-Each step runs a whole-block kernel (:mod:`._fits`) on many frames at once: on a dask
-stack one task per chunk of frames (lazily), on an in-memory stack blocks of frames shared
-between threads (numpy and scipy release the GIL). The levelling steps take ``mask=``, the
+Each step runs a kernel (:mod:`._fits`) that treats several frames in one numpy/scipy
+call: on a dask stack one task per chunk of frames (lazily), on an in-memory stack pieces
+of a few frames shared between two threads (numpy and scipy release the GIL). The levelling steps take ``mask=``, the
 name of a mask (or ``True``/``"latest"`` for the current one: :func:`.masks.resolve_mask`),
 and fit only the pixels it leaves out, as playNano's masked filters do.
 """
@@ -25,35 +25,47 @@ from .apply import _out_dtype, apply
 from .catalogue import step
 from .masks import resolve_mask
 
-#: Frames per block for in-memory stacks: big enough for BLAS and scipy to run at full
-#: speed, small enough that a step's temporaries stay a few tens of MiB.
-BLOCK_BYTES = 32 * 2**20
+#: Bytes of float64 frames a kernel call works on: a few frames that stay in the CPU's
+#: cache through a step's passes (measured: scipy's filter, the row selections and the
+#: plane's sums run as fast as on single frames, faster than on a 100-frame block; the
+#: loop over pieces costs microseconds against milliseconds of arithmetic).
+BLOCK_BYTES = 8 * 2**20
 
-Kernel = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+#: ``kernel(block, mask_block, out)``: the block's new float64 values, in ``out`` if given.
+Kernel = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], np.ndarray]
 
 
 def _threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _run_in_memory(kernel: Kernel, data: np.ndarray, mask: np.ndarray | None, out_dtype: np.dtype) -> np.ndarray:
-    """``kernel`` over blocks of frames of an in-memory stack, two blocks at a time."""
-    n = data.shape[0]
-    frame_bytes = max(1, int(np.prod(data.shape[1:])) * 8)
-    per = max(1, BLOCK_BYTES // frame_bytes)
+def _pieces(shape: tuple[int, ...]) -> list[slice]:
+    per = max(1, BLOCK_BYTES // max(1, int(np.prod(shape[1:])) * 8))
+    return [slice(s, min(shape[0], s + per)) for s in range(0, shape[0], per)]
+
+
+def _run_block(kernel: Kernel, data: np.ndarray, mask: np.ndarray | None, out_dtype: np.dtype, threads: int = 1) -> np.ndarray:
+    """``kernel`` over a block of frames, a few frames at a time (``threads`` at once:
+    numpy and scipy release the GIL). Dask chunks run with one thread each, as the
+    scheduler already runs two chunks at a time."""
     out = np.empty(data.shape, dtype=out_dtype)
 
-    def one(start: int) -> None:
-        stop = min(n, start + per)
-        out[start:stop] = kernel(data[start:stop], None if mask is None else mask[start:stop])
+    direct = out_dtype == np.float64
 
-    starts = range(0, n, per)
-    if len(starts) > 1 and _threads() > 1:
-        with ThreadPoolExecutor(_threads()) as pool:
-            list(pool.map(one, starts))
+    def one(part: slice) -> None:
+        m = None if mask is None else mask[part]
+        if direct:
+            kernel(data[part], m, out[part])
+        else:
+            out[part] = kernel(data[part], m, None)
+
+    parts = _pieces(data.shape)
+    if len(parts) > 1 and threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, parts))
     else:
-        for s in starts:
-            one(s)
+        for part in parts:
+            one(part)
     return out
 
 
@@ -74,10 +86,11 @@ def _frames(
 
             data = data.rechunk({1: -1, 2: -1})
             if mask_data is None:
-                return data.map_blocks(lambda b: kernel(b, None).astype(out_dtype, copy=False), dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype))
+                return data.map_blocks(lambda b: _run_block(kernel, b, None, out_dtype), dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype))
             m = dsa.asarray(mask_data).rechunk(data.chunks)
-            return dsa.map_blocks(lambda b, mb: kernel(b, mb).astype(out_dtype, copy=False), data, m, dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype))
-        return _run_in_memory(kernel, np.asarray(data), None if mask_data is None else np.asarray(mask_data), out_dtype)
+            return dsa.map_blocks(lambda b, mb: _run_block(kernel, b, mb, out_dtype), data, m, dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype))
+        mask_np = None if mask_data is None else np.asarray(mask_data)
+        return _run_block(kernel, np.asarray(data), mask_np, out_dtype, threads=_threads())
 
     whole.__name__ = whole.__qualname__ = name
     whole.__module__ = __name__
@@ -116,20 +129,20 @@ def _order(order: Any) -> int:
 @step("filter")
 def remove_plane(da: xr.DataArray, *, mask: Any = None, keep_layer: bool = False) -> xr.DataArray:
     """Subtract each frame's least-squares plane, fitted to the finite pixels outside ``mask``."""
-    return _frames(da, "remove_plane", lambda b, m: _fits.subtract_polynomial(b, 1, m), mask=mask, keep_layer=keep_layer)
+    return _frames(da, "remove_plane", lambda b, m, o: _fits.subtract_polynomial(b, 1, m, o), mask=mask, keep_layer=keep_layer)
 
 
 @step("filter")
 def polynomial_flatten(da: xr.DataArray, order: int = 2, *, mask: Any = None, keep_layer: bool = False) -> xr.DataArray:
     """Subtract each frame's least-squares polynomial surface of total degree ``order``."""
     order = _order(order)
-    return _frames(da, "polynomial_flatten", lambda b, m: _fits.subtract_polynomial(b, order, m), mask=mask, keep_layer=keep_layer, order=order)
+    return _frames(da, "polynomial_flatten", lambda b, m, o: _fits.subtract_polynomial(b, order, m, o), mask=mask, keep_layer=keep_layer, order=order)
 
 
 @step("filter")
 def row_median_align(da: xr.DataArray, *, mask: Any = None, keep_layer: bool = False) -> xr.DataArray:
     """Subtract each scan line's median (of its finite pixels outside ``mask``)."""
-    return _frames(da, "row_median_align", lambda b, m: _fits.subtract_offsets(b, 2, "median", m), mask=mask, keep_layer=keep_layer)
+    return _frames(da, "row_median_align", lambda b, m, o: _fits.subtract_offsets(b, 2, "median", m, o), mask=mask, keep_layer=keep_layer)
 
 
 @step("filter")
@@ -137,19 +150,19 @@ def align_rows(da: xr.DataArray, method: str = "median", *, mask: Any = None, ke
     """Subtract each scan line's median (or mean), ignoring NaN and the pixels in ``mask``."""
     if method not in ("median", "mean"):
         raise StackError(f"align_rows method must be 'median' or 'mean', got {method!r}")
-    return _frames(da, "align_rows", lambda b, m: _fits.subtract_offsets(b, 2, method, m), mask=mask, keep_layer=keep_layer, method=method)
+    return _frames(da, "align_rows", lambda b, m, o: _fits.subtract_offsets(b, 2, method, m, o), mask=mask, keep_layer=keep_layer, method=method)
 
 
 @step("filter")
 def zero_mean(da: xr.DataArray, *, mask: Any = None, keep_layer: bool = False) -> xr.DataArray:
     """Subtract each frame's mean height (of its finite pixels outside ``mask``)."""
-    return _frames(da, "zero_mean", lambda b, m: _fits.subtract_offsets(b, (1, 2), "mean", m), mask=mask, keep_layer=keep_layer)
+    return _frames(da, "zero_mean", lambda b, m, o: _fits.subtract_offsets(b, (1, 2), "mean", m, o), mask=mask, keep_layer=keep_layer)
 
 
 @step("filter")
 def zero_median(da: xr.DataArray, *, mask: Any = None, keep_layer: bool = False) -> xr.DataArray:
     """Subtract each frame's median height (of its finite pixels outside ``mask``)."""
-    return _frames(da, "zero_median", lambda b, m: _fits.subtract_offsets(b, (1, 2), "median", m), mask=mask, keep_layer=keep_layer)
+    return _frames(da, "zero_median", lambda b, m, o: _fits.subtract_offsets(b, (1, 2), "median", m, o), mask=mask, keep_layer=keep_layer)
 
 
 @step("filter")
@@ -161,7 +174,7 @@ def gaussian_filter(da: xr.DataArray, sigma: float = 1.0, *, keep_layer: bool = 
         raise StackError(f"gaussian_filter sigma must be a number, got {sigma!r}") from None
     if not sigma >= 0:
         raise StackError(f"gaussian_filter sigma must be 0 or more, got {sigma!r}")
-    return _frames(da, "gaussian_filter", lambda b, m: _fits.gaussian(b, sigma), masked=False, keep_layer=keep_layer, sigma=sigma)
+    return _frames(da, "gaussian_filter", lambda b, m, o: _fits.gaussian(b, sigma, o), masked=False, keep_layer=keep_layer, sigma=sigma)
 
 
 @step("filter")
