@@ -149,3 +149,24 @@ def test_nan_pixels_differ_from_playnano_as_documented(tilted_stack):
     assert np.isnan(rows[1]).all()
     ours = xafm.stack(data, pixel_size_nm=1.0).afm.row_median_align().afm.zero_mean().values
     assert np.count_nonzero(np.isnan(ours)) == 1 and abs(np.nanmean(ours[1])) < 1e-12
+
+
+def test_too_few_pixels_and_bad_parameters_differ_as_documented(tilted_stack):
+    """docs/processing.md: where the mask leaves fewer pixels than the plane has terms,
+    playNano keeps the frame as it was and xafm fits the minimum-norm plane; a bad order is
+    a logged no-op in playNano and an error in xafm."""
+    data = tilted_stack[:2]
+    # mask everything but two pixels of frame 0 (values below the threshold stay unmasked)
+    low = data.copy()
+    low[0] = 10.0
+    low[0, 0, :2] = -10.0
+    low[1] -= 100.0  # frame 1: nothing masked
+    theirs = playnano_ref.run_pipeline(low, "mask_threshold:threshold=0; remove_plane")
+    np.testing.assert_array_equal(theirs["data"][0], low[0])  # playNano: frame left as it was
+    ours = _xafm_pipeline(xafm.stack(low, pixel_size_nm=1.0), "mask_threshold:threshold=0; remove_plane").values
+    np.testing.assert_allclose(ours[0, 0, :2], 0.0, atol=1e-9)  # the two pixels lie on the fitted plane
+    np.testing.assert_allclose(ours[1], theirs["data"][1], atol=1e-9)  # frame 1, a full fit: identical
+    unchanged = playnano_ref.run_pipeline(data, "polynomial_flatten:order=0")["data"]
+    np.testing.assert_array_equal(unchanged, data)
+    with pytest.raises(xafm.StackError, match="positive integer"):
+        _xafm_pipeline(xafm.stack(data, pixel_size_nm=1.0), "polynomial_flatten:order=0")
