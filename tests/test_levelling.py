@@ -300,3 +300,15 @@ def test_plane_fit_on_a_huge_offset_stays_exact(rng):
     plane = _surface(1, [1e6, 0.3, -0.2], 64, 64)
     out = _stack(plane[None] + rng.normal(0, 1e-3, (1, 64, 64)))
     assert np.abs(out.afm.remove_plane().values).max() < 5e-3
+
+
+def test_a_bundle_read_back_has_its_masks_but_none_current(rng, tmp_path):
+    da = _stack(rng.normal(size=(2, 5, 6))).afm.mask_threshold(0.3)
+    assert processing.current_mask(da) == "step_1_mask_threshold"
+    back = xafm.open(da.afm.to_h5(tmp_path / "m.h5"))
+    assert "step_1_mask_threshold" in back.afm.masks
+    assert processing.current_mask(back) is None and processing.resolve_mask(back, "latest") is None
+    assert processing.resolve_mask(back, True) == "step_1_mask_threshold"
+    np.testing.assert_allclose(
+        back.afm.remove_plane(mask="step_1_mask_threshold").values, da.afm.remove_plane(mask=True).values, atol=1e-5
+    )
