@@ -170,3 +170,33 @@ def test_too_few_pixels_and_bad_parameters_differ_as_documented(tilted_stack):
     np.testing.assert_array_equal(unchanged, data)
     with pytest.raises(xafm.StackError, match="positive integer"):
         _xafm_pipeline(xafm.stack(data, pixel_size_nm=1.0), "polynomial_flatten:order=0")
+
+
+_SIGNATURES = r"""
+import inspect, json
+from playnano.processing import filters, mask_generators
+out = {}
+for registry in (filters.register_filters(), mask_generators.register_masking()):
+    for name, fn in registry.items():
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        out[name] = {p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params}
+print(json.dumps(out))
+"""
+
+
+def test_the_catalogue_has_playnanos_names_parameters_and_defaults():
+    import subprocess
+
+    exe = playnano_ref.require()
+    done = subprocess.run([exe, "-c", _SIGNATURES], capture_output=True, text=True, timeout=300, check=True)
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(theirs) == 12
+    steps = processing.catalogue()
+    for name, params in theirs.items():
+        ours = steps[name].parameters()
+        for pname, default in params.items():
+            assert pname in ours, f"{name}: no parameter {pname}"
+            assert ours[pname].default == default, f"{name}.{pname}: default {ours[pname].default!r}, playNano {default!r}"
+        # xafm's own extras are keyword-only, so playNano's positional order is kept
+        positional = [p for p in ours.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert [p.name for p in positional] == list(params), name
