@@ -312,3 +312,23 @@ def test_a_bundle_read_back_has_its_masks_but_none_current(rng, tmp_path):
     np.testing.assert_allclose(
         back.afm.remove_plane(mask="step_1_mask_threshold").values, da.afm.remove_plane(mask=True).values, atol=1e-5
     )
+
+
+def test_run_as_playnano_applies_the_pipeline_rules(rng):
+    data = rng.normal(size=(2, 8, 9)) + np.arange(9)
+    da = xafm.stack(data, pixel_size_nm=1.0)
+    steps = [("remove_plane", {}), ("mask_threshold", {"threshold": 0.5}), ("mask_below_threshold", {"threshold": -0.5}),
+             ("zero_mean", {}), ("gaussian_filter", {}), ("clear", {}), ("zero_median", {})]  # fmt: skip
+    for name, params in steps:
+        da = processing.run_as_playnano(da, name, **params)
+    recs = [r for r in da.afm.provenance if r["type"] in ("step", "mask")]
+    assert [r["name"] for r in recs] == [n for n, _ in steps]
+    both = "step_3_mask_threshold_mask_below_threshold"
+    assert recs[2]["mask"] == both and recs[3]["params"]["mask"] == both
+    assert "mask" not in recs[4]["params"] and recs[6]["params"]["mask"] is None
+    levelled = _stack(data).afm.remove_plane().values
+    m = (levelled > 0.5) | (levelled < -0.5)
+    np.testing.assert_array_equal(da.afm.masks[both].values, m)
+    zeroed = np.stack([f - f[~mf].mean() for f, mf in zip(levelled, m, strict=True)])
+    smooth = np.stack([ndimage.gaussian_filter(f, 1.0) for f in zeroed])
+    np.testing.assert_allclose(da.values, smooth - np.median(smooth, axis=(1, 2), keepdims=True), atol=1e-12)

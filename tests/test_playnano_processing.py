@@ -2,8 +2,8 @@
 playNano's environment (``tests/playnano_ref.py``; skipped where it is not installed).
 
 Each pipeline string runs unchanged in both: in xafm through :func:`_xafm_pipeline`, which
-applies playNano's pipeline rules with the steps' own arguments (a mask step overlays the
-current mask, a levelling step uses it, ``clear`` ends it), the rules the CLI follows.
+runs each step with :func:`xafm.processing.run_as_playnano` (playNano's pipeline rules: a
+mask step overlays the current mask, a levelling step uses it, ``clear`` ends it).
 """
 
 from __future__ import annotations
@@ -55,12 +55,7 @@ def _xafm_pipeline(da, pipeline: str):
     for segment in filter(None, (s.strip() for s in pipeline.split(";"))):
         name, _, args = segment.partition(":")
         kwargs = {k.strip(): _value(v.strip()) for k, v in (a.split("=") for a in args.split(",") if a.strip())}
-        found = processing.get(name.strip())
-        if found.kind == "mask" and "overlay" in found.parameters():
-            kwargs["overlay"] = "latest"
-        elif "mask" in found.parameters():
-            kwargs["mask"] = "latest"
-        da = processing.run(da, found.name, **kwargs)
+        da = processing.run_as_playnano(da, name.strip(), **kwargs)
     return da
 
 

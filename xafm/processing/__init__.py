@@ -32,6 +32,7 @@ from .masks import (
     mask_morphological,
     mask_threshold,
     resolve_mask,
+    run_as_playnano,
     with_mask,
 )  # fmt: skip
 
@@ -58,6 +59,7 @@ __all__ = [
     "row_align",
     "row_median_align",
     "run",
+    "run_as_playnano",
     "step",
     "vertical_flip",
     "with_mask",

@@ -21,7 +21,7 @@ from ..core import conventions, model, provenance
 from ..core.blocks import is_dask
 from ..exceptions import StackError
 from .apply import _step_index
-from .catalogue import step
+from .catalogue import get, run, step
 
 
 # --------------------------------------------------------------------------------------
@@ -262,3 +262,16 @@ def clear(da: xr.DataArray) -> xr.DataArray:
     model.check_stack(da, "clear")
     record = provenance.make_record("mask", index=_step_index(provenance.records(da)), name="clear", mask=None, mask_cleared=1, params={})
     return provenance.append(da, record)
+
+
+def run_as_playnano(da: xr.DataArray, name: str, /, **params: Any) -> xr.DataArray:
+    """Run step ``name`` by playNano's pipeline rules: a mask step is OR-ed with the current
+    mask (``overlay="latest"``), a step that takes a mask uses the current one
+    (``mask="latest"``), ``clear`` ends it; parameters given explicitly win."""
+    found = get(name)
+    valid = found.parameters()
+    if found.kind == "mask" and "overlay" in valid:
+        params.setdefault("overlay", "latest")
+    elif "mask" in valid:
+        params.setdefault("mask", "latest")
+    return run(da, found.name, **params)
