@@ -72,7 +72,7 @@ def _run_block(kernel: Kernel, data: np.ndarray, mask: np.ndarray | None, out_dt
 def _frames(
     da: xr.DataArray, name: str, kernel: Kernel, *, mask: Any = None, masked: bool = True, keep_layer: bool = False, **params: Any
 ) -> xr.DataArray:
-    """Run a frame-wise ``kernel(block, mask_block)`` as the recorded step ``name``; the
+    """Run a frame-wise ``kernel(block, mask_block, out)`` as the recorded step ``name``; the
     record's parameters are ``params`` and, for a step that takes a mask (``masked``), the
     mask's name (resolved: never ``"latest"``)."""
     model.check_stack(da, name)
