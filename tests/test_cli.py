@@ -300,7 +300,7 @@ def test_process_list_prints_the_catalogue(capsys):
         assert f"{name}  [{entry.kind}]  {entry.description}" in out
         for p in entry.parameters().values():
             assert p.name in out
-    assert "align_rows  [filter]" in out and "parameters: method=median, keep_layer=false" in out
+    assert "align_rows  [filter]" in out and "parameters: method=median, mask=none, keep_layer=false" in out
     assert "clear  [mask]" in out
 
 

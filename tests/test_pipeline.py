@@ -36,6 +36,11 @@ def test_step(monkeypatch):
         """Add ``by * scale`` to every pixel (a step for the tests)."""
         return processing.apply(da, lambda f, by, scale: f + by * scale, name="test_offset", by=by, scale=scale)
 
+    @processing.step("filter")
+    def test_needs(da, value: float):
+        """Add ``value`` to every pixel (a step whose parameter must be given)."""
+        return processing.apply(da, lambda f, value: f + value, name="test_needs", value=value)
+
     return test_offset
 
 
@@ -67,13 +72,13 @@ def test_string_pipeline_names_and_params(test_step):
     ("text", "message"),
     [
         ("remove_plan", "no processing step 'remove_plan' (did you mean 'remove_plane'?)"),
-        ("align_rows:methd=mean", "step 'align_rows' has no parameter 'methd' (did you mean 'method'?); its parameters are: method, keep_layer"),
-        ("mask_threshold", "step 'mask_threshold' needs threshold"),
+        ("align_rows:methd=mean", "step 'align_rows' has no parameter 'methd' (did you mean 'method'?); its parameters are: method, "),
+        ("test_needs", "step 'test_needs' needs value"),
         ("mask_threshold:2", "'2' is not key=value"),
-        ("clear:all=true", "step 'clear' takes no parameters"),
+        ("clear:all=true", "step 'clear' has no parameter 'all'; its parameters are: none"),
     ],
 )
-def test_bad_pipelines_fail_when_parsed(text, message):
+def test_bad_pipelines_fail_when_parsed(text, message, test_step):
     with pytest.raises(StackError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         pipeline.parse_string(text)
 
@@ -254,8 +259,8 @@ def test_list_shows_every_catalogue_step(test_step):
     i = next(i for i, line in enumerate(lines) if line.startswith("test_offset  "))
     assert lines[i] == "test_offset  [filter]  Add ``by * scale`` to every pixel (a step for the tests)."
     assert lines[i + 1] == "    parameters: by=1.0, scale=1, note=x"
-    i = next(i for i, line in enumerate(lines) if line.startswith("mask_threshold  "))
-    assert lines[i + 1] == "    parameters: threshold, name=none, above=true"  # threshold must be given
+    i = next(i for i, line in enumerate(lines) if line.startswith("test_needs  "))
+    assert lines[i + 1] == "    parameters: value"  # it must be given
     assert any(line.startswith("clear  [mask]") for line in lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 
 import dask.array as dsa
 import numpy as np
@@ -136,7 +137,7 @@ def test_catalogue_runs_steps_by_name_and_refuses_unknown_names_and_parameters(r
     steps = processing.catalogue()
     assert {"remove_plane", "align_rows", "mask_threshold"} <= set(steps)
     assert all(s.kind in processing.KINDS and s.description for s in steps.values())
-    assert list(steps["align_rows"].parameters()) == ["method", "keep_layer"]
+    assert list(steps["align_rows"].parameters()) == ["method", "mask", "keep_layer"]
     np.testing.assert_array_equal(processing.run(da, "remove_plane").values, da.afm.remove_plane().values)
     with pytest.raises(xafm.StackError, match=r"no processing step 'remove_plan' \(did you mean 'remove_plane'"):
         processing.run(da, "remove_plan")
@@ -144,3 +145,33 @@ def test_catalogue_runs_steps_by_name_and_refuses_unknown_names_and_parameters(r
         processing.run(da, "align_rows", methd="mean")
     with pytest.raises(ValueError, match="declared twice"):
         processing.step("filter", name="remove_plane")(lambda da: da)
+
+
+def test_catalogue_has_the_levelling_filter_and_mask_steps_with_their_defaults():
+    steps = processing.catalogue()
+    want = {
+        "remove_plane": ("filter", {}),
+        "polynomial_flatten": ("filter", {"order": 2}),
+        "row_median_align": ("filter", {}),
+        "zero_mean": ("filter", {}),
+        "zero_median": ("filter", {}),
+        "gaussian_filter": ("filter", {"sigma": 1.0}),
+        "vertical_flip": ("filter", {}),
+        "mask_threshold": ("mask", {"threshold": 0.0}),
+        "mask_below_threshold": ("mask", {"threshold": 0.0}),
+        "mask_mean_offset": ("mask", {"factor": 1.0}),
+        "mask_morphological": ("mask", {"threshold": 0.0, "structure_size": 3}),
+        "mask_adaptive": ("mask", {"block_size": 15, "offset": 0.0}),
+        "clear": ("mask", {}),
+    }
+    for name, (kind, defaults) in want.items():
+        found = steps[name]
+        assert found.kind == kind, name
+        params = found.parameters()
+        assert {k: params[k].default for k in defaults} == defaults, name
+        assert ("mask" in params) == (name in ("remove_plane", "polynomial_flatten", "row_median_align", "zero_mean", "zero_median")), name
+        assert found.description.endswith(".") and len(found.description) < 100, name
+    # the accessor has every one of them, with the step's own signature and docstring
+    da = xafm.stack(np.zeros((1, 3, 3)), pixel_size_nm=1.0)
+    assert "order" in str(inspect.signature(da.afm.polynomial_flatten))
+    assert da.afm.mask_adaptive.__doc__ == steps["mask_adaptive"].func.__doc__

@@ -107,17 +107,24 @@ class AfmAccessor:
     def apply(self, func: Callable[..., Any], *, name: str | None = None, keep_layer: bool = False, per_frame: bool = True, **params: Any) -> xr.DataArray:
         return processing.apply(self._obj, func, name=name, keep_layer=keep_layer, per_frame=per_frame, **params)
 
-    def remove_plane(self, *, keep_layer: bool = False) -> xr.DataArray:
-        return processing.remove_plane(self._obj, keep_layer=keep_layer)
-
-    def align_rows(self, method: str = "median", *, keep_layer: bool = False) -> xr.DataArray:
-        return processing.align_rows(self._obj, method, keep_layer=keep_layer)
-
     def with_mask(self, name: str, mask: Any) -> xr.DataArray:
         return processing.with_mask(self._obj, name, mask)
 
-    def mask_threshold(self, threshold: float, *, name: str | None = None, above: bool = True) -> xr.DataArray:
-        return processing.mask_threshold(self._obj, threshold, name=name, above=above)
+    # levelling, filters and masks: the catalogue's own functions (signature, docstring)
+    remove_plane = _Delegate(function=("xafm.processing.levelling", "remove_plane"))
+    polynomial_flatten = _Delegate(function=("xafm.processing.levelling", "polynomial_flatten"))
+    row_median_align = _Delegate(function=("xafm.processing.levelling", "row_median_align"))
+    align_rows = _Delegate(function=("xafm.processing.levelling", "align_rows"))
+    zero_mean = _Delegate(function=("xafm.processing.levelling", "zero_mean"))
+    zero_median = _Delegate(function=("xafm.processing.levelling", "zero_median"))
+    gaussian_filter = _Delegate(function=("xafm.processing.levelling", "gaussian_filter"))
+    vertical_flip = _Delegate(function=("xafm.processing.levelling", "vertical_flip"))
+    mask_threshold = _Delegate(function=("xafm.processing.masks", "mask_threshold"))
+    mask_below_threshold = _Delegate(function=("xafm.processing.masks", "mask_below_threshold"))
+    mask_mean_offset = _Delegate(function=("xafm.processing.masks", "mask_mean_offset"))
+    mask_morphological = _Delegate(function=("xafm.processing.masks", "mask_morphological"))
+    mask_adaptive = _Delegate(function=("xafm.processing.masks", "mask_adaptive"))
+    clear_mask = _Delegate(function=("xafm.processing.masks", "clear"))
 
     # -- writers: the format modules' own (docs/formats.md, docs/animation.md) ----------
     to_h5 = _Delegate(format="h5")

@@ -17,8 +17,10 @@ float. The file form is playNano's YAML (JSON is YAML too)::
 Every name is looked up in the catalogue (:mod:`xafm.processing.catalogue`) when the
 pipeline is parsed, so a typo fails before any file is read; ``clear`` is playNano's step
 that ends the current mask: later masked steps use no mask until a new one is made
-(:func:`active_mask`). Steps run through :func:`~xafm.processing.run`, so a dask stack
-stays lazy and every step is recorded.
+(:func:`active_mask`). Steps run by playNano's pipeline rules
+(:func:`~xafm.processing.masks.run_as_playnano`: a mask step overlays the current mask, a
+levelling step fits around it) through the catalogue, so a dask stack stays lazy and every
+step is recorded.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from typing import Any
 
 import xarray as xr
 
-from ..core import model, provenance
 from ..exceptions import FileError, StackError
-from .apply import _step_index
-from .catalogue import catalogue, get, run
+from .catalogue import catalogue, get
+from .masks import current_mask, run_as_playnano
 
 #: playNano's step that ends the current mask (it changes no values).
 CLEAR = "clear"
@@ -87,10 +88,6 @@ def check_step(name: str, params: dict[str, Any], where: str = "pipeline") -> No
     needs, naming the ones it takes: a pipeline fails before any file is read."""
     import difflib
 
-    if name == CLEAR:
-        if params:
-            raise StackError(f"{where}: step 'clear' takes no parameters, got {', '.join(params)}")
-        return
     declared = get(name).parameters()
     for key in params:
         if key not in declared:
@@ -177,43 +174,25 @@ def parse_pipeline(processing: str | None = None, processing_file: str | os.Path
     return parse_string(processing or "")
 
 
-def clear_mask(da: xr.DataArray) -> xr.DataArray:
-    """playNano's ``clear``: record that later steps use no mask; the masks stay."""
-    recs = provenance.records(da)
-    record = provenance.make_record("mask", index=_step_index(recs), name=CLEAR, params={}, mask_cleared=1)
-    return provenance.append(da, record)
-
-
 def active_mask(da: xr.DataArray) -> str | None:
-    """The mask a masked step uses by default: the most recent one made and still on the
-    stack, or None when there is none or a ``clear`` came after it."""
-    present = set(model.masks(da))
-    for rec in reversed(provenance.records(da)):
-        if rec.get("type") != "mask":
-            continue
-        if rec.get("name") == CLEAR:
-            return None
-        name = rec.get("mask")
-        if isinstance(name, str) and name in present:
-            return name
-    return None
+    """The mask a masked step uses by default (:func:`xafm.processing.masks.current_mask`):
+    the most recent one made since the stack was made or read, unless a ``clear`` came
+    after it."""
+    return current_mask(da)
 
 
 def run_pipeline(da: xr.DataArray, steps: str | Sequence[tuple[str, dict[str, Any]]], *, keep_raw: bool = False) -> xr.DataArray:
-    """Run ``steps`` (a pipeline string, or ``(name, params)`` pairs) in order, each through
-    :func:`~xafm.processing.run`; lazy stacks stay lazy. ``keep_raw`` keeps the input as the ``raw`` layer (playNano's ``processed['raw']``)
+    """Run ``steps`` (a pipeline string, or ``(name, params)`` pairs) in order, each by
+    playNano's pipeline rules (:func:`~xafm.processing.masks.run_as_playnano`); lazy stacks stay lazy. ``keep_raw`` keeps the input as the ``raw`` layer (playNano's ``processed['raw']``)
     when the first step is one that can (it declares ``keep_layer``). A failing step is
     named with its place in the pipeline."""
     if isinstance(steps, str):
         steps = parse_string(steps)
     for i, (name, params) in enumerate(steps, start=1):
-        if name == CLEAR:
-            da = clear_mask(da)
-            continue
         if keep_raw and i == 1 and "keep_layer" in get(name).parameters() and "keep_layer" not in params:
             params = {**params, "keep_layer": True}
         try:
-            da = run(da, name, **params)
+            da = run_as_playnano(da, name, **params)
         except StackError as exc:  # the step's own complaint, placed in the pipeline
             raise StackError(f"pipeline step {i} ({name}): {exc}") from None
     return da
@@ -236,9 +215,7 @@ def describe_steps() -> str:
             params.append(p.name if p.default is p.empty else f"{p.name}={format_value(p.default)}")
         lines.append(f"{name}  [{entry.kind}]  {entry.description}")
         lines.append(f"    parameters: {', '.join(params) if params else '-'}")
-    lines.append(f"{CLEAR}  [mask]  End the current mask: later masked steps use none until a new mask is made.")
-    lines.append("    parameters: -")
     return "\n".join(lines)
 
 
-__all__ = ["CLEAR", "Pipeline", "active_mask", "cast_value", "check_step", "clear_mask", "describe_steps", "parse_file", "parse_pipeline", "parse_string", "run_pipeline"]
+__all__ = ["CLEAR", "Pipeline", "active_mask", "cast_value", "check_step", "describe_steps", "parse_file", "parse_pipeline", "parse_string", "run_pipeline"]
