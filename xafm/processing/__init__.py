@@ -8,13 +8,19 @@ step module, so the catalogue is complete.
 
 from __future__ import annotations
 
-from . import levelling, masks  # noqa: F401  (declare their steps)
+from . import drift, edits, levelling, masks  # noqa: F401  (declare their steps)
 from .apply import apply, current_layer_name
 from .catalogue import KINDS, Step, catalogue, get, run, step
+from .drift import align_frames, rolling_frame_align
+from .edits import crop, crop_square, drop_final_frames, drop_frame_range, drop_frames, intersection_crop, replace_nan, select_frames
 from .levelling import align_rows, plane_fit, remove_plane, row_align
 from .masks import mask_threshold, with_mask
 
 __all__ = [
     "KINDS", "Step", "align_rows", "apply", "catalogue", "current_layer_name", "get", "mask_threshold",
     "plane_fit", "remove_plane", "row_align", "run", "step", "with_mask",
+]  # fmt: skip
+__all__ += [  # drift correction and stack edits
+    "align_frames", "crop", "crop_square", "drop_final_frames", "drop_frame_range", "drop_frames", "intersection_crop",
+    "replace_nan", "rolling_frame_align", "select_frames",
 ]  # fmt: skip

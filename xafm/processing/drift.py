@@ -1,0 +1,467 @@
+"""Drift correction: per-frame shifts by FFT cross-correlation, applied lazily.
+
+The shifts are what playNano 0.5 measures (the mean-subtracted frames' linear
+cross-correlation with the reference, its peak inside ``max_shift``, playNano's ``max_jump``
+rule), refined to a tenth of a pixel and better by an upsampled DFT around the peak
+(``subpixel=False`` keeps playNano's integer shifts). Measuring them is the one pass over
+the data (block by block, one dask compute); applying them is lazy: every frame lands on a
+canvas that holds all of them (playNano's ``mode="pad"``), NaN where a frame has no data.
+A shift ``(dy, dx)`` is what is applied to a frame: its content moves down by ``dy`` and
+right by ``dx`` pixels (playNano's sign). docs/processing.md has the details.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.fft
+import xarray as xr
+
+from ..core import blocks, conventions, model, provenance
+from ..core.blocks import is_dask
+from ..exceptions import StackError
+from .apply import _step_index, current_layer_name
+from .catalogue import step
+from .edits import crop_box, square_box, valid_box
+
+#: Per-frame coordinates holding the applied shifts in nm (summed over repeated alignments).
+SHIFT_Y, SHIFT_X = "align_shift_y_nm", "align_shift_x_nm"
+#: Frames per FFT batch (a batch's padded spectra stay a few tens of MiB).
+_BATCH = 8
+_UPSAMPLE = 10
+_HALF = 6  # the upsampled grid spans +-0.6 px around the integer peak
+
+
+# --------------------------------------------------------------------------------------
+# measuring shifts
+# --------------------------------------------------------------------------------------
+def _prepared(frames: np.ndarray, sigma: float | None) -> np.ndarray:
+    """float32 frames, Gaussian pre-filtered, mean subtracted, non-finite pixels at 0."""
+    f = np.asarray(frames, dtype=np.float32)
+    if sigma is not None:
+        from scipy.ndimage import gaussian_filter
+
+        f = gaussian_filter(f, sigma=(0, float(sigma), float(sigma)))
+    finite = np.isfinite(f)
+    if not finite.all():
+        f = np.where(finite, f, np.float32(0))
+        counts = np.maximum(finite.sum(axis=(1, 2), keepdims=True), 1)
+        means = (f.sum(axis=(1, 2), keepdims=True) / counts).astype(np.float32)
+        return np.where(finite, f - means, np.float32(0))
+    return f - f.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+class _Correlator:
+    """The reference's spectrum and the lag window; ``shifts(frames)`` measures a batch.
+
+    With lags limited to ``m`` the circular correlation over ``n + m`` points equals the
+    linear one at those lags, so a ``max_shift`` also makes the FFTs smaller.
+    """
+
+    def __init__(
+        self, ref: np.ndarray, shape: tuple[int, int], max_shift: int | None, sigma: float | None, subpixel: bool,
+        workers: int = 1, center: tuple[int, int] = (0, 0),
+    ):  # fmt: skip
+        (hr, wr), (h, w) = ref.shape, shape
+        self.workers, self.sigma, self.subpixel, self.center, self.shape = workers, sigma, subpixel, center, shape
+        self.my = h - 1 if max_shift is None else min(int(max_shift), h - 1)
+        self.mx = w - 1 if max_shift is None else min(int(max_shift), w - 1)
+        # lags centre +- m are alias-free when n >= max(centre + m + h, hr - centre + m)
+        ny = max(center[0] + self.my + h, hr - center[0] + self.my)
+        nx = max(center[1] + self.mx + w, wr - center[1] + self.mx)
+        self.n = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
+        self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma)[0], s=self.n, workers=workers)
+
+    def shifts(self, frames: np.ndarray) -> np.ndarray:
+        out = np.empty((frames.shape[0], 2), dtype=np.float64)
+        for a in range(0, frames.shape[0], _BATCH):
+            f = _prepared(frames[a : a + _BATCH], self.sigma)
+            cross = self.spectrum[None] * np.conj(scipy.fft.rfft2(f, s=self.n, workers=self.workers))
+            corr = scipy.fft.irfft2(cross, s=self.n, workers=self.workers)
+            rows = (self.center[0] + np.arange(-self.my, self.my + 1)) % self.n[0]
+            cols = (self.center[1] + np.arange(-self.mx, self.mx + 1)) % self.n[1]
+            window = corr[:, rows][:, :, cols].reshape(corr.shape[0], -1)
+            iy, ix = np.unravel_index(np.argmax(window, axis=1), (rows.size, cols.size))
+            peak = np.column_stack([iy - self.my + self.center[0], ix - self.mx + self.center[1]]).astype(np.float64)
+            if self.subpixel and self.center == (0, 0):
+                peak = self._climb(corr, peak)
+            found = self._refine(cross, peak) if self.subpixel else peak
+            out[a : a + len(f)] = found - np.asarray(self.center, dtype=np.float64)
+        return out
+
+    def _climb(self, corr: np.ndarray, peak: np.ndarray) -> np.ndarray:
+        """From the raw peak uphill on the overlap-normalised correlation (the raw one
+        leans towards lag 0 by up to a pixel for smooth images), inside the lag window."""
+        h, w = self.shape
+        out = peak.copy()
+        for i in range(corr.shape[0]):
+            y, x = int(peak[i, 0]), int(peak[i, 1])
+            for _ in range(2 * max(h, w)):
+                best, by, bx = -np.inf, y, x
+                for ny in (y - 1, y, y + 1):
+                    for nx in (x - 1, x, x + 1):
+                        if abs(ny) <= self.my and abs(nx) <= self.mx:
+                            v = corr[i, ny % self.n[0], nx % self.n[1]] / ((h - abs(ny)) * (w - abs(nx)))
+                            if v > best:
+                                best, by, bx = v, ny, nx
+                if (by, bx) == (y, x):
+                    break
+                y, x = by, bx
+            out[i] = (y, x)
+        return out
+
+    def _refine(self, cross: np.ndarray, peak: np.ndarray) -> np.ndarray:
+        """The correlation's peak on a 1/10-pixel grid around ``peak`` (a matrix DFT of the
+        cross spectrum, as Guizar-Sicairos et al. 2008), then a parabola through its top."""
+        ny, nx = self.n
+        ky = np.fft.fftfreq(ny) * ny
+        kx = np.arange(cross.shape[2], dtype=np.float64)
+        weight = np.where((kx == 0) | ((nx % 2 == 0) & (kx == nx // 2)), 1.0, 2.0)  # the half spectrum's mirror
+        offsets = np.arange(-_HALF, _HALF + 1) / _UPSAMPLE
+        lag_y = peak[:, :1] + offsets[None]
+        lag_x = peak[:, 1:] + offsets[None]
+        ker_y = np.exp(2j * np.pi * lag_y[:, :, None] * ky[None, None, :] / ny).astype(np.complex64)
+        ker_x = (np.exp(2j * np.pi * kx[None, :, None] * lag_x[:, None, :] / nx) * weight[None, :, None]).astype(np.complex64)
+        grid = np.matmul(ker_y, np.matmul(cross, ker_x)).real
+        if self.center == (0, 0):
+            # divide by the frames' overlap at each lag, which otherwise pulls the peak to 0
+            h, w = self.shape
+            grid /= np.maximum(h - np.abs(lag_y), 1)[:, :, None] * np.maximum(w - np.abs(lag_x), 1)[:, None, :]
+        out = peak.copy()
+        for i, g in enumerate(grid):
+            jy, jx = (int(v) for v in np.unravel_index(int(np.argmax(g)), g.shape))
+            out[i, 0] = lag_y[i, jy] + _vertex(g[:, jx], jy) / _UPSAMPLE
+            out[i, 1] = lag_x[i, jx] + _vertex(g[jy, :], jx) / _UPSAMPLE
+        return out
+
+
+def _vertex(line: np.ndarray, j: int) -> float:
+    """Offset of the parabola's vertex through ``line[j-1:j+2]`` (0 at the grid's edge)."""
+    if j == 0 or j == line.size - 1:
+        return 0.0
+    a, b, c = float(line[j - 1]), float(line[j]), float(line[j + 1])
+    denom = a - 2 * b + c
+    return 0.0 if denom >= 0 else float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
+
+
+def _frame(data: Any, i: int) -> np.ndarray:
+    return np.asarray(next(blocks.iter_blocks(data[i : i + 1]))[2][0]) if not is_dask(data) else np.asarray(data[i])
+
+
+def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, sigma: float | None, subpixel: bool) -> np.ndarray:
+    """Every frame's cross-correlation shift against the reference: one pass, one compute."""
+    data = da.variable
+    shape = (da.sizes[conventions.Y], da.sizes[conventions.X])
+    if is_dask(da):
+        arr = da.data.rechunk({1: -1, 2: -1})
+
+        def measure(block: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            return _Correlator(ref, shape, max_shift, sigma, subpixel).shifts(block)
+
+        ref = dask.delayed(np.asarray)(arr[reference_frame])
+        parts = [dask.delayed(measure)(b, ref) for b in arr.to_delayed().ravel()]
+        return np.concatenate(dask.compute(*parts), axis=0)
+    corr = _Correlator(_frame(data, reference_frame), shape, max_shift, sigma, subpixel, workers=blocks.workers())
+    return np.concatenate([corr.shifts(b) for _, _, b in blocks.iter_blocks(data)], axis=0)
+
+
+def limit_jumps(raw: np.ndarray, reference_frame: int, max_jump: float | None, *, integer: bool) -> np.ndarray:
+    """playNano's ``max_jump`` rule, in frame order: frame 1 is clipped to within
+    ``max_jump`` of frame 0; from frame 2 on an axis that jumps more than ``max_jump`` from
+    the previous frame takes the linear extrapolation of the two before."""
+    shifts = np.zeros_like(raw)
+    for i in range(raw.shape[0]):
+        if i == reference_frame:
+            continue
+        d = raw[i].copy()
+        if max_jump is not None:
+            if i == 1:
+                d = shifts[0] + np.clip(d - shifts[0], -max_jump, max_jump)
+            elif i >= 2:
+                expected = 2 * shifts[i - 1] - shifts[i - 2]
+                if integer:
+                    expected = np.trunc(expected)
+                jump = np.abs(d - shifts[i - 1]) > max_jump
+                d[jump] = expected[jump]
+        shifts[i] = d
+    return shifts
+
+
+# --------------------------------------------------------------------------------------
+# applying shifts
+# --------------------------------------------------------------------------------------
+def _canvas(shifts: np.ndarray, size: int) -> tuple[int, int]:
+    """(origin, length): where the reference's pixel 0 sits on a canvas holding every frame."""
+    eps = 1e-9
+    origin = -math.floor(float(shifts.min()) + eps)
+    return origin, size + math.floor(float(shifts.max()) + origin + eps)
+
+
+def _place(frame: np.ndarray, top: float, left: float, shape: tuple[int, int]) -> np.ndarray:
+    """``frame`` (float) with its pixel (0, 0) at canvas position (top, left), bilinear
+    between pixels; a canvas pixel is NaN unless every sample it needs is inside the frame."""
+    out = np.full(shape, np.nan, dtype=frame.dtype)
+    ty, tx = math.floor(top + 1e-9), math.floor(left + 1e-9)
+    h, w = frame.shape
+    y0, x0 = max(ty, 0), max(tx, 0)
+    y1, x1 = min(ty + h, shape[0]), min(tx + w, shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = frame[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+    for axis, frac in ((0, top - ty), (1, left - tx)):
+        if frac > 1e-9:
+            before = np.roll(out, 1, axis=axis)
+            (before[:1] if axis == 0 else before[:, :1])[...] = np.nan
+            out = (1 - frac) * out + frac * before  # NaN wherever either sample is outside
+    return out.astype(frame.dtype, copy=False)
+
+
+def _shift_block(block: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    out = np.empty((block.shape[0], *shape), dtype=dtype)
+    for i in range(block.shape[0]):
+        out[i] = _place(block[i].astype(dtype, copy=False), float(tops[i]), float(lefts[i]), shape)
+    return out
+
+
+def _shifted(data: Any, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> Any:
+    """Every frame placed on the canvas: lazily (``map_blocks``) for dask data."""
+    if is_dask(data):
+        arr = data.rechunk({1: -1, 2: -1})
+
+        def run(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+            a = int(block_info[0]["array-location"][0][0]) if block_info else 0
+            return _shift_block(block, tops[a : a + block.shape[0]], lefts[a : a + block.shape[0]], shape, dtype)
+
+        return arr.map_blocks(run, dtype=dtype, chunks=(arr.chunks[0], (shape[0],), (shape[1],)), meta=np.empty((0, 0, 0), dtype))
+    return _shift_block(np.asarray(data), tops, lefts, shape, dtype)
+
+
+def _embed(data: Any, top: int, left: int, shape: tuple[int, int], fill: Any) -> Any:
+    """A side array (kept layer) put unshifted at its place on the canvas (padding only)."""
+    h, w = data.shape[1:]
+    pads = ((0, 0), (top, shape[0] - h - top), (left, shape[1] - w - left))
+    if is_dask(data):
+        import dask.array as dsa
+
+        return dsa.pad(data, pads, mode="constant", constant_values=fill)
+    return np.pad(np.asarray(data), pads, mode="constant", constant_values=fill)
+
+
+def apply_shifts(da: xr.DataArray, shifts: np.ndarray, *, name: str, params: dict[str, Any], keep_layer: bool = False, extra: dict[str, Any] | None = None) -> xr.DataArray:
+    """The stack with frame ``i`` shifted by ``shifts[i]`` (pixels, (dy, dx)) on a canvas
+    that holds every frame; the coordinates stay the reference's, masks move with the
+    data, kept layers stay where they were; the shifts are recorded along ``time``."""
+    model.check_stack(da, name)
+    shifts = np.asarray(shifts, dtype=np.float64).reshape(da.sizes[conventions.TIME], 2)
+    h, w = da.sizes[conventions.Y], da.sizes[conventions.X]
+    oy, hc = _canvas(shifts[:, 0], h)
+    ox, wc = _canvas(shifts[:, 1], w)
+    tops, lefts = oy + shifts[:, 0], ox + shifts[:, 1]
+    dtype = np.dtype(da.dtype) if np.dtype(da.dtype).kind == "f" else np.dtype(np.float64)
+    data = _shifted(da.variable._data if is_dask(da) else da.values, tops, lefts, (hc, wc), dtype)
+    dy, dx = model.pixel_size_nm(da)
+    y0 = float(da.coords[conventions.Y].values[0]) if conventions.Y in da.coords else 0.0
+    x0 = float(da.coords[conventions.X].values[0]) if conventions.X in da.coords else 0.0
+    coords: dict[str, Any] = {
+        conventions.Y: (conventions.Y, y0 + (np.arange(hc) - oy) * dy, dict(da.coords[conventions.Y].attrs) if conventions.Y in da.coords else {"units": "nm"}),
+        conventions.X: (conventions.X, x0 + (np.arange(wc) - ox) * dx, dict(da.coords[conventions.X].attrs) if conventions.X in da.coords else {"units": "nm"}),
+    }
+    for key, c in da.coords.items():
+        if key in (conventions.Y, conventions.X) or c.dims == (conventions.TIME,) or c.dims == ():
+            continue
+        if c.dims != conventions.DIMS:
+            raise StackError(f"{name}: coordinate {key!r} over {c.dims} cannot follow the alignment; drop it first")
+        src = c.variable._data if is_dask(c.variable) else c.values
+        if str(key).startswith(conventions.MASK_PREFIX):
+            moved = _shifted(src.astype(np.float32), tops, lefts, (hc, wc), np.dtype(np.float32))
+            coords[str(key)] = (conventions.DIMS, moved >= 0.5, dict(c.attrs))
+        else:
+            fill = np.nan if np.dtype(c.dtype).kind == "f" else 0
+            coords[str(key)] = (conventions.DIMS, _embed(src, oy, ox, (hc, wc), fill), dict(c.attrs))
+    recs = provenance.records(da)
+    index = _step_index(recs)
+    kept = None
+    if keep_layer:
+        kept = current_layer_name(recs)
+        if kept in model.layers(da):
+            kept = f"step_{index}_{name}_input"
+        src: Any = da.variable._data if is_dask(da) else da.values
+        coords[conventions.layer_coord(kept)] = (conventions.DIMS, _embed(src.astype(dtype), oy, ox, (hc, wc), np.nan), {})
+    total = np.column_stack([shifts[:, 0] * dy, shifts[:, 1] * dx])
+    for col, key, axis in ((0, SHIFT_Y, "y"), (1, SHIFT_X, "x")):
+        before = np.asarray(da.coords[key].values, dtype=np.float64) if key in da.coords else 0.0
+        attrs = {"units": "nm", "long_name": f"drift correction applied along {axis}"}
+        coords[key] = (conventions.TIME, before + total[:, col], attrs)
+    keep = {k: v for k, v in da.coords.items() if k == conventions.TIME or (v.dims == (conventions.TIME,) and k not in (SHIFT_Y, SHIFT_X)) or v.dims == ()}
+    new = xr.DataArray(data, dims=conventions.DIMS, coords={**keep, **coords}, name=da.name, attrs=dict(da.attrs))
+    record = provenance.make_record(
+        "step",
+        index=index,
+        name=name,
+        params=params,
+        function=name,
+        module=__name__,
+        per_frame=0,
+        output_key=f"step_{index}_{name}",
+        shifts_px=shifts.tolist() if shifts.shape[0] <= 1000 else None,
+        canvas=[hc, wc],
+        reference_offset_px=[oy, ox],
+        **(extra or {}),
+        **({"kept_layer": kept} if kept else {}),
+    )
+    return provenance.append(new, record)
+
+
+def _finish(out: xr.DataArray, shifts: np.ndarray, frame: tuple[int, int], mode: str, name: str) -> xr.DataArray:
+    """playNano's ``mode``: ``pad`` keeps the canvas, ``crop`` the box every frame covers,
+    ``crop_square`` the largest centred square inside it."""
+    if mode == "pad":
+        return out
+    box = valid_box(shifts, frame, (_canvas(shifts[:, 0], 0)[0], _canvas(shifts[:, 1], 0)[0]))
+    if mode == "crop_square":
+        box = square_box(box)
+    return crop_box(out, box, name=f"{name}:{mode}")
+
+
+def _check(da: xr.DataArray, name: str, mode: str, max_shift: Any, max_jump: Any) -> None:
+    model.check_stack(da, name)
+    if mode not in ("pad", "crop", "crop_square"):
+        raise StackError(f"{name} mode must be 'pad', 'crop' or 'crop_square', got {mode!r}")
+    for label, v in (("max_shift", max_shift), ("max_jump", max_jump)):
+        if v is not None and not (isinstance(v, (int, float, np.integer, np.floating)) and v >= 0):
+            raise StackError(f"{name} {label} must be a non-negative number or None, got {v!r}")
+
+
+@step("edit")
+def align_frames(
+    da: xr.DataArray,
+    reference_frame: int = 0,
+    method: str = "fft_cross_correlation",
+    mode: str = "pad",
+    debug: bool = False,
+    max_shift: int | None = None,
+    pre_filter_sigma: float | None = None,
+    max_jump: int | None = None,
+    *,
+    subpixel: bool = True,
+    keep_layer: bool = False,
+) -> xr.DataArray:
+    """Correct drift: shift every frame onto the reference frame by FFT cross-correlation (sub-pixel)."""
+    _check(da, "align_frames", mode, max_shift, max_jump)
+    n = da.sizes[conventions.TIME]
+    if not (isinstance(reference_frame, (int, np.integer)) and 0 <= reference_frame < n):
+        raise StackError(f"align_frames reference_frame must be in [0, {n - 1}], got {reference_frame!r}")
+    if method not in ("fft_cross_correlation", "full_cross_correlation"):
+        raise StackError(f"align_frames method must be 'fft_cross_correlation' or 'full_cross_correlation', got {method!r}")
+    raw = _raw_shifts(da, int(reference_frame), max_shift, pre_filter_sigma, bool(subpixel))
+    if max_shift is not None:
+        raw = np.clip(raw, -max_shift, max_shift)
+    shifts = limit_jumps(raw, int(reference_frame), max_jump, integer=not subpixel)
+    params = {"reference_frame": int(reference_frame), "method": method, "mode": mode, "max_shift": max_shift,
+              "pre_filter_sigma": pre_filter_sigma, "max_jump": max_jump, "subpixel": int(bool(subpixel))}  # fmt: skip
+    out = apply_shifts(da, shifts, name="align_frames", params=params, keep_layer=keep_layer)
+    return _finish(out, shifts, (da.sizes[conventions.Y], da.sizes[conventions.X]), mode, "align_frames")
+
+
+class _Rolling:
+    """playNano's rolling reference: the mean of the last ``window`` aligned frames on a
+    canvas with a margin of ``max_shift`` (else half the frame) around the first frame.
+    ``feed`` measures a block of frames in order, so a chain of blocks is one pass."""
+
+    def __init__(self, shape: tuple[int, int], window: int, max_shift: int | None, sigma: float | None, max_jump: int | None, subpixel: bool):
+        self.h, self.w = shape
+        self.window, self.sigma, self.max_jump, self.subpixel = window, sigma, max_jump, subpixel
+        self.max_shift = max_shift
+        self.margin = int(max_shift) if max_shift is not None else max(shape) // 2
+        canvas = (self.h + 2 * self.margin, self.w + 2 * self.margin)
+        self.total = np.zeros(canvas, dtype=np.float64)
+        self.count = np.zeros(canvas, dtype=np.int64)
+        self.recent: list[tuple[np.ndarray, int, int]] = []
+        self.shifts: list[np.ndarray] = []
+
+    def _add(self, frame: np.ndarray, dy: int, dx: int, sign: int) -> None:
+        y, x = self.margin + dy, self.margin + dx
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + self.h, self.total.shape[0]), min(x + self.w, self.total.shape[1])
+        if y1 > y0 and x1 > x0:
+            self.total[y0:y1, x0:x1] += sign * frame[y0 - y : y1 - y, x0 - x : x1 - x]
+            self.count[y0:y1, x0:x1] += sign
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        frames = np.asarray(block, dtype=np.float32)
+        if self.sigma is not None:
+            from scipy.ndimage import gaussian_filter
+
+            frames = gaussian_filter(frames, sigma=(0, float(self.sigma), float(self.sigma)))
+        out = np.zeros((frames.shape[0], 2), dtype=np.float64)
+        for j, frame in enumerate(frames):
+            i = len(self.shifts)
+            d = np.zeros(2)
+            if i > 0:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ref = np.where(self.count > 0, self.total / np.maximum(self.count, 1), np.nan)
+                corr = _Correlator(ref, (self.h, self.w), self.margin, None, self.subpixel, center=(self.margin, self.margin))
+                d = corr.shifts(frame[None])[0]
+                if self.max_jump is not None and i >= 2:
+                    expected = 2 * self.shifts[-1] - self.shifts[-2]
+                    expected = expected if self.subpixel else np.trunc(expected)
+                    jump = np.abs(d - self.shifts[-1]) > self.max_jump
+                    d[jump] = expected[jump]
+                if self.max_shift is not None:
+                    d = np.clip(d, -self.max_shift, self.max_shift)
+            self.shifts.append(d)
+            out[j] = d
+            dy, dx = (int(v) for v in np.round(d))
+            self._add(frame, dy, dx, +1)
+            self.recent.append((frame, dy, dx))
+            if len(self.recent) > self.window:
+                old, ody, odx = self.recent.pop(0)
+                self._add(old, ody, odx, -1)
+        return out
+
+
+def _feed(state: _Rolling, block: np.ndarray) -> tuple[_Rolling, np.ndarray]:
+    return state, state.feed(block)
+
+
+def rolling_shifts(da: xr.DataArray, window: int, max_shift: int | None, sigma: float | None, max_jump: int | None, subpixel: bool) -> np.ndarray:
+    """The rolling alignment's shifts: one pass in frame order (a chain of dask tasks, one compute)."""
+    shape = (da.sizes[conventions.Y], da.sizes[conventions.X])
+    if is_dask(da):
+        arr = da.data.rechunk({1: -1, 2: -1})
+        state: Any = dask.delayed(_Rolling, pure=False)(shape, window, max_shift, sigma, max_jump, subpixel)
+        parts = []
+        for b in arr.to_delayed().ravel():
+            res = dask.delayed(_feed, pure=False, nout=2)(state, b)
+            state, part = res
+            parts.append(part)
+        return np.concatenate(dask.compute(*parts), axis=0)
+    roll = _Rolling(shape, window, max_shift, sigma, max_jump, subpixel)
+    return np.concatenate([roll.feed(b) for _, _, b in blocks.iter_blocks(da.variable)], axis=0)
+
+
+@step("edit")
+def rolling_frame_align(
+    da: xr.DataArray,
+    window: int = 5,
+    mode: str = "pad",
+    debug: bool = False,
+    max_shift: int | None = None,
+    pre_filter_sigma: float | None = None,
+    max_jump: int | None = None,
+    *,
+    subpixel: bool = True,
+    keep_layer: bool = False,
+) -> xr.DataArray:
+    """Correct drift against a rolling reference: the mean of the last ``window`` aligned frames."""
+    _check(da, "rolling_frame_align", mode, max_shift, max_jump)
+    if not (isinstance(window, (int, np.integer)) and window >= 1):
+        raise StackError(f"rolling_frame_align window must be an integer >= 1, got {window!r}")
+    shifts = rolling_shifts(da, int(window), max_shift, pre_filter_sigma, max_jump, bool(subpixel))
+    params = {"window": int(window), "mode": mode, "max_shift": max_shift, "pre_filter_sigma": pre_filter_sigma,
+              "max_jump": max_jump, "subpixel": int(bool(subpixel))}  # fmt: skip
+    out = apply_shifts(da, shifts, name="rolling_frame_align", params=params, keep_layer=keep_layer)
+    return _finish(out, shifts, (da.sizes[conventions.Y], da.sizes[conventions.X]), mode, "rolling_frame_align")
+
