@@ -287,8 +287,8 @@ def apply_shifts(da: xr.DataArray, shifts: np.ndarray, *, name: str, params: dic
         kept = current_layer_name(recs)
         if kept in model.layers(da):
             kept = f"step_{index}_{name}_input"
-        src: Any = da.variable._data if is_dask(da) else da.values
-        coords[conventions.layer_coord(kept)] = (conventions.DIMS, _embed(src.astype(dtype), oy, ox, (hc, wc), np.nan), {})
+        values: Any = da.variable._data if is_dask(da) else da.values
+        coords[conventions.layer_coord(kept)] = (conventions.DIMS, _embed(values.astype(dtype), oy, ox, (hc, wc), np.nan), {})
     total = np.column_stack([shifts[:, 0] * dy, shifts[:, 1] * dx])
     for col, key, axis in ((0, SHIFT_Y, "y"), (1, SHIFT_X, "x")):
         before = np.asarray(da.coords[key].values, dtype=np.float64) if key in da.coords else 0.0
@@ -378,16 +378,13 @@ class _Rolling:
         canvas = (self.h + 2 * self.margin, self.w + 2 * self.margin)
         self.total = np.zeros(canvas, dtype=np.float64)
         self.count = np.zeros(canvas, dtype=np.int64)
-        self.recent: list[tuple[np.ndarray, int, int]] = []
+        self.recent: list[np.ndarray] = []  # the last frames as placed on the canvas
         self.shifts: list[np.ndarray] = []
 
-    def _add(self, frame: np.ndarray, dy: int, dx: int, sign: int) -> None:
-        y, x = self.margin + dy, self.margin + dx
-        y0, x0 = max(y, 0), max(x, 0)
-        y1, x1 = min(y + self.h, self.total.shape[0]), min(x + self.w, self.total.shape[1])
-        if y1 > y0 and x1 > x0:
-            self.total[y0:y1, x0:x1] += sign * frame[y0 - y : y1 - y, x0 - x : x1 - x]
-            self.count[y0:y1, x0:x1] += sign
+    def _add(self, placed: np.ndarray, sign: int) -> None:
+        finite = np.isfinite(placed)
+        self.total += sign * np.where(finite, placed, 0)
+        self.count += sign * finite
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         frames = np.asarray(block, dtype=np.float32)
@@ -413,12 +410,11 @@ class _Rolling:
                     d = np.clip(d, -self.max_shift, self.max_shift)
             self.shifts.append(d)
             out[j] = d
-            dy, dx = (int(v) for v in np.round(d))
-            self._add(frame, dy, dx, +1)
-            self.recent.append((frame, dy, dx))
+            placed = _place(frame, self.margin + d[0], self.margin + d[1], self.total.shape)
+            self._add(placed, +1)
+            self.recent.append(placed)
             if len(self.recent) > self.window:
-                old, ody, odx = self.recent.pop(0)
-                self._add(old, ody, odx, -1)
+                self._add(self.recent.pop(0), -1)
         return out
 
 
