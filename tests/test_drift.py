@@ -102,8 +102,9 @@ def test_dask_stack_stays_lazy_with_one_pass_for_the_shifts():
 
 
 def test_memory_stays_bounded_on_a_large_lazy_stack():
-    import dask.array as dsa
     import tracemalloc
+
+    import dask.array as dsa
 
     n, h, w = 400, 256, 256  # 200 MiB as float64, made chunk by chunk
     tex = _texture(3, (h + 16, w + 16))

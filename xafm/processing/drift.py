@@ -249,7 +249,9 @@ def _embed(data: Any, top: int, left: int, shape: tuple[int, int], fill: Any) ->
     return np.pad(np.asarray(data), pads, mode="constant", constant_values=fill)
 
 
-def apply_shifts(da: xr.DataArray, shifts: np.ndarray, *, name: str, params: dict[str, Any], keep_layer: bool = False, extra: dict[str, Any] | None = None) -> xr.DataArray:
+def apply_shifts(
+    da: xr.DataArray, shifts: np.ndarray, *, name: str, params: dict[str, Any], keep_layer: bool = False, extra: dict[str, Any] | None = None
+) -> xr.DataArray:
     """The stack with frame ``i`` shifted by ``shifts[i]`` (pixels, (dy, dx)) on a canvas
     that holds every frame; the coordinates stay the reference's, masks move with the
     data, kept layers stay where they were; the shifts are recorded along ``time``."""
@@ -460,4 +462,3 @@ def rolling_frame_align(
               "max_jump": max_jump, "subpixel": int(bool(subpixel))}  # fmt: skip
     out = apply_shifts(da, shifts, name="rolling_frame_align", params=params, keep_layer=keep_layer)
     return _finish(out, shifts, (da.sizes[conventions.Y], da.sizes[conventions.X]), mode, "rolling_frame_align")
-
