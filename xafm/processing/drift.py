@@ -2,7 +2,7 @@
 
 The shifts are what playNano 0.5 measures (the mean-subtracted frames' linear
 cross-correlation with the reference, its peak inside ``max_shift``, playNano's ``max_jump``
-rule), refined to a tenth of a pixel and better by an upsampled DFT around the peak
+rule), refined to a few hundredths of a pixel by an upsampled DFT around the peak
 (``subpixel=False`` keeps playNano's integer shifts). Measuring them is the one pass over
 the data (block by block, one dask compute); applying them is lazy: every frame lands on a
 canvas that holds all of them (playNano's ``mode="pad"``), NaN where a frame has no data.
@@ -31,8 +31,8 @@ from .edits import crop_box, square_box, valid_box
 SHIFT_Y, SHIFT_X = "align_shift_y_nm", "align_shift_x_nm"
 #: Frames per FFT batch (a batch's padded spectra stay a few tens of MiB).
 _BATCH = 8
-_UPSAMPLE = 10
-_HALF = 6  # the upsampled grid spans +-0.6 px around the integer peak
+_UPSAMPLE = 5
+_HALF = 3  # the upsampled grid spans +-0.6 px around the integer peak
 
 
 # --------------------------------------------------------------------------------------
@@ -74,17 +74,28 @@ class _Correlator:
         nx = max(center[1] + self.mx + w, wr - center[1] + self.mx)
         self.n = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
         self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma)[0], s=self.n, workers=workers)
+        self._buffer: np.ndarray | None = None
+        # -inf at the lags outside the window, so one argmax over the correlation finds the peak
+        in_y = np.zeros(self.n[0], bool)
+        in_y[(center[0] + np.arange(-self.my, self.my + 1)) % self.n[0]] = True
+        in_x = np.zeros(self.n[1], bool)
+        in_x[(center[1] + np.arange(-self.mx, self.mx + 1)) % self.n[1]] = True
+        self.outside = np.where(in_y[:, None] & in_x[None, :], np.float32(0), np.float32(-np.inf))
 
     def shifts(self, frames: np.ndarray) -> np.ndarray:
         out = np.empty((frames.shape[0], 2), dtype=np.float64)
         for a in range(0, frames.shape[0], _BATCH):
             f = _prepared(frames[a : a + _BATCH], self.sigma)
-            cross = self.spectrum[None] * np.conj(scipy.fft.rfft2(f, s=self.n, workers=self.workers))
+            if self._buffer is None or self._buffer.shape[0] != len(f):
+                self._buffer = np.zeros((len(f), *self.n), np.float32)  # zero padding, written once
+            self._buffer[:, : f.shape[1], : f.shape[2]] = f
+            cross = scipy.fft.rfft2(self._buffer, workers=self.workers)
+            np.conjugate(cross, out=cross)
+            cross *= self.spectrum
             corr = scipy.fft.irfft2(cross, s=self.n, workers=self.workers)
-            rows = (self.center[0] + np.arange(-self.my, self.my + 1)) % self.n[0]
-            cols = (self.center[1] + np.arange(-self.mx, self.mx + 1)) % self.n[1]
-            window = corr[:, rows][:, :, cols].reshape(corr.shape[0], -1)
-            iy, ix = np.unravel_index(np.argmax(window, axis=1), (rows.size, cols.size))
+            iy, ix = np.unravel_index(np.argmax((corr + self.outside).reshape(corr.shape[0], -1), axis=1), self.n)
+            iy = (iy - self.center[0] + self.my) % self.n[0]  # lag + m, as the window's row
+            ix = (ix - self.center[1] + self.mx) % self.n[1]
             peak = np.column_stack([iy - self.my + self.center[0], ix - self.mx + self.center[1]]).astype(np.float64)
             if self.subpixel and self.center == (0, 0):
                 peak = self._climb(corr, peak)
@@ -114,28 +125,48 @@ class _Correlator:
         return out
 
     def _refine(self, cross: np.ndarray, peak: np.ndarray) -> np.ndarray:
-        """The correlation's peak on a 1/10-pixel grid around ``peak`` (a matrix DFT of the
-        cross spectrum, as Guizar-Sicairos et al. 2008), then a parabola through its top."""
+        """The correlation's peak to a fraction of a pixel: its exact band-limited values
+        (a DFT of the cross spectrum at chosen lags, as Guizar-Sicairos et al. 2008 do on a
+        grid) on a 1/5-pixel line through the peak along y, then x, then y again, each
+        topped by a parabola. Lines, not a grid: two passes over the spectrum per line, as
+        real (float32) products."""
         ny, nx = self.n
-        ky = np.fft.fftfreq(ny) * ny
+        ky = (np.fft.fftfreq(ny) * ny).astype(np.float64)
         kx = np.arange(cross.shape[2], dtype=np.float64)
         weight = np.where((kx == 0) | ((nx % 2 == 0) & (kx == nx // 2)), 1.0, 2.0)  # the half spectrum's mirror
+        q = cross.view(np.float32)  # (re, im) interleaved along the last axis
         offsets = np.arange(-_HALF, _HALF + 1) / _UPSAMPLE
-        lag_y = peak[:, :1] + offsets[None]
-        lag_x = peak[:, 1:] + offsets[None]
-        ker_y = np.exp(2j * np.pi * lag_y[:, :, None] * ky[None, None, :] / ny).astype(np.complex64)
-        ker_x = (np.exp(2j * np.pi * kx[None, :, None] * lag_x[:, None, :] / nx) * weight[None, :, None]).astype(np.complex64)
-        grid = np.matmul(ker_y, np.matmul(cross, ker_x)).real
-        if self.center == (0, 0):
-            # divide by the frames' overlap at each lag, which otherwise pulls the peak to 0
-            h, w = self.shape
-            grid /= np.maximum(h - np.abs(lag_y), 1)[:, :, None] * np.maximum(w - np.abs(lag_x), 1)[:, None, :]
-        out = peak.copy()
-        for i, g in enumerate(grid):
-            jy, jx = (int(v) for v in np.unravel_index(int(np.argmax(g)), g.shape))
-            out[i, 0] = lag_y[i, jy] + _vertex(g[:, jx], jy) / _UPSAMPLE
-            out[i, 1] = lag_x[i, jx] + _vertex(g[jy, :], jx) / _UPSAMPLE
-        return out
+        y, x = peak[:, 0].copy(), peak[:, 1].copy()
+        h, w = self.shape
+        for axis in (0, 1, 0):
+            if axis == 0:  # collapse kx at the current x, then evaluate along y
+                ph = 2 * np.pi * kx[None, :] * x[:, None] / nx
+                vec = np.empty((len(x), 2 * kx.size, 2), np.float32)
+                vec[:, 0::2, 0], vec[:, 1::2, 0] = weight * np.cos(ph), -weight * np.sin(ph)
+                vec[:, 0::2, 1], vec[:, 1::2, 1] = weight * np.sin(ph), weight * np.cos(ph)
+                # einsum, not matmul: OpenBLAS threads make these thin products slow on a busy machine
+                line = np.stack([np.einsum("bij,bj->bi", q, vec[:, :, 0]), np.einsum("bij,bj->bi", q, vec[:, :, 1])], axis=-1)
+                lags = y[:, None] + offsets[None]
+                th = 2 * np.pi * lags[:, :, None] * ky[None, None, :] / ny
+                vals = (np.cos(th) * line[:, None, :, 0] - np.sin(th) * line[:, None, :, 1]).sum(-1)
+                vals /= np.maximum(h - np.abs(lags), 1) if self.center == (0, 0) else 1
+            else:  # collapse ky at the current y, then evaluate along x
+                ph = 2 * np.pi * ky[None, :] * y[:, None] / ny
+                vec2 = np.stack([np.cos(ph), np.sin(ph)], axis=1).astype(np.float32)  # (B, 2, ny)
+                m = np.stack([np.einsum("bi,bij->bj", vec2[:, 0], q), np.einsum("bi,bij->bj", vec2[:, 1], q)], axis=1)
+                re = m[:, 0, 0::2] - m[:, 1, 1::2]
+                im = m[:, 0, 1::2] + m[:, 1, 0::2]
+                lags = x[:, None] + offsets[None]
+                th = 2 * np.pi * lags[:, :, None] * kx[None, None, :] / nx
+                vals = (weight * (np.cos(th) * re[:, None, :] - np.sin(th) * im[:, None, :])).sum(-1)
+                vals /= np.maximum(w - np.abs(lags), 1) if self.center == (0, 0) else 1
+            j = np.argmax(vals, axis=1)
+            best = np.array([lags[i, j[i]] + _vertex(vals[i], int(j[i])) / _UPSAMPLE for i in range(len(j))])
+            if axis == 0:
+                y = best
+            else:
+                x = best
+        return np.column_stack([y, x])
 
 
 def _vertex(line: np.ndarray, j: int) -> float:
@@ -200,28 +231,29 @@ def _canvas(shifts: np.ndarray, size: int) -> tuple[int, int]:
     return origin, size + math.floor(float(shifts.max()) + origin + eps)
 
 
-def _place(frame: np.ndarray, top: float, left: float, shape: tuple[int, int]) -> np.ndarray:
-    """``frame`` (float) with its pixel (0, 0) at canvas position (top, left), bilinear
-    between pixels; a canvas pixel is NaN unless every sample it needs is inside the frame."""
-    out = np.full(shape, np.nan, dtype=frame.dtype)
+def _place(frame: np.ndarray, top: float, left: float, out: np.ndarray) -> None:
+    """Write ``frame`` (float) into the canvas ``out`` with its pixel (0, 0) at (top, left),
+    bilinear between pixels; a canvas pixel is NaN unless every sample it needs is inside
+    the frame (a fractional shift loses the first row or column)."""
     ty, tx = math.floor(top + 1e-9), math.floor(left + 1e-9)
-    h, w = frame.shape
+    fy, fx = top - ty, left - tx
+    g = frame
+    if fy > 1e-9:  # canvas row ty + 1 + k lies between frame rows k and k + 1
+        g, ty = (1 - fy) * g[1:] + fy * g[:-1], ty + 1
+    if fx > 1e-9:
+        g, tx = (1 - fx) * g[:, 1:] + fx * g[:, :-1], tx + 1
+    out.fill(np.nan)
+    h, w = g.shape
     y0, x0 = max(ty, 0), max(tx, 0)
-    y1, x1 = min(ty + h, shape[0]), min(tx + w, shape[1])
+    y1, x1 = min(ty + h, out.shape[0]), min(tx + w, out.shape[1])
     if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = frame[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
-    for axis, frac in ((0, top - ty), (1, left - tx)):
-        if frac > 1e-9:
-            before = np.roll(out, 1, axis=axis)
-            (before[:1] if axis == 0 else before[:, :1])[...] = np.nan
-            out = (1 - frac) * out + frac * before  # NaN wherever either sample is outside
-    return out.astype(frame.dtype, copy=False)
+        out[y0:y1, x0:x1] = g[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
 
 
 def _shift_block(block: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     out = np.empty((block.shape[0], *shape), dtype=dtype)
     for i in range(block.shape[0]):
-        out[i] = _place(block[i].astype(dtype, copy=False), float(tops[i]), float(lefts[i]), shape)
+        _place(block[i].astype(dtype, copy=False), float(tops[i]), float(lefts[i]), out[i])
     return out
 
 
@@ -412,7 +444,8 @@ class _Rolling:
                     d = np.clip(d, -self.max_shift, self.max_shift)
             self.shifts.append(d)
             out[j] = d
-            placed = _place(frame, self.margin + d[0], self.margin + d[1], self.total.shape)
+            placed = np.empty(self.total.shape, np.float32)
+            _place(frame, self.margin + d[0], self.margin + d[1], placed)
             self._add(placed, +1)
             self.recent.append(placed)
             if len(self.recent) > self.window:
