@@ -93,6 +93,9 @@ def test_intersection_crop_after_alignment_has_no_nan():
     same = xafm.processing.align_frames(xafm.stack(frames, pixel_size_nm=1.0), subpixel=False, mode="crop")
     np.testing.assert_array_equal(same.values, out.values)
     np.testing.assert_array_equal(same.x.values, out.x.values)
+    rec = same.afm.provenance[-1]
+    assert rec["name"] == "align_frames" and rec["crop_px"] == out.afm.provenance[-1]["bounds_px"]
+    assert len(same.afm.provenance) == 2  # created, aligned: the crop is part of the step
 
 
 def test_frame_edits_keep_times_metadata_masks_and_layers():

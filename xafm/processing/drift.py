@@ -38,14 +38,17 @@ _HALF = 3  # the upsampled grid spans +-0.6 px around the integer peak
 # --------------------------------------------------------------------------------------
 # measuring shifts
 # --------------------------------------------------------------------------------------
-def _prepared(frames: np.ndarray, sigma: float | None) -> np.ndarray:
-    """float32 frames, Gaussian pre-filtered, mean subtracted, non-finite pixels at 0."""
+def _prepared(frames: np.ndarray, sigma: float | None, demean: bool = True) -> np.ndarray:
+    """float32 frames, Gaussian pre-filtered, mean subtracted (unless not ``demean``),
+    non-finite pixels at 0."""
     f = np.asarray(frames, dtype=np.float32)
     if sigma is not None:
         from scipy.ndimage import gaussian_filter
 
         f = gaussian_filter(f, sigma=(0, float(sigma), float(sigma)))
     finite = np.isfinite(f)
+    if not demean:
+        return f if finite.all() else np.where(finite, f, np.float32(0))
     if not finite.all():
         f = np.where(finite, f, np.float32(0))
         counts = np.maximum(finite.sum(axis=(1, 2), keepdims=True), 1)
@@ -63,17 +66,18 @@ class _Correlator:
 
     def __init__(
         self, ref: np.ndarray, shape: tuple[int, int], max_shift: int | None, sigma: float | None, subpixel: bool,
-        workers: int = 1, center: tuple[int, int] = (0, 0),
+        workers: int = 1, center: tuple[int, int] = (0, 0), demean: bool = True,
     ):  # fmt: skip
         (hr, wr), (h, w) = ref.shape, shape
         self.workers, self.sigma, self.subpixel, self.center, self.shape = workers, sigma, subpixel, center, shape
+        self.demean = demean
         self.my = h - 1 if max_shift is None else min(int(max_shift), h - 1)
         self.mx = w - 1 if max_shift is None else min(int(max_shift), w - 1)
         # lags centre +- m are alias-free when n >= max(centre + m + h, hr - centre + m)
         ny = max(center[0] + self.my + h, hr - center[0] + self.my)
         nx = max(center[1] + self.mx + w, wr - center[1] + self.mx)
         self.n = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
-        self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma)[0], s=self.n, workers=workers)
+        self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma, demean)[0], s=self.n, workers=workers)
         self._buffer: np.ndarray | None = None
         # -inf at the lags outside the window, so one argmax over the correlation finds the peak
         in_y = np.zeros(self.n[0], bool)
@@ -85,7 +89,7 @@ class _Correlator:
     def shifts(self, frames: np.ndarray) -> np.ndarray:
         out = np.empty((frames.shape[0], 2), dtype=np.float64)
         for a in range(0, frames.shape[0], _BATCH):
-            f = _prepared(frames[a : a + _BATCH], self.sigma)
+            f = _prepared(frames[a : a + _BATCH], self.sigma, self.demean)
             if self._buffer is None or self._buffer.shape[0] != len(f):
                 self._buffer = np.zeros((len(f), *self.n), np.float32)  # zero padding, written once
             self._buffer[:, : f.shape[1], : f.shape[2]] = f
@@ -182,7 +186,7 @@ def _frame(data: Any, i: int) -> np.ndarray:
     return np.asarray(next(blocks.iter_blocks(data[i : i + 1]))[2][0]) if not is_dask(data) else np.asarray(data[i])
 
 
-def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, sigma: float | None, subpixel: bool) -> np.ndarray:
+def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, sigma: float | None, subpixel: bool, demean: bool = True) -> np.ndarray:
     """Every frame's cross-correlation shift against the reference: one pass, one compute."""
     data = da.variable
     shape = (da.sizes[conventions.Y], da.sizes[conventions.X])
@@ -190,12 +194,12 @@ def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, s
         arr = da.data.rechunk({1: -1, 2: -1})
 
         def measure(block: np.ndarray, ref: np.ndarray) -> np.ndarray:
-            return _Correlator(ref, shape, max_shift, sigma, subpixel).shifts(block)
+            return _Correlator(ref, shape, max_shift, sigma, subpixel, demean=demean).shifts(block)
 
         ref = dask.delayed(np.asarray)(arr[reference_frame])
         parts = [dask.delayed(measure)(b, ref) for b in arr.to_delayed().ravel()]
         return np.concatenate(dask.compute(*parts), axis=0)
-    corr = _Correlator(_frame(data, reference_frame), shape, max_shift, sigma, subpixel, workers=blocks.workers())
+    corr = _Correlator(_frame(data, reference_frame), shape, max_shift, sigma, subpixel, workers=blocks.workers(), demean=demean)
     return np.concatenate([corr.shifts(b) for _, _, b in blocks.iter_blocks(data)], axis=0)
 
 
@@ -242,12 +246,14 @@ def _place(frame: np.ndarray, top: float, left: float, out: np.ndarray) -> None:
         g, ty = (1 - fy) * g[1:] + fy * g[:-1], ty + 1
     if fx > 1e-9:
         g, tx = (1 - fx) * g[:, 1:] + fx * g[:, :-1], tx + 1
-    out.fill(np.nan)
     h, w = g.shape
     y0, x0 = max(ty, 0), max(tx, 0)
     y1, x1 = min(ty + h, out.shape[0]), min(tx + w, out.shape[1])
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = g[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+    if y1 <= y0 or x1 <= x0:
+        out.fill(np.nan)
+        return
+    out[y0:y1, x0:x1] = g[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+    out[:y0], out[y1:], out[y0:y1, :x0], out[y0:y1, x1:] = np.nan, np.nan, np.nan, np.nan  # the borders only
 
 
 def _shift_block(block: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
@@ -356,7 +362,10 @@ def _finish(out: xr.DataArray, shifts: np.ndarray, frame: tuple[int, int], mode:
     box = valid_box(shifts, frame, (_canvas(shifts[:, 0], 0)[0], _canvas(shifts[:, 1], 0)[0]))
     if mode == "crop_square":
         box = square_box(box)
-    return crop_box(out, box, name=f"{name}:{mode}")
+    cropped = crop_box(out, box)
+    recs = provenance.records(cropped)
+    recs[-1]["crop_px"] = list(box)  # the canvas box kept: part of this step's record
+    return provenance.with_records(cropped, recs)
 
 
 def _check(da: xr.DataArray, name: str, mode: str, max_shift: Any, max_jump: Any) -> None:
@@ -389,7 +398,8 @@ def align_frames(
         raise StackError(f"align_frames reference_frame must be in [0, {n - 1}], got {reference_frame!r}")
     if method not in ("fft_cross_correlation", "full_cross_correlation"):
         raise StackError(f"align_frames method must be 'fft_cross_correlation' or 'full_cross_correlation', got {method!r}")
-    raw = _raw_shifts(da, int(reference_frame), max_shift, pre_filter_sigma, bool(subpixel))
+    # playNano's full_cross_correlation correlates the frames as they are, without their means
+    raw = _raw_shifts(da, int(reference_frame), max_shift, pre_filter_sigma, bool(subpixel), demean=method == "fft_cross_correlation")
     if max_shift is not None:
         raw = np.clip(raw, -max_shift, max_shift)
     shifts = limit_jumps(raw, int(reference_frame), max_jump, integer=not subpixel)
