@@ -13,6 +13,9 @@ right by ``dx`` pixels (playNano's sign). docs/processing.md has the details.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask
@@ -78,7 +81,7 @@ class _Correlator:
         nx = max(center[1] + self.mx + w, wr - center[1] + self.mx)
         self.n = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
         self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma, demean)[0], s=self.n, workers=workers)
-        self._buffer: np.ndarray | None = None
+        self._local = threading.local()  # each thread's zero-padded FFT input
         # -inf at the lags outside the window, so one argmax over the correlation finds the peak
         in_y = np.zeros(self.n[0], bool)
         in_y[(center[0] + np.arange(-self.my, self.my + 1)) % self.n[0]] = True
@@ -90,10 +93,11 @@ class _Correlator:
         out = np.empty((frames.shape[0], 2), dtype=np.float64)
         for a in range(0, frames.shape[0], _BATCH):
             f = _prepared(frames[a : a + _BATCH], self.sigma, self.demean)
-            if self._buffer is None or self._buffer.shape[0] != len(f):
-                self._buffer = np.zeros((len(f), *self.n), np.float32)  # zero padding, written once
-            self._buffer[:, : f.shape[1], : f.shape[2]] = f
-            cross = scipy.fft.rfft2(self._buffer, workers=self.workers)
+            buffer = getattr(self._local, "buffer", None)
+            if buffer is None or buffer.shape[0] != len(f):
+                buffer = self._local.buffer = np.zeros((len(f), *self.n), np.float32)  # zero padding, written once
+            buffer[:, : f.shape[1], : f.shape[2]] = f
+            cross = scipy.fft.rfft2(buffer, workers=self.workers)
             np.conjugate(cross, out=cross)
             cross *= self.spectrum
             corr = scipy.fft.irfft2(cross, s=self.n, workers=self.workers)
@@ -199,8 +203,20 @@ def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, s
         ref = dask.delayed(np.asarray)(arr[reference_frame])
         parts = [dask.delayed(measure)(b, ref) for b in arr.to_delayed().ravel()]
         return np.concatenate(dask.compute(*parts), axis=0)
-    corr = _Correlator(_frame(data, reference_frame), shape, max_shift, sigma, subpixel, workers=blocks.workers(), demean=demean)
-    return np.concatenate([corr.shifts(b) for _, _, b in blocks.iter_blocks(data)], axis=0)
+    corr = _Correlator(_frame(data, reference_frame), shape, max_shift, sigma, subpixel, demean=demean)
+    return np.concatenate([_threaded(corr.shifts, b) for _, _, b in blocks.iter_blocks(data)], axis=0)
+
+
+def _threaded(func: Callable[[np.ndarray], np.ndarray], frames: np.ndarray) -> np.ndarray:
+    """``func`` over runs of frames on the cores (numpy and pocketfft release the GIL):
+    every stage of the pass runs in parallel, not only the FFTs."""
+    n, threads = frames.shape[0], blocks.workers()
+    if threads == 1 or n <= _BATCH:
+        return func(frames)
+    step_ = max(_BATCH, -(-n // (threads * 4)) // _BATCH * _BATCH)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(func, [frames[a : a + step_] for a in range(0, n, step_)]))
+    return np.concatenate(parts, axis=0)
 
 
 def limit_jumps(raw: np.ndarray, reference_frame: int, max_jump: float | None, *, integer: bool) -> np.ndarray:
@@ -256,10 +272,19 @@ def _place(frame: np.ndarray, top: float, left: float, out: np.ndarray) -> None:
     out[:y0], out[y1:], out[y0:y1, :x0], out[y0:y1, x1:] = np.nan, np.nan, np.nan, np.nan  # the borders only
 
 
-def _shift_block(block: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def _shift_block(block: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int], dtype: np.dtype, threads: int = 1) -> np.ndarray:
     out = np.empty((block.shape[0], *shape), dtype=dtype)
-    for i in range(block.shape[0]):
-        _place(block[i].astype(dtype, copy=False), float(tops[i]), float(lefts[i]), out[i])
+
+    def place(run: range) -> None:
+        for i in run:
+            _place(block[i].astype(dtype, copy=False), float(tops[i]), float(lefts[i]), out[i])
+
+    n = block.shape[0]
+    if threads > 1 and n > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(place, [range(a, min(n, a + 16)) for a in range(0, n, 16)]))
+    else:
+        place(range(n))
     return out
 
 
@@ -273,7 +298,7 @@ def _shifted(data: Any, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, i
             return _shift_block(block, tops[a : a + block.shape[0]], lefts[a : a + block.shape[0]], shape, dtype)
 
         return arr.map_blocks(run, dtype=dtype, chunks=(arr.chunks[0], (shape[0],), (shape[1],)), meta=np.empty((0, 0, 0), dtype))
-    return _shift_block(np.asarray(data), tops, lefts, shape, dtype)
+    return _shift_block(np.asarray(data), tops, lefts, shape, dtype, threads=blocks.workers())
 
 
 def _embed(data: Any, top: int, left: int, shape: tuple[int, int], fill: Any) -> Any:
