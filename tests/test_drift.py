@@ -162,3 +162,14 @@ def test_bad_parameters_are_refused():
         xafm.processing.rolling_frame_align(da, window=0)
     with pytest.raises(xafm.exceptions.UnknownOptionError):
         xafm.processing.run(da, "align_frames", max_shfit=3)
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz", "zarr"])
+def test_shift_coordinates_survive_the_files(tmp_path, fmt):
+    """The shifts are per-frame metadata, which the bundles and OME-Zarr keep."""
+    applied = np.array([[0, 0], [1.25, -0.5], [-2.0, 3.0]])
+    out = xafm.processing.align_frames(xafm.stack(_drifted(applied), pixel_size_nm=PX), subpixel=False)
+    path = out.afm.export(tmp_path, "aligned", [fmt])[fmt]
+    back = xafm.open(path)
+    np.testing.assert_allclose(back.coords[drift.SHIFT_Y].values, out.coords[drift.SHIFT_Y].values)
+    np.testing.assert_allclose(back.coords[drift.SHIFT_X].values, out.coords[drift.SHIFT_X].values)
