@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter, shift
 
 import xafm
@@ -173,3 +175,22 @@ def test_shift_coordinates_survive_the_files(tmp_path, fmt):
     back = xafm.open(path)
     np.testing.assert_allclose(back.coords[drift.SHIFT_Y].values, out.coords[drift.SHIFT_Y].values)
     np.testing.assert_allclose(back.coords[drift.SHIFT_X].values, out.coords[drift.SHIFT_X].values)
+
+
+_TEXTURE = _texture(11, (140, 140))
+
+
+@settings(max_examples=25, deadline=None)
+@given(offsets=st.lists(st.tuples(st.integers(-9, 9), st.integers(-9, 9)), min_size=1, max_size=4), ref=st.integers(0, 4))
+def test_whole_pixel_drifts_are_undone_exactly(offsets, ref):
+    """Frames cut at whole-pixel offsets: every shift is found, and on the canvas every frame
+    equals the reference wherever both have data."""
+    cuts = [(0, 0), *offsets]
+    ref = ref % len(cuts)
+    frames = np.stack([_TEXTURE[20 + dy : 100 + dy, 20 + dx : 110 + dx] for dy, dx in cuts])
+    out = xafm.processing.align_frames(xafm.stack(frames, pixel_size_nm=PX), reference_frame=ref, subpixel=False, max_shift=20)
+    want = np.asarray(cuts, dtype=float) - cuts[ref]
+    np.testing.assert_array_equal(_shifts_px(out), want)
+    values = out.values
+    both = np.isfinite(values) & np.isfinite(values[ref])[None]
+    np.testing.assert_array_equal(values[both], np.broadcast_to(values[ref], values.shape)[both])
