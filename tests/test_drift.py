@@ -98,6 +98,9 @@ def test_dask_stack_stays_lazy_with_one_pass_for_the_shifts():
     np.testing.assert_allclose(lazy.values, eager.values, equal_nan=True)
     assert "raw" in lazy.afm.layers
     with raise_if_dask_computes(max_computes=1):
+        cropped = xafm.processing.align_frames(lazy_in, max_shift=8, mode="crop")  # the box from the shifts: no second pass
+    assert xafm.core.blocks.is_dask(cropped) and np.isfinite(cropped.values).all()
+    with raise_if_dask_computes(max_computes=1):
         rolled = xafm.processing.rolling_frame_align(lazy_in, window=2, max_shift=8)
     assert xafm.core.blocks.is_dask(rolled)
     np.testing.assert_allclose(_shifts_px(rolled), applied, atol=0.15)
