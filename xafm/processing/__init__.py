@@ -8,13 +8,14 @@ step module, so the catalogue is complete.
 
 from __future__ import annotations
 
-from . import drift, edits, levelling, masks  # noqa: F401  (declare their steps)
+from . import drift, edits, levelling, masks, rolling  # noqa: F401  (declare their steps)
 from .apply import apply, current_layer_name
 from .catalogue import KINDS, Step, catalogue, get, run, step
-from .drift import align_frames, rolling_frame_align
+from .drift import align_frames
 from .edits import crop, crop_square, drop_final_frames, drop_frame_range, drop_frames, intersection_crop, replace_nan, select_frames
 from .levelling import align_rows, plane_fit, remove_plane, row_align
 from .masks import mask_threshold, with_mask
+from .rolling import rolling_frame_align
 
 __all__ = [
     "KINDS", "Step", "align_rows", "apply", "catalogue", "current_layer_name", "get", "mask_threshold",
