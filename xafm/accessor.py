@@ -126,6 +126,40 @@ class AfmAccessor:
     mask_adaptive = _Delegate(function=("xafm.processing.masks", "mask_adaptive"))
     clear_mask = _Delegate(function=("xafm.processing.masks", "clear"))
 
+    # -- drift correction and stack edits (xafm.processing.drift, .edits) ---------------
+    def align_frames(self, reference_frame: int = 0, method: str = "fft_cross_correlation", mode: str = "pad", debug: bool = False,
+                     max_shift: int | None = None, pre_filter_sigma: float | None = None, max_jump: int | None = None, *,
+                     subpixel: bool = True, keep_layer: bool = False) -> xr.DataArray:  # fmt: skip
+        """Correct drift against ``reference_frame`` (see :func:`xafm.processing.align_frames`)."""
+        return processing.align_frames(self._obj, reference_frame, method, mode, debug, max_shift, pre_filter_sigma, max_jump,
+                                       subpixel=subpixel, keep_layer=keep_layer)  # fmt: skip
+
+    def rolling_frame_align(self, window: int = 5, mode: str = "pad", debug: bool = False, max_shift: int | None = None,
+                            pre_filter_sigma: float | None = None, max_jump: int | None = None, *,
+                            subpixel: bool = True, keep_layer: bool = False) -> xr.DataArray:  # fmt: skip
+        """Correct drift against a rolling reference (see :func:`xafm.processing.rolling_frame_align`)."""
+        return processing.rolling_frame_align(self._obj, window, mode, debug, max_shift, pre_filter_sigma, max_jump,
+                                              subpixel=subpixel, keep_layer=keep_layer)  # fmt: skip
+
+    def intersection_crop(self, pad: Any = 0) -> xr.DataArray:
+        return processing.intersection_crop(self._obj, pad)
+
+    def crop_square(self, pad: Any = 0) -> xr.DataArray:
+        return processing.crop_square(self._obj, pad)
+
+    def crop(self, x_min: float | None = None, x_max: float | None = None, y_min: float | None = None, y_max: float | None = None,
+             units: str = "nm") -> xr.DataArray:  # fmt: skip
+        return processing.crop(self._obj, x_min, x_max, y_min, y_max, units)
+
+    def replace_nan(self, mode: str = "zero", value: float | None = None, *, keep_layer: bool = False) -> xr.DataArray:
+        return processing.replace_nan(self._obj, mode, value, keep_layer=keep_layer)
+
+    def drop_frames(self, indices_to_drop: Any) -> xr.DataArray:
+        return processing.drop_frames(self._obj, indices_to_drop)
+
+    def select_frames(self, keep_indices: Any) -> xr.DataArray:
+        return processing.select_frames(self._obj, keep_indices)
+
     # -- writers: the format modules' own (docs/formats.md, docs/animation.md) ----------
     to_h5 = _Delegate(format="h5")
     to_npz = _Delegate(format="npz")

@@ -8,9 +8,11 @@ step module, so the catalogue is complete.
 
 from __future__ import annotations
 
-from . import levelling, masks  # noqa: F401  (declare their steps)
+from . import drift, edits, levelling, masks, rolling  # noqa: F401  (declare their steps)
 from .apply import apply, current_layer_name
 from .catalogue import KINDS, Step, catalogue, get, run, step
+from .drift import align_frames
+from .edits import crop, crop_square, drop_final_frames, drop_frame_range, drop_frames, intersection_crop, replace_nan, select_frames
 from .levelling import (
     align_rows,
     gaussian_filter,
@@ -36,6 +38,7 @@ from .masks import (
     with_mask,
 )  # fmt: skip
 from .pipeline import active_mask, parse_pipeline, run_pipeline
+from .rolling import rolling_frame_align
 
 __all__ = [
     "KINDS",
@@ -68,3 +71,7 @@ __all__ = [
     "zero_median",
 ]  # fmt: skip
 __all__ += ["active_mask", "parse_pipeline", "run_pipeline"]  # the pipeline (string/YAML) runner
+__all__ += [  # drift correction and stack edits
+    "align_frames", "crop", "crop_square", "drop_final_frames", "drop_frame_range", "drop_frames", "intersection_crop",
+    "replace_nan", "rolling_frame_align", "select_frames",
+]  # fmt: skip
