@@ -9,6 +9,8 @@ of xafm's test environment, so they skip under CI too).
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import subprocess
 import tempfile
@@ -40,18 +42,48 @@ def require() -> str:
     return exe
 
 
+_WORKER: subprocess.Popen[str] | None = None
+
+
+def _worker() -> subprocess.Popen[str]:
+    """The session's playNano worker (``playnano_side.py --serve``), started on first use
+    and stopped when the tests end; started again if it died."""
+    global _WORKER
+    if _WORKER is None or _WORKER.poll() is not None:
+        exe = require()
+        _WORKER = subprocess.Popen(
+            [exe, str(SIDE), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        atexit.register(_stop, _WORKER)
+    return _WORKER
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 def run_pipeline(stack: np.ndarray, pipeline: str, *, pixel_size_nm: float = 1.0, timestamps: Any = None) -> dict[str, Any]:
     """What playNano's pipeline makes of ``stack``: ``data``, ``timestamps``, ``masks``
     (key -> bool array), ``processed`` (key -> array) and ``provenance`` (JSON text)."""
-    exe = require()
+    worker = _worker()
     stack = np.asarray(stack, dtype=np.float64)
     times = np.arange(stack.shape[0], dtype=np.float64) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="xafm-playnano-") as d:
         src, dst = Path(d) / "in.npz", Path(d) / "out.npz"
         np.savez(src, stack=stack, pixel_size_nm=np.float64(pixel_size_nm), timestamps=times)
-        done = subprocess.run([exe, str(SIDE), str(src), str(dst), pipeline], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise AssertionError(f"playNano failed on {pipeline!r}:\n{done.stderr[-3000:]}")
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write(json.dumps([str(src), str(dst), pipeline]) + "\n")
+        worker.stdin.flush()
+        answer = worker.stdout.readline().strip()
+        if answer != "ok":
+            detail = json.loads(answer[len("error "):]) if answer.startswith("error ") else f"the worker stopped ({answer!r})"
+            raise AssertionError(f"playNano failed on {pipeline!r}:\n{detail}")
         with np.load(dst) as f:
             out: dict[str, Any] = {"data": f["data"], "timestamps": f["timestamps"], "provenance": str(f["provenance"])}
             out["masks"] = {k[len("masks__"):]: f[k] for k in f.files if k.startswith("masks__")}

@@ -2,6 +2,7 @@
 imported by xafm or its tests: playNano is GPL, so it stays in a separate venv).
 
     PLAYNANO_PYTHON tests/playnano_side.py IN.npz OUT.npz "remove_plane; gaussian_filter:sigma=1"
+    PLAYNANO_PYTHON tests/playnano_side.py --serve      # jobs as JSON lines on stdin
 
 IN.npz holds ``stack`` (frames, y, x; float64), ``pixel_size_nm`` (a scalar) and
 ``timestamps`` (seconds). The pipeline string is parsed by playNano's own CLI parser and
@@ -23,7 +24,27 @@ import numpy as np
 
 
 def main(argv: list[str]) -> int:
-    src, dst, pipeline_text = argv[1], argv[2], argv[3]
+    """One job from the arguments, or (``--serve``) one job per line of stdin, a JSON list
+    ``[IN, OUT, PIPELINE]``, answered by a line ``ok`` or ``error <JSON message>``: playNano's
+    import costs seconds, so the tests start one worker for the session."""
+    if len(argv) > 1 and argv[1] == "--serve":
+        for line in sys.stdin:
+            try:
+                run(*json.loads(line))
+                answer = "ok"
+            except Exception as exc:  # the worker outlives a failing job, which the tests report
+                import traceback
+
+                answer = "error " + json.dumps(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}")
+            sys.stdout.write(answer + "\n")
+            sys.stdout.flush()
+        return 0
+    run(argv[1], argv[2], argv[3])
+    return 0
+
+
+def run(src: str, dst: str, pipeline_text: str) -> None:
+    """Run ``pipeline_text`` on the stack in ``src`` with playNano, writing ``dst``."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -53,7 +74,6 @@ def main(argv: list[str]) -> int:
     record = afm.provenance.get("processing", {}) if isinstance(afm.provenance, dict) else {}
     out["provenance"] = np.asarray(json.dumps(record, default=repr))
     np.savez(dst, **out)
-    return 0
 
 
 if __name__ == "__main__":
