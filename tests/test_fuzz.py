@@ -160,6 +160,8 @@ def _raising_in(module: str, code: str):
     [
         ("xafm.formats.h5bundle", "raise KeyError('leaked')", xafm.CorruptFileError),  # a lookup the file failed
         ("h5py._hl.files", "raise TypeError('odd dtype')", xafm.CorruptFileError),  # a library choking on the file
+        # the data model refusing the stack a reader built from the file's sizes (it named no file)
+        ("xafm.core.model", "raise __import__('xafm').StackError('data must have at least one frame')", xafm.CorruptFileError),
         ("xafm.formats.h5bundle", "return None.missing", AttributeError),  # xafm's own bug stays a bug
         ("xafm.formats.h5bundle", "raise TypeError('bad call')", TypeError),
     ],

@@ -145,11 +145,14 @@ def reading(path: str | os.PathLike[str], action: str = "reading") -> Iterator[N
 
     Readers raise precise xafm errors themselves; this turns what they did not foresee
     (``struct.error``, a ``KeyError`` on a missing member, a library's own error on a
-    damaged file) into an error that names the file. xafm's own programming errors and
+    damaged file, the data model's :class:`StackError` on a stack built from lying
+    sizes) into an error that names the file. xafm's own programming errors and
     missing dependencies pass through unchanged (:func:`passes_through`).
     """
     try:
         yield
+    except StackError as exc:  # the data model refused what the reader made of the file
+        raise CorruptFileError(path, f"{action} failed: the file describes no valid stack: {exc}") from exc
     except BaseException as exc:
         if passes_through(exc):
             raise
