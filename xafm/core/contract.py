@@ -28,7 +28,7 @@ import difflib
 import inspect
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -190,17 +190,24 @@ def options_of(func: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     return {p.name: p for p in inspect.signature(func).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
+def undeclared(valid: Iterable[str], given: Iterable[str], noun: str = "option") -> str | None:
+    """``"no option 'x' (did you mean 'y'?); its options are: ..."`` for the names in
+    ``given`` that ``valid`` lacks (the closest valid one suggested for a typo); None when
+    every name is declared. One wording for reader and writer options and step parameters."""
+    valid = list(valid)
+    unknown = [k for k in given if k not in valid]
+    if not unknown:
+        return None
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, valid, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"no {noun} {', '.join(hints)}; its {noun}s are: {', '.join(valid) or 'none'}"
+
+
 def check_options(func: Callable[..., Any], options: Mapping[str, Any], what: str) -> None:
     """Raise :class:`UnknownOptionError` for an option ``func`` does not declare, naming
     the ones it does (and the closest, for a typo)."""
-    valid = options_of(func)
-    unknown = [k for k in options if k not in valid]
-    if not unknown:
-        return
-    hints = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, list(valid), n=1)
-        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise UnknownOptionError(
-        f"{what} has no option {', '.join(hints)}; its options are: {', '.join(valid) or 'none'}"
-    )
+    problem = undeclared(options_of(func), options)
+    if problem:
+        raise UnknownOptionError(f"{what} has {problem}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import xarray as xr
 
+from ..core.contract import undeclared
 from ..exceptions import StackError, UnknownOptionError
 
 #: What a step does: change values (``filter``), add a mask (``mask``) or change the
@@ -81,16 +82,9 @@ def run(da: xr.DataArray, name: str, /, **params: Any) -> xr.DataArray:
     """Run step ``name`` with ``params``; a parameter it does not declare is an
     :class:`UnknownOptionError` naming the ones it does (and the closest, for a typo)."""
     found = get(name)
-    valid = found.parameters()
-    unknown = [k for k in params if k not in valid]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, list(valid), n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise UnknownOptionError(
-            f"processing step {name!r} has no parameter {', '.join(hints)}; its parameters are: {', '.join(valid) or 'none'}"
-        )
+    problem = undeclared(found.parameters(), params, "parameter")
+    if problem:
+        raise UnknownOptionError(f"processing step {name!r} has {problem}")
     return found.func(da, **params)
 
 

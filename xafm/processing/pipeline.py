@@ -34,6 +34,7 @@ from typing import Any
 
 import xarray as xr
 
+from ..core.contract import undeclared
 from ..exceptions import FileError, StackError
 from .catalogue import catalogue, get
 from .masks import current_mask, run_as_playnano
@@ -86,14 +87,10 @@ def _declared(name: str) -> dict[str, Any]:
 def check_step(name: str, params: dict[str, Any], where: str = "pipeline") -> None:
     """Refuse a step whose parameters its signature does not declare, or that lacks one it
     needs, naming the ones it takes: a pipeline fails before any file is read."""
-    import difflib
-
     declared = get(name).parameters()
-    for key in params:
-        if key not in declared:
-            close = difflib.get_close_matches(key, list(declared), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise StackError(f"{where}: step {name!r} has no parameter {key!r}{hint}; its parameters are: {', '.join(declared) or 'none'}")
+    problem = undeclared(declared, params, "parameter")
+    if problem:
+        raise StackError(f"{where}: step {name!r} has {problem}")
     missing = [k for k, p in declared.items() if p.default is p.empty and k not in params]
     if missing:
         raise StackError(f"{where}: step {name!r} needs {', '.join(missing)} (e.g. {name}:{missing[0]}=...)")
