@@ -23,14 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._peak_rss import REPORT_AT_EXIT, peak_mib
+
 #: Runs the CLI and reports this process's peak RSS (KiB) on stderr when it exits.
-_CHILD = r"""
-import atexit, sys
-def _hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            sys.stderr.write("VMHWM_KIB " + line.split()[1] + "\n")
-atexit.register(_hwm)
+_CHILD = REPORT_AT_EXIT + r"""
+import sys
 from xafm.cli import main
 code = main(sys.argv[1:])
 sys.exit(code)
@@ -70,10 +67,9 @@ def convert(src: Path, out: Path, args: list[str], xafm_src: Path | None) -> dic
     seconds = time.perf_counter() - t0
     if res.returncode:
         raise RuntimeError(f"xafm convert {src.name} {' '.join(args)} failed:\n{res.stderr[-2000:]}")
-    kib = next(int(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("VMHWM_KIB"))
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": seconds, "peak_rss_mib": kib / 1024, "written_gib": written / 2**30}
+    return {"seconds": seconds, "peak_rss_mib": peak_mib(res.stderr), "written_gib": written / 2**30}
 
 
 CASES = (

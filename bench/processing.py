@@ -37,17 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ._peak_rss import REPORT_AT_EXIT, peak_mib
+
 PIPELINE = "remove_plane; row_median_align; gaussian_filter:sigma=1"
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "afm" / "asd_sample_0.asd"
 
 #: The child: open the bundle lazily, run the pipeline, write a bundle; report VmHWM (KiB).
-_CHILD = r"""
-import atexit, sys, time
-def _hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            sys.stderr.write("VMHWM_KIB " + line.split()[1] + "\n")
-atexit.register(_hwm)
+_CHILD = REPORT_AT_EXIT + r"""
+import sys, time
 import xafm
 from xafm import processing
 t0 = time.perf_counter()
@@ -138,9 +135,8 @@ def run_from_file(z: np.ndarray, folder: Path) -> dict[str, float]:
     wall = time.perf_counter() - t0
     if res.returncode:
         raise RuntimeError(f"the file pipeline failed:\n{res.stderr[-3000:]}")
-    kib = next(int(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("VMHWM_KIB"))
     seconds = next(float(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("SECONDS"))
-    return {"seconds": seconds, "wall_seconds": wall, "peak_rss_mib": kib / 1024}
+    return {"seconds": seconds, "wall_seconds": wall, "peak_rss_mib": peak_mib(res.stderr)}
 
 
 # --------------------------------------------------------------------------------------
