@@ -82,6 +82,17 @@ class UnsafeFileError(CorruptFileError):
     """The file carries content xafm refuses to load (e.g. a pickle payload)."""
 
 
+class SpecialFileError(FileError):
+    """The path is a FIFO, a device, a socket or another non-regular file: xafm opens only
+    regular files (and folders, for the formats that are folders), so that nothing waits
+    on a pipe or reads ``/dev/zero`` without end."""
+
+
+class FileChangedError(FileError):
+    """The file a lazy array was opened on is no longer the file at that path (it was
+    replaced, rewritten or truncated since): reading on would mix two versions."""
+
+
 class OutputExistsError(FileError, FileExistsError):
     """The destination exists and ``overwrite`` was not given."""
 
