@@ -6,6 +6,7 @@ lying header must not make a reader allocate absurd memory.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import struct
 import tempfile
@@ -98,6 +99,9 @@ def _mutate(data: bytes, mutation) -> bytes:
 def check_reader(path: Path) -> None:
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TIME_LIMIT_S)
+    # a hang inside a C library never returns to Python, where the alarm would be seen:
+    # the watchdog then ends the run with every thread's traceback instead of freezing it
+    faulthandler.dump_traceback_later(2 * TIME_LIMIT_S, exit=True)
     tracemalloc.start()
     try:
         with warnings.catch_warnings():
@@ -111,6 +115,7 @@ def check_reader(path: Path) -> None:
         assert peak < MEMORY_LIMIT, f"reader allocated {peak / 2**20:.0f} MiB on a mutated file"
     finally:
         tracemalloc.stop()
+        faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
 
