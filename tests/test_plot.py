@@ -134,6 +134,26 @@ def test_ome_tif_is_drawn_as_fiji_and_tifffile_show_it(ome_channel, tmp_path):
     assert np.abs(exported - _as_export_colours(im)).mean() < 3
 
 
+def test_what_docs_say_of_xarrays_own_imshow(ome_channel):
+    """docs/data-model.md: xarray's default puts row 0 at the bottom with aspect "auto";
+    ``yincrease=False`` and ``set_aspect("equal")`` give xafm's picture."""
+    fiji = tifffile.imread(shared_file(*OME_TIF))[1]
+    frame = ome_channel.isel(time=0)
+    default = frame.plot.imshow()
+    np.testing.assert_array_equal(_drawn_top_to_bottom(default), fiji[::-1])  # upside down
+    assert default.axes.get_aspect() == "auto"
+    assert "time = 0.0" in default.axes.get_title() and "channel = C1" in default.axes.get_title()
+    with pytest.raises(ValueError, match="aspect"):
+        frame.plot.imshow(aspect="equal")
+    plt.figure()
+    fixed = frame.plot.imshow(yincrease=False)
+    fixed.axes.set_aspect("equal")
+    ours = ome_channel.afm.plot(ax=plt.figure().gca())
+    np.testing.assert_array_equal(_drawn_top_to_bottom(fixed), fiji)
+    assert fixed.axes.get_aspect() == ours.axes.get_aspect() == 1.0
+    assert fixed.axes.get_ylim() == pytest.approx(ours.axes.get_ylim())
+
+
 # --------------------------------------------------------------------------------------
 # what the picture says
 # --------------------------------------------------------------------------------------
