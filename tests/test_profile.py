@@ -160,6 +160,10 @@ def test_kymograph_shape_coords_and_its_picture():
     assert mesh.colorbar.ax.get_ylabel() == "height (nm)" and mesh.get_cmap().name == "xafm_afm"
     want = np.percentile(k.values, [1, 99])
     assert mesh.get_clim() == pytest.approx(tuple(want), abs=(want[1] - want[0]) / 1000)
+    with pytest.raises(StackError, match=r"got \('distance',\); a profile of one frame is a line"):
+        k.isel(time=0).afm.plot()
+    with pytest.raises(StackError, match="select one position of the other dims"):
+        k.expand_dims(channel=["a", "b"], axis=1).afm.plot()
     with pytest.raises(StackError, match="kymograph needs a time dim"):
         xafm.processing.profile.kymograph(da.isel(time=0), (4.0, 1.0), (4.0, 30.0))
 

@@ -340,7 +340,12 @@ def plot_kymograph(
 
     if not isinstance(k, xr.DataArray) or k.dims != (conventions.TIME, DISTANCE):
         dims = k.dims if isinstance(k, xr.DataArray) else type(k).__name__
-        raise StackError(f"a kymograph has dims ('time', 'distance') (from da.afm.kymograph); got {dims}")
+        hint = ""
+        if isinstance(k, xr.DataArray) and k.dims == (DISTANCE,):
+            hint = "; a profile of one frame is a line: draw it with xarray's own p.plot()"
+        elif isinstance(k, xr.DataArray) and {conventions.TIME, DISTANCE} < set(k.dims):
+            hint = "; select one position of the other dims with .isel/.sel first"
+        raise StackError(f"a kymograph has dims ('time', 'distance') (from da.afm.kymograph); got {dims}{hint}")
     zmin, zmax = check_limits(zmin, zmax)
     check_flag("colorbar", colorbar)
     check_flag("title", title)
