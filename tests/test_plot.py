@@ -100,8 +100,9 @@ def test_jpk_shows_the_top_of_the_scan_at_the_top_like_the_export(jpk, tmp_path)
     # scan area, so the top row on screen is the page's last stored row
     path = shared_file(*JPK)
     with tifffile.TiffFile(path) as tif:
-        pages = [p for p in tif.pages[1:] if p.tags[32848].value == "height"]
-        page = pages[1].asarray().astype(np.float64)  # the trace page is the second "height" (page 6)
+        # JPK's channel tags: 32848 the channel name, 32849 1 for retrace, 0 for trace
+        (trace,) = [p for p in tif.pages[1:] if p.tags[32848].value == "height" and p.tags[32849].value == 0]
+        page = trace.asarray().astype(np.float64)
     flipped = abs(np.corrcoef(shown.ravel(), np.flipud(page).ravel())[0, 1])
     stored = abs(np.corrcoef(shown.ravel(), page.ravel())[0, 1])
     assert flipped > 1 - 1e-9 and stored < 0.5
