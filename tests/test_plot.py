@@ -218,6 +218,23 @@ def test_keywords_go_to_imshow_and_ax_is_used():
     assert da.afm.plot(colorbar=False, title=False).colorbar is None
 
 
+def test_nan_pixels_have_the_exports_nan_colour(tmp_path):
+    data = np.random.default_rng(4).random((1, 12, 12))
+    data[0, 3:6, 4:8] = np.nan
+    da = xafm.stack(data, pixel_size_nm=1.0)
+    im = da.afm.plot()
+    frames, record = _export(da, tmp_path)
+    k = frames[0].shape[0] // 12
+    exported_nan = frames[0][::k, ::k][3:6, 4:8].reshape(-1, 3)
+    assert (exported_nan == exported_nan[0]).all()
+    assert "#" + bytes(exported_nan[0]).hex() == record["nan_color"]
+    drawn = _as_export_colours(im)[3:6, 4:8].reshape(-1, 3)
+    np.testing.assert_array_equal(drawn, np.broadcast_to(exported_nan[0], drawn.shape))
+    assert np.asarray(im.to_rgba(np.ma.masked_invalid(data[0]), bytes=True))[4, 5, 3] == 255  # opaque, not matplotlib's transparent
+    red = da.afm.plot(nan_color="red")
+    assert tuple(_as_export_colours(red)[4, 5]) == (255, 0, 0)
+
+
 # --------------------------------------------------------------------------------------
 # selecting frames, grids
 # --------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .colorscale import zscale
 from .frames import user_stacklevel
 from .options import check_flag, check_limits, check_scale_bar_nm
 from .overlay import auto_length, length_label, time_label
-from .palette import DEFAULT_CMAP, colormap
+from .palette import DEFAULT_CMAP, NAN_INDEX, build_palette, colormap
 
 #: Columns of a grid of frames when ``col_wrap`` is not given.
 DEFAULT_COLUMNS = 4
@@ -194,6 +194,13 @@ def _draw(ax: Any, frame: xr.DataArray, values: np.ndarray, clim: dict[str, Any]
     return im
 
 
+def with_nan_colour(cmap: Any, nan_color: Any = "auto") -> Any:
+    """A copy of the colormap that draws NaN/inf in the exports' NaN colour (``"auto"``: the
+    colour farthest from every colour of the map) instead of matplotlib's transparent one."""
+    nan = build_palette(cmap, nan_color)[NAN_INDEX] / 255.0
+    return colormap(cmap).with_extremes(bad=tuple(float(v) for v in nan))
+
+
 def _limits(values: xr.DataArray, zmin: Any, zmax: Any, imshow_kwargs: dict[str, Any]) -> dict[str, Any]:
     """``vmin``/``vmax`` for imshow: the exports' z-scale of ``values`` unless the caller
     gave them (or a ``norm``, which holds its own)."""
@@ -221,6 +228,7 @@ def plot(
     title: bool = True,
     scale_bar: bool = False,
     scale_bar_nm: Any = "auto",
+    nan_color: Any = "auto",
     figsize: tuple[float, float] | None = None,
     **imshow_kwargs: Any,
 ) -> Any:
@@ -243,6 +251,8 @@ def plot(
     colorbar, title, scale_bar
         Draw a colour bar (labelled ``"height (nm)"``), a title (channel and frame time),
         the exports' scale bar (``scale_bar_nm``: its length or ``"auto"``).
+    nan_color
+        Colour of NaN/inf pixels, as in the exports (``"auto"``: far from every colormap colour).
     figsize
         Size of a new figure, in inches.
     **imshow_kwargs
@@ -258,13 +268,14 @@ def plot(
     if isinstance(da, xr.DataArray) and DISTANCE in da.dims:
         if frame is not None or time is not None or col_wrap is not None:
             raise RenderError("frame=, time= and col_wrap= select frames of a stack; a kymograph is drawn whole")
-        return plot_kymograph(da, ax=ax, cmap=cmap, zmin=zmin, zmax=zmax, colorbar=colorbar, title=title, figsize=figsize, **imshow_kwargs)
+        return plot_kymograph(da, ax=ax, cmap=cmap, zmin=zmin, zmax=zmax, colorbar=colorbar, title=title, nan_color=nan_color, figsize=figsize,
+                              **imshow_kwargs)  # fmt: skip
     da = _frames(da)
     zmin, zmax = check_limits(zmin, zmax)
     for name, flag in (("colorbar", colorbar), ("title", title), ("scale_bar", scale_bar)):
         check_flag(name, flag)
     check_scale_bar_nm(scale_bar_nm)
-    cmap = colormap(cmap)
+    cmap = with_nan_colour(cmap, nan_color)
     indices, single = select_frames(da, frame, time)
     if col_wrap is not None and (isinstance(col_wrap, (bool, np.bool_)) or not isinstance(col_wrap, (int, np.integer)) or col_wrap < 1):
         raise RenderError(f"col_wrap must be a positive integer, got {col_wrap!r}")
@@ -329,12 +340,14 @@ def plot_kymograph(
     zmax: Any = "auto",
     colorbar: bool = True,
     title: bool = True,
+    nan_color: Any = "auto",
     figsize: tuple[float, float] | None = None,
     **pcolormesh_kwargs: Any,
 ) -> Any:
     """Draw a ``(time, distance)`` kymograph: time running downward (the first frame at the
     top, like the rows of a frame), distance across, the exports' colormap and z-scale,
-    axes labelled with units and a colour bar. Frame times need not be evenly spaced
+    axes labelled with units and a colour bar (NaN, outside the frame, in the exports' NaN
+    colour). Frame times need not be evenly spaced
     (each row spans halfway to its neighbours). Returns the ``QuadMesh``."""
     import matplotlib.pyplot as plt
 
@@ -355,7 +368,7 @@ def plot_kymograph(
         ax = plt.figure(figsize=figsize).gca() if figsize is not None else plt.gca()
     t_edges = _edges(model.times_s(loaded))
     d_edges = _edges(np.asarray(loaded.coords[DISTANCE].values, dtype=np.float64))
-    mesh = ax.pcolormesh(d_edges, t_edges, loaded.values, cmap=colormap(cmap), **{**clim, **pcolormesh_kwargs})
+    mesh = ax.pcolormesh(d_edges, t_edges, loaded.values, cmap=with_nan_colour(cmap, nan_color), **{**clim, **pcolormesh_kwargs})
     ax.set_ylim(t_edges[-1], t_edges[0])  # time downward
     ax.set_xlabel("distance (nm)")
     ax.set_ylabel("time (s)")
