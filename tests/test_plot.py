@@ -308,6 +308,9 @@ def test_scale_bar_has_the_exports_length(jpk, tmp_path):
         im = jpk.afm.plot(scale_bar=True, scale_bar_nm=1e5, figsize=(4, 4))
     (bar,) = _bars(im.axes)
     assert bar.txt_label.get_text() == "50 nm"
+    with pytest.warns(XafmWarning, match="does not fit") as caught:
+        grid = jpk.isel(time=[0, 0, 0]).afm.plot(frame=[0, 1, 2], scale_bar=True, scale_bar_nm=1e5)
+    assert len(caught) == 1 and [len(_bars(im.axes)) for im in grid.images] == [1, 1, 1]
 
 
 # --------------------------------------------------------------------------------------

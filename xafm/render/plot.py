@@ -179,7 +179,7 @@ def add_scale_bar(ax: Any, da: xr.DataArray, scale_bar_nm: Any = "auto") -> Any:
 
 
 def _draw(ax: Any, frame: xr.DataArray, values: np.ndarray, clim: dict[str, Any], cmap: Any, title: str | None,
-          scale_bar: bool, scale_bar_nm: Any, imshow_kwargs: dict[str, Any]) -> Any:  # fmt: skip
+          bar_nm: float | None, imshow_kwargs: dict[str, Any]) -> Any:  # fmt: skip
     options = {"cmap": cmap, "origin": "upper", "extent": extent_nm(frame), "aspect": "equal", "interpolation": "nearest", **clim}
     options.update(imshow_kwargs)
     if options.get("origin") != "upper":
@@ -189,8 +189,8 @@ def _draw(ax: Any, frame: xr.DataArray, values: np.ndarray, clim: dict[str, Any]
     ax.set_ylabel("y (nm)")
     if title:
         ax.set_title(title)
-    if scale_bar:
-        add_scale_bar(ax, frame, scale_bar_nm)
+    if bar_nm is not None:
+        add_scale_bar(ax, frame, bar_nm)
     return im
 
 
@@ -274,7 +274,7 @@ def plot(
     zmin, zmax = check_limits(zmin, zmax)
     for name, flag in (("colorbar", colorbar), ("title", title), ("scale_bar", scale_bar)):
         check_flag(name, flag)
-    check_scale_bar_nm(scale_bar_nm)
+    bar_nm = _scale_bar_nm(da, check_scale_bar_nm(scale_bar_nm)) if scale_bar else None  # once: one warning for a grid
     cmap = with_nan_colour(cmap, nan_color)
     indices, single = select_frames(da, frame, time)
     if col_wrap is not None and (isinstance(col_wrap, (bool, np.bool_)) or not isinstance(col_wrap, (int, np.integer)) or col_wrap < 1):
@@ -290,7 +290,7 @@ def plot(
         if ax is None:
             ax = plt.figure(figsize=figsize).gca() if figsize is not None else plt.gca()
         im = _draw(ax, loaded.isel(time=0), loaded.values[0], clim, cmap, f"{channel}, t = {time_label(times[0])}" if title else None,
-                   scale_bar, scale_bar_nm, imshow_kwargs)  # fmt: skip
+                   bar_nm, imshow_kwargs)  # fmt: skip
         if colorbar:
             ax.figure.colorbar(im, ax=ax, label=label(da))
         return im
@@ -308,7 +308,7 @@ def plot(
             panel.set_visible(False)
             continue
         images.append(_draw(panel, loaded.isel(time=k), loaded.values[k], clim, cmap, f"t = {time_label(times[k])}" if title else None,
-                            scale_bar, scale_bar_nm, imshow_kwargs))  # fmt: skip
+                            bar_nm, imshow_kwargs))  # fmt: skip
         if k % cols:
             panel.set_ylabel("")
         if k < n - cols:
