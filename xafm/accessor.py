@@ -160,6 +160,11 @@ class AfmAccessor:
     def select_frames(self, keep_indices: Any) -> xr.DataArray:
         return processing.select_frames(self._obj, keep_indices)
 
+    # -- pictures and lines: plots, profiles, kymographs (docs/data-model.md, "Orientation and plots") --
+    plot = _Delegate(function=("xafm.render.plot", "plot"))
+    profile = _Delegate(function=("xafm.processing.profile", "profile"))
+    kymograph = _Delegate(function=("xafm.processing.profile", "kymograph"))
+
     # -- writers: the format modules' own (docs/formats.md, docs/animation.md) ----------
     to_h5 = _Delegate(format="h5")
     to_npz = _Delegate(format="npz")
