@@ -296,12 +296,13 @@ def _frame(rows: list[dict[str, Any]], root: Path) -> Any:
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df = df.sort_values("path", kind="stable", ignore_index=True)
     for name in ("format", "channel", "channels", "other_dims", "warnings", "error", "problem"):
-        df[name] = df[name].fillna("").astype(str)
+        df[name] = pd.Series(["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[name]], dtype=object).astype(str)
     for name in ("frames", "ny", "nx"):
         df[name] = df[name].astype("Int64")
     for name in ("height_nm", "width_nm", "pixel_y_nm", "pixel_x_nm", "duration_s"):
         df[name] = df[name].astype("float64")
-    df["date"] = pd.to_datetime(df["date"].astype("float64"), unit="ms", utc=True)
+    # start_epoch_ms is in ms: what floats add below that is noise
+    df["date"] = pd.to_datetime(df["date"].astype("float64"), unit="ms", utc=True).dt.round("ms").astype("datetime64[ns, UTC]")
     df.attrs["folder"] = os.path.abspath(root)
     return df
 
