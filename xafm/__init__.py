@@ -135,7 +135,7 @@ def formats_table() -> list[dict[str, Any]]:
 def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False) -> Any:
     """One row per file xafm reads in ``folder``, from the headers only, as a pandas
     DataFrame (path, format, channels, frames, size in px and nm, pixel size, date,
-    duration; unreadable files with their error); docs/index.md."""
+    duration; unreadable files with their error); docs/folder-index.md."""
     from .folder_index import index as _index
 
     return _index(folder, recursive, unknown=unknown)

@@ -1,5 +1,5 @@
 """A folder index: one row per file xafm reads, from the files' headers only
-(``xafm.index(folder)``, ``xafm index FOLDER``; docs/index.md).
+(``xafm.index(folder)``, ``xafm index FOLDER``; docs/folder-index.md).
 
 Each file is opened the way ``xafm.open(path, chunks={})`` opens it, but through the
 format table directly (:func:`xafm.registry.open_dataset`): the reader parses the header
@@ -26,7 +26,7 @@ import numpy as np
 from .core import conventions, model
 from .exceptions import FileError, SpecialFileError, XafmError, XafmWarning
 
-#: The columns of an index, in order (docs/index.md says what each holds).
+#: The columns of an index, in order (docs/folder-index.md says what each holds).
 COLUMNS = (
     "path", "format", "channel", "channels", "frames", "ny", "nx", "height_nm", "width_nm",
     "pixel_y_nm", "pixel_x_nm", "other_dims", "date", "duration_s", "warnings", "error", "problem",
@@ -117,10 +117,10 @@ def _list_folder(walk: _Walk, folder: Path, *, top: bool = False) -> None:
                 # video is a folder of separate files: list them too, when recursing
                 if not opened and walk.recursive and not registry.named(path) and not entry.is_symlink():
                     subfolders.append(path)
-            elif walk.recursive and not entry.is_symlink():
-                subfolders.append(path)
-            else:
+            elif not walk.recursive:
                 walk.not_searched += 1
+            elif not entry.is_symlink():  # links to folders are not followed: no loops
+                subfolders.append(path)
         elif os.path.abspath(path) in walk.claimed:
             continue
         elif not entry.is_file():
@@ -358,7 +358,7 @@ def to_table(df: Any, width: int = 60) -> str:
     note = f"({skipped} subfolder{'s' * (skipped != 1)} not searched: --recursive lists their files)" if skipped else ""
     if df.empty:
         return "\n".join(filter(None, ["(no files xafm reads here)", note]))
-    header = ("path", "format", "channel", "frames", "px", "nm", "pixel nm", "other dims", "date (UTC)", "duration s", "note")
+    header = ("path", "format", "channel", "frames", "size px", "size nm", "pixel nm", "other dims", "date (UTC)", "duration s", "note")
     lines = [header] + [_table_row(row, width) for row in df.to_dict(orient="records")]
     cols = [c for c in range(len(header)) if any(line[c] != "-" for line in lines[1:]) or c < 2]
     widths = {c: max(len(line[c]) for line in lines) for c in cols}

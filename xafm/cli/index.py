@@ -1,5 +1,5 @@
 """``xafm index FOLDER``: one row per file xafm reads, from the headers only, as an aligned
-table, CSV or JSON (docs/index.md)."""
+table, CSV or JSON (docs/folder-index.md)."""
 
 from __future__ import annotations
 
