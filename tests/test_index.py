@@ -323,6 +323,33 @@ def test_a_folder_of_frames_is_one_row(tmp_path):
     assert df.iloc[0]["format"] == "folder" and df.iloc[0]["frames"] == 3
 
 
+def test_a_folder_of_separate_images_is_a_row_and_with_recursive_its_files(tmp_path):
+    """Two .jpk scans of different sizes: the frame-folder format claims the folder, which
+    does not open as one video; its row says why, and --recursive lists the scans."""
+    day = tmp_path / "day1"
+    day.mkdir()
+    (day / "a.jpk").symlink_to(shared_file("afm", "sample_0.jpk"))
+    (day / "b.jpk-qi-image").symlink_to(shared_file("afm", "sample_0.jpk-qi-image"))
+    flat = xafm.index(tmp_path)
+    assert list(flat["path"]) == ["day1"] and flat.iloc[0]["format"] == "folder"
+    assert flat.iloc[0]["error"] == "CorruptFileError" and "day1/b.jpk-qi-image" in flat.iloc[0]["problem"]
+    deep = xafm.index(tmp_path, recursive=True)
+    assert list(deep["path"]) == ["day1", "day1/a.jpk", "day1/b.jpk-qi-image"]
+    assert list(deep["ny"][1:]) == [256, 100]
+
+
+def test_a_file_whose_channels_cannot_be_listed_keeps_its_row(tmp_path, monkeypatch):
+    (tmp_path / "a.sxm").symlink_to(shared_file("afm", "pyspm_test.sxm"))
+
+    def refuse(path):
+        raise xafm.CorruptFileError(path, "no channel list here")
+
+    monkeypatch.setattr(registry, "channels", refuse)
+    row = xafm.index(tmp_path).iloc[0]
+    assert row["error"] == "" and row["ny"] == 256 and row["channels"] == ""
+    assert "channels could not be listed (CorruptFileError: no channel list here)" in row["warnings"]
+
+
 @pytest.mark.parametrize("companion", [True, False], ids=["companion", "members-only"])
 def test_a_multi_file_ome_tiff_set_is_one_row(tmp_path, companion):
     sample = next(s for s in samples.SAMPLES if s.id == ("omeset.companion.ome" if companion else "omeset_1.ome.tif"))

@@ -31,6 +31,9 @@ COLUMNS = (
     "path", "format", "channel", "channels", "frames", "ny", "nx", "height_nm", "width_nm",
     "pixel_y_nm", "pixel_x_nm", "other_dims", "date", "duration_s", "warnings", "error", "problem",
 )  # fmt: skip
+#: What a file can be told to be: xafm's errors, a missing optional package, the system's
+#: errors. Anything else is a bug in xafm and stops the index.
+VERDICTS = (XafmError, ImportError, OSError)
 #: The error of a file no format claims, listed only with ``unknown=True``.
 UNKNOWN = "not a file xafm reads (no format claims its name or content)"
 
@@ -168,14 +171,21 @@ def _add_file(walk: _Walk, path: Path) -> bool:
         try:
             fmt = registry.find(path)
             ds = registry.open_dataset(path)
-            names = registry.channels(path)
-        except (XafmError, ImportError, OSError) as exc:
+        except VERDICTS as exc:
             row = _problem(rel, _format_name(path), type(exc).__name__, _reason(exc, path, walk.root))
             opened = False
         else:
+            try:
+                names = registry.channels(path)
+            except VERDICTS as exc:  # the file opened: its row stands, without the list
+                names = []
+                warnings.warn(f"the channels could not be listed ({type(exc).__name__}: {_reason(exc, path, walk.root)})", XafmWarning, stacklevel=1)
             row = _describe(rel, fmt.name, ds, names)
             opened = True
-            _claim_set_members(walk, path, ds)
+            try:
+                _claim_set_members(walk, path, ds)
+            except VERDICTS:  # the set's members are then listed one by one
+                pass
     notes = (_reason(w.message, path, walk.root) for w in caught if issubclass(w.category, XafmWarning))
     row["warnings"] = "; ".join(dict.fromkeys(notes))
     for w in caught:  # other libraries' warnings are not the index's to keep
