@@ -338,6 +338,17 @@ def test_a_folder_of_separate_images_is_a_row_and_with_recursive_its_files(tmp_p
     assert list(deep["ny"][1:]) == [256, 100]
 
 
+def test_an_impossible_start_date_is_unknown_not_the_end_of_the_index(tmp_path):
+    """A header's date past what a date can be (here 1e20 ms) must not stop the index."""
+    for name, ms in (("lying.h5", 1e20), ("fine.h5", 1.5e12)):
+        da = xafm.stack(np.zeros((2, 3, 4), np.float32), pixel_size_nm=1.0, frame_metadata=[{"start_epoch_ms": ms, "frame_duration_s": 0.5}] * 2)
+        xafm.registry.write("h5", da, tmp_path / name)
+    df = xafm.index(tmp_path)
+    assert list(df["path"]) == ["fine.h5", "lying.h5"]
+    assert df["date"][0] == pd.Timestamp(1.5e12, unit="ms", tz="UTC") and pd.isna(df["date"][1])
+    assert list(df["duration_s"]) == [1.5, 1.5]  # times 0, 1 and the last frame's 0.5 s
+
+
 def test_a_file_whose_channels_cannot_be_listed_keeps_its_row(tmp_path, monkeypatch):
     (tmp_path / "a.sxm").symlink_to(shared_file("afm", "pyspm_test.sxm"))
 

@@ -84,7 +84,7 @@ def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: b
     if not root.is_dir():
         raise FileError(root, "not a folder (xafm info FILE describes one file)")
     walk = _Walk(root, recursive, unknown)
-    _list_folder(walk, root, top=True)
+    _list_folder(walk, root)
     df = _frame(walk.rows, root)
     df.attrs["folders_not_searched"] = walk.not_searched
     return df
@@ -98,13 +98,15 @@ def _entries(walk: _Walk, folder: Path) -> list[os.DirEntry[str]] | None:
         with os.scandir(folder) as it:
             found = [e for e in it if not e.name.startswith(".")]
     except OSError as exc:
+        if folder == walk.root:  # nothing indexed: the command fails
+            raise FileError(folder, f"cannot list the folder: {exc.strerror or exc}") from None
         walk.rows.append(_problem(walk.rel(folder) + "/", "", type(exc).__name__, exc.strerror or str(exc)))
         return None
     # the companion of a multi-file OME-TIFF set before its members, so it is the set's row
     return sorted(found, key=lambda e: (not e.name.lower().endswith(".companion.ome"), e.name))
 
 
-def _list_folder(walk: _Walk, folder: Path, *, top: bool = False) -> None:
+def _list_folder(walk: _Walk, folder: Path) -> None:
     from . import registry
 
     entries = _entries(walk, folder)
@@ -226,9 +228,9 @@ def _claim_set_members(walk: _Walk, path: Path, ds: Any) -> None:
     acq = model.acquisition(next(iter(ds.data_vars.values())))
     if not isinstance(acq.get("ome_set"), dict):
         return
-    from .formats.ometiff import _describe  # the set's members, headers only
+    from .formats.ometiff import _describe as describe_ome  # the set's members, headers only
 
-    the_set = _describe(os.path.abspath(path)).get("set")
+    the_set = describe_ome(os.path.abspath(path)).get("set")
     if the_set is not None:
         walk.claimed.update(the_set.members)
         walk.claimed.add(os.path.abspath(the_set.xml_path))
@@ -282,9 +284,15 @@ def _one(da: Any, name: str, i: int) -> float:
         return math.nan
 
 
+#: Dates a DataFrame holds (``datetime64[ns]``: 1677 to 2262), in ms since the epoch.
+LATEST_MS = 9.2e12
+
+
 def _start_ms(da: Any) -> float:
-    """The first frame's ``start_epoch_ms`` (the data model's absolute start time)."""
-    return _one(da, "start_epoch_ms", 0)
+    """The first frame's ``start_epoch_ms`` (the data model's absolute start time); a
+    value no date can be (a lying header) is unknown rather than the end of the index."""
+    ms = _one(da, "start_epoch_ms", 0)
+    return ms if abs(ms) < LATEST_MS else math.nan
 
 
 def _duration_s(da: Any) -> float:
