@@ -243,6 +243,23 @@ def test_table_is_aligned_and_readable(tmp_path, capsys):
     assert "CorruptFileError: file is truncated" in bad
 
 
+def test_the_picture_in_the_docs_is_the_index_of_shared_data(shared):
+    """docs/folder-index.md shows ``xafm index ../shared/data --recursive``: its rows are
+    today's (path, format, frames, size in px; the notes may change with the readers)."""
+    import re
+
+    df, _ = shared
+    text = (ROOT / "docs" / "folder-index.md").read_text()
+    block = re.search(r"```text\n(path .*?)```", text, re.S).group(1).strip().splitlines()
+    now = folder_index.to_table(df).splitlines()
+
+    def key(line: str) -> tuple[str, ...]:
+        cells = re.split(r"\s{2,}", line.strip())
+        return cells[0], cells[1], cells[3], cells[4]
+
+    assert [key(line) for line in block] == [key(line) for line in now]
+
+
 # --------------------------------------------------------------------------------------
 # folders made for the purpose
 # --------------------------------------------------------------------------------------
