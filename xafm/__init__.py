@@ -60,6 +60,7 @@ __all__ = [
     "__version__",
     "channels",
     "formats_table",
+    "index",
     "open",
     "stack",
 ]
@@ -129,3 +130,12 @@ def formats_table() -> list[dict[str, Any]]:
         {"name": f.name, "description": f.description, "suffixes": f.suffixes, "read": f.can_read, "write": f.can_write, "lazy": f.lazy}
         for f in registry.table().values()
     ]
+
+
+def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False) -> Any:
+    """One row per file xafm reads in ``folder``, from the headers only, as a pandas
+    DataFrame (path, format, channels, frames, size in px and nm, pixel size, date,
+    duration; unreadable files with their error); docs/folder-index.md."""
+    from .folder_index import index as _index
+
+    return _index(folder, recursive, unknown=unknown)

@@ -79,7 +79,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import convert, process
+    from . import convert, index, process
     from .messages import Parser
 
     p = Parser(prog="xafm", description="AFM stacks and HS-AFM videos as labeled arrays")
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     process.add_parser(sub)
     convert.add_parser(sub)
+    index.add_parser(sub)
     return p
 
 
