@@ -1,5 +1,5 @@
-"""The ``xafm`` command line: ``demo``, ``info``, ``process`` (a pipeline, then exports)
-and ``convert`` (exports only)."""
+"""The ``xafm`` command line: ``demo``, ``info``, ``process`` (a pipeline, then exports),
+``convert`` (exports only) and ``index`` (one row per file of a folder, headers only)."""
 
 from __future__ import annotations
 
