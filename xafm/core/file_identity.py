@@ -19,11 +19,12 @@ number, size and time come from the server and agree.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as _dt
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -85,6 +86,19 @@ def check_unchanged(path: str, recorded: FileIdentity | None) -> None:
     problem = change(recorded, FileIdentity.of(path))
     if problem is not None:
         raise FileChangedError(path, f"the file changed since it was opened: {problem}; reading on would mix two versions, open it again")
+
+
+@contextlib.contextmanager
+def unchanged_while(path: str, recorded: FileIdentity | None) -> Iterator[None]:
+    """Check ``path`` against ``recorded`` before and after a block that reads it; a block
+    that fails while the file changed raises :class:`FileChangedError` instead."""
+    check_unchanged(path, recorded)
+    try:
+        yield
+    except Exception:
+        check_unchanged(path, recorded)
+        raise
+    check_unchanged(path, recorded)
 
 
 _IN_ONE_VERSION: contextvars.ContextVar[bool] = contextvars.ContextVar("xafm_in_one_version", default=False)

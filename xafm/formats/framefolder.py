@@ -21,7 +21,7 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..core.file_identity import FileIdentity, check_unchanged
+from ..core.file_identity import FileIdentity, unchanged_while
 from ..core.lazy import LazyArray, outer_index
 from ..exceptions import CorruptFileError, XafmWarning
 
@@ -105,10 +105,9 @@ class FolderFramesArray(LazyArray):
         frames = []
         for i in np.atleast_1d(idx):
             file = self.paths[int(i)]
-            check_unchanged(file, self.members.get(file))
-            ds = read(file, channel=self.channel)
-            values = np.asarray(next(iter(ds.data_vars.values())).values)
-            check_unchanged(file, self.members.get(file))
+            with unchanged_while(file, self.members.get(file)):
+                ds = read(file, channel=self.channel)
+                values = np.asarray(next(iter(ds.data_vars.values())).values)
             if values.shape[1:] != self.shape[1:]:
                 raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
             frames.append(values[0])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.file_identity import FileIdentity, check_unchanged
+from ...core.file_identity import FileIdentity, unchanged_while
 from ...core.lazy import LazyArray, RawFramesArray, outer_index
 from ...exceptions import CorruptFileError
 
@@ -162,9 +162,7 @@ class TiffPlanesArray(LazyArray):
         for file, items in by_file.items():
             if file != self.path and not os.path.isfile(file):
                 raise CorruptFileError(self.path, f"the set's member {file} is missing (moved or deleted after the set was opened)")
-            member = self.members.get(file)
-            check_unchanged(file, member)
-            with tifffile.TiffFile(file, _multifile=False) as tf:
+            with unchanged_while(file, self.members.get(file)), tifffile.TiffFile(file, _multifile=False) as tf:
                 for i, index in items:
                     page = tf.pages[index]
                     try:
@@ -175,7 +173,6 @@ class TiffPlanesArray(LazyArray):
                         raise CorruptFileError(self.path, f"member {file} of the set: {exc.problem}") from None
                     arr = page.asarray()
                     out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
-            check_unchanged(file, member)
         return out.reshape(np.shape(grid) + page_out)
 
 
