@@ -258,6 +258,14 @@ def test_a_read_that_fails_because_the_file_changed_says_so(tmp_path, monkeypatc
         _ = lazy[1].values
 
 
+def test_a_deleted_file_is_refused_as_changed(tmp_path):
+    v = Versions("h5", tmp_path)
+    lazy = xafm.open(v.path, chunks={"time": 1})
+    v.path.unlink()
+    with pytest.raises(xafm.FileChangedError, match="no longer at this path"):
+        _ = lazy[1].values
+
+
 def test_a_symlink_pointed_at_another_version_is_refused(tmp_path):
     v = Versions("npz", tmp_path)
     link = tmp_path / "link.npz"

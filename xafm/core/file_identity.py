@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..exceptions import FileChangedError
+from ..exceptions import FileChangedError, is_own_bug
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attem
                 continue
             except Exception as exc:
                 after = FileIdentity.of(path)
-                if after == before or before is None:
+                if after == before or before is None or is_own_bug(exc) or isinstance(exc, ImportError):
                     raise
                 if last:
                     raise FileChangedError(path, f"the file changed while it was being read ({change(before, after)}), and the read failed: {exc}") from exc
