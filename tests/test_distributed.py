@@ -215,3 +215,19 @@ def test_animation_writer_on_cluster_matches_threaded(kind, client, source, tmp_
     assert len(got) == len(want) == SHAPE[0]
     same = [bool(np.array_equal(a, b)) for a, b in zip(got, want)]  # booleans: no multi-MB assertion diff
     assert all(same), f"frames {[i for i, ok in enumerate(same) if not ok]} differ"
+
+
+def test_a_file_replaced_under_a_cluster_fails_the_compute(client, tmp_path):
+    """The workers check the file they open against the identity the client recorded at
+    open (docs/guarantees.md, "Reading while a file is replaced"): a replaced input fails
+    the computation, it never gives the new file's values."""
+    data = np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
+    path = xafm.stack(data, pixel_size_nm=1.0).afm.to_h5(tmp_path / "s.h5")
+    lazy = xafm.open(path, chunks={"time": 1})
+    with get_task_stream(client) as ts:
+        np.testing.assert_array_equal(lazy.values, data)
+    assert ts.data  # read on the workers
+    xafm.stack(data + 100, pixel_size_nm=1.0).afm.to_h5(tmp_path / "new.h5")
+    (tmp_path / "new.h5").replace(path)
+    with pytest.raises(xafm.FileChangedError, match="replaced"):
+        _ = lazy.values

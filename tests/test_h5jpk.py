@@ -362,7 +362,7 @@ def test_file_changed_after_opening(tmp_path, rng):
     lazy = xafm.open(p, chunks={})
     with h5py.File(p, "r+") as f:
         f["Measurement_000/Channel_000/Height"].resize((20, 2))
-    with pytest.raises(CorruptFileError, match="changed since"):
+    with pytest.raises(xafm.FileChangedError, match="changed since"):
         _ = lazy.values
 
 

@@ -82,19 +82,29 @@ def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | Non
     **options
         The options the file's reader declares (``docs/formats.md``); any other is an
         ``UnknownOptionError`` naming them.
+
+    A file that another process replaces or rewrites while it is read is read again, so
+    that ``chunks=None`` gives values and coordinates all of one version; a lazy stack
+    raises ``FileChangedError`` when its file changed (``docs/guarantees.md``).
     """
+    from .core.file_identity import one_version
     from .xarray_plugin import XafmBackendEntrypoint
 
     if channel is not None:
         options["channel"] = channel
-    with warnings.catch_warnings():
-        # xarray warns when chunks split the preferred chunks; xafm warns only when they
-        # split what the file stores as one chunk (_warn_if_split)
-        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks", category=UserWarning)
-        da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **options)
-    if chunks is None:
-        return da.load()
-    _warn_if_split(da, path)
+
+    def attempt() -> xr.DataArray:
+        with warnings.catch_warnings():
+            # xarray warns when chunks split the preferred chunks; xafm warns only when they
+            # split what the file stores as one chunk (_warn_if_split)
+            warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks", category=UserWarning)
+            da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **options)
+        # eager: the metadata pass and this data pass must be of one version (retried if not)
+        return da.load() if chunks is None else da
+
+    da = one_version(path, attempt)
+    if chunks is not None:
+        _warn_if_split(da, path)
     return da
 
 

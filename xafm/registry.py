@@ -23,6 +23,7 @@ import xarray as xr
 
 from .core import chunks
 from .core.contract import Format, Probe, check_options
+from .core.file_identity import one_version
 from .exceptions import (
     FormatError,
     SuffixMismatchError,
@@ -224,7 +225,16 @@ def find(path: str | os.PathLike[str]) -> Format:
 # --------------------------------------------------------------------------------------
 def open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
     """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine, with
-    preferred chunks declared on every lazy variable."""
+    preferred chunks declared on every lazy variable.
+
+    All of it is read from one version of the file: when the file changes while it is
+    opened (another process replaces or rewrites it), the open is done again
+    (``core.file_identity.one_version``); the lazy arrays check that version on every read.
+    """
+    return one_version(path, lambda: _open_dataset(path, **options))
+
+
+def _open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
     fmt = find(path)
     assert fmt.read is not None
     check_options(fmt.read, options, f"the {fmt.description} reader")

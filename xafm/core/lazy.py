@@ -2,7 +2,11 @@
 
 A :class:`LazyArray` keeps only a path and offsets, never an open file handle: each read
 opens the file, reads what was asked and closes it. That makes the arrays picklable (dask
-can ship them to distributed workers) and thread-safe without a lock of their own.
+can ship them to distributed workers) and thread-safe without a lock of their own. Since
+the file is reopened by path, the array also keeps the file's identity from when it was
+made (``core.file_identity``) and checks it before and after every read, so a file
+replaced, rewritten or truncated meanwhile raises ``FileChangedError`` instead of mixing
+two versions.
 They implement xarray's ``BackendArray`` protocol (explicit, outer indexing) and plain
 ``arr[slices]`` indexing for ``dask.array.from_array``.
 """
@@ -17,6 +21,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..exceptions import CorruptFileError, reading
+from .file_identity import FileIdentity, check_unchanged
 
 #: An outer index: one int, slice or integer array per dimension.
 Key = tuple[Any, ...]
@@ -36,11 +41,38 @@ class LazyArray(BackendArray):
 
     ``_read`` receives a tuple of ints, slices and integer arrays (outer indexing) with one
     entry per dimension and returns a numpy array.
+
+    Setting ``path`` records the file's identity (:attr:`opened`); every read checks that
+    the file at ``path`` still has it. An array that reads through another one takes that
+    one's path and identity with :meth:`reads_through`.
     """
 
     shape: tuple[int, ...]
     dtype: np.dtype
-    path: str
+    #: The identity of the file when the array was made; None: nothing on disk to check.
+    opened: FileIdentity | None = None
+    #: The array this one reads through (:meth:`reads_through`), which does the checking.
+    _through: LazyArray | None = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @path.setter
+    def path(self, value: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(value)
+        self.opened = FileIdentity.of(self._path)
+
+    def reads_through(self, base: LazyArray) -> None:
+        """Read ``base``'s file as ``base`` knows it: its path, and its check of what changed."""
+        self._path, self.opened, self._through = base.path, base.opened, base
+
+    def check_unchanged(self) -> None:
+        """Raise ``FileChangedError`` if the file is no longer the one the array was made on."""
+        if self._through is not None:
+            self._through.check_unchanged()
+        else:
+            check_unchanged(self.path, self.opened)
 
     @property
     def ndim(self) -> int:
@@ -57,9 +89,17 @@ class LazyArray(BackendArray):
         return self._read_checked(_normalise_key(key, self.shape))
 
     def _read_checked(self, key: Key) -> np.ndarray:
-        """Every read goes through here: a damaged file gives a ``CorruptFileError``."""
-        with reading(self.path, "reading data"):
-            out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
+        """Every read goes through here: a damaged file gives a ``CorruptFileError``, a
+        file that changed since the array was made (before the read, or during it: checked
+        after) a ``FileChangedError``."""
+        self.check_unchanged()
+        try:
+            with reading(self.path, "reading data"):
+                out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
+        except Exception:
+            self.check_unchanged()  # a read that failed because the file changed says so
+            raise
+        self.check_unchanged()
         return out
 
     def _read(self, key: Key) -> np.ndarray:  # pragma: no cover - abstract
@@ -187,6 +227,7 @@ class InMemoryArray(LazyArray):
 
     def __init__(self, path: str | os.PathLike[str], values: np.ndarray):
         self.path = os.fspath(path)
+        self.opened = None  # the values are in memory: one version, whatever the file does now
         self.values = np.asarray(values)
         self.shape = self.values.shape
         self.dtype = self.values.dtype
@@ -200,7 +241,8 @@ class DimView(LazyArray):
     (length 1) and the rest reordered: how readers map a file's dims onto xafm's order."""
 
     def __init__(self, base: LazyArray, base_dims: tuple[str, ...], out_dims: tuple[str, ...], fixed: dict[str, int] | None = None):
-        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.base, self.dtype = base, base.dtype
+        self.reads_through(base)
         self.base_dims, self.out_dims = tuple(base_dims), tuple(out_dims)
         self.fixed = dict(fixed or {})
         self.kept = [d for d in self.base_dims if d not in self.fixed]

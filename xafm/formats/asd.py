@@ -347,7 +347,8 @@ class _FrameHeaderField(LazyArray):
             frame_shape=(1, 1), raw_dtype=raw, frame_stride=stride,
             out_dtype=np.float64 if raw.kind == "f" else np.int64,
         )
-        self.path, self.dtype, self.shape = path, self.base.dtype, (int(n_frames),)
+        self.dtype, self.shape = self.base.dtype, (int(n_frames),)
+        self.reads_through(self.base)
 
     def _read(self, key: tuple) -> np.ndarray:
         return self.base._read((key[0], 0, 0))

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
+from ..core.file_identity import FileIdentity, unchanged_while
 from ..core.lazy import LazyArray, outer_index
 from ..exceptions import CorruptFileError, XafmWarning
 
@@ -82,10 +83,18 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
 
 
 class FolderFramesArray(LazyArray):
-    """Frame ``i`` is the single frame of file ``paths[i]``, read by that format's reader."""
+    """Frame ``i`` is the single frame of file ``paths[i]``, read by that format's reader.
 
-    def __init__(self, folder: str, fmt: str, paths: list[str], channel: str | None, frame_shape: tuple[int, int], dtype: np.dtype):
+    ``members`` holds each file's identity from before its metadata was read: a frame
+    whose file was replaced, rewritten or truncated since raises ``FileChangedError``.
+    """
+
+    def __init__(
+        self, folder: str, fmt: str, paths: list[str], channel: str | None, frame_shape: tuple[int, int], dtype: np.dtype,
+        members: dict[str, FileIdentity | None] | None = None,
+    ):
         self.path, self.fmt, self.paths, self.channel = folder, fmt, paths, channel
+        self.members = dict(members) if members is not None else {p: FileIdentity.of(p) for p in paths}
         self.shape = (len(paths),) + tuple(frame_shape)
         self.dtype = np.dtype(dtype)
 
@@ -95,8 +104,10 @@ class FolderFramesArray(LazyArray):
         idx = np.arange(self.shape[0])[key[0]]
         frames = []
         for i in np.atleast_1d(idx):
-            ds = read(self.paths[int(i)], channel=self.channel)
-            values = np.asarray(next(iter(ds.data_vars.values())).values)
+            file = self.paths[int(i)]
+            with unchanged_while(file, self.members.get(file)):
+                ds = read(file, channel=self.channel)
+                values = np.asarray(next(iter(ds.data_vars.values())).values)
             if values.shape[1:] != self.shape[1:]:
                 raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
             frames.append(values[0])
@@ -111,6 +122,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     fmt, files = frame_files(folder)
     frame_read = _frame_format(fmt).read
     assert frame_read is not None
+    members = {str(p): FileIdentity.of(p) for p in files}  # before any is read
     infos = []
     for p in files:
         ds = frame_read(str(p), channel=channel)
@@ -141,7 +153,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         times = (np.asarray([fm["start_epoch_ms"] for fm in frames_meta], dtype=np.float64) - frames_meta[0]["start_epoch_ms"]) / 1000.0
     else:
         times = np.arange(len(infos), dtype=np.float64)
-    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype)
+    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype, members)
     recs = [provenance.make_record("read", path=folder, format=NAME, reader=__name__, frame_format=fmt, files=len(infos), channel=channel)]
     attrs = model.user_attrs(var0)
     return model.assemble(

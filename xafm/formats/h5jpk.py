@@ -22,7 +22,7 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
-from ..exceptions import CorruptFileError, StackError, XafmWarning, reading
+from ..exceptions import CorruptFileError, FileChangedError, StackError, XafmWarning, reading
 from ._channels import pick_channel
 from ._hdf5 import HDF5_LOCK, identify_with, text_keys
 
@@ -340,7 +340,7 @@ class H5JPKFramesArray(LazyArray):
         with HDF5_LOCK, h5py.File(self.path, "r") as f:
             ds = f[self.dataset]
             if not isinstance(ds, h5py.Dataset) or ds.shape != (rows * cols, self.shape[0]):
-                raise CorruptFileError(self.path, f"{self.dataset} changed since the file was opened")
+                raise FileChangedError(self.path, f"{self.dataset} changed since the file was opened")
             raw = ds[s0 * cols : s1 * cols, t0:t1]
         block = raw.T.reshape(t1 - t0, s1 - s0, cols)
         if self.flip_y:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.file_identity import FileIdentity, unchanged_while
 from ...core.lazy import LazyArray, RawFramesArray, outer_index
 from ...exceptions import CorruptFileError
 
@@ -72,7 +73,8 @@ class RawOrPages3D(LazyArray):
     """A 2-D series (one plane) seen as one frame."""
 
     def __init__(self, base: LazyArray):
-        self.base, self.path, self.dtype = base, base.path, base.dtype
+        self.base, self.dtype = base, base.dtype
+        self.reads_through(base)
         self.shape = (1,) + tuple(base.shape[-2:])
 
     def _read(self, key: tuple) -> np.ndarray:
@@ -84,7 +86,7 @@ class Reshaped(LazyArray):
 
     def __init__(self, base: LazyArray, lead: tuple[int, ...], order: tuple[int, ...]):
         self.base, self.lead, self.order = base, lead, order
-        self.path = base.path
+        self.reads_through(base)
         self.dtype = base.dtype
         self.shape = tuple(lead[i] for i in order) + tuple(base.shape[1:])
 
@@ -110,7 +112,8 @@ class Squeezed(LazyArray):
     """T, 1, 1, Y, X seen as T, Y, X."""
 
     def __init__(self, full: Reshaped):
-        self.full, self.path, self.dtype = full, full.path, full.dtype
+        self.full, self.dtype = full, full.dtype
+        self.reads_through(full)
         self.shape = (full.shape[0],) + tuple(full.shape[3:])
 
     def _read(self, key: tuple) -> np.ndarray:
@@ -130,10 +133,17 @@ class TiffPlanesArray(LazyArray):
     def __init__(self, path: str, planes: list[tuple[str, int] | None], lead_shape: tuple[int, ...], page_shape: tuple[int, ...], dtype: Any):
         self.path = path
         self.planes = planes
+        # every file read is checked against its own identity when it is read
+        self.members = {src[0]: FileIdentity.of(src[0]) for src in planes if src is not None}
         self.lead_shape = tuple(int(n) for n in lead_shape)
         self.page_shape = tuple(int(n) for n in page_shape)
         self.shape = self.lead_shape + self.page_shape
         self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def check_unchanged(self) -> None:
+        """Nothing to check of the file opened as such: the planes asked for may all lie in
+        other members of its set (which may be all that is left); ``_read`` checks each
+        file it reads, before and after."""
 
     def _read(self, key: tuple) -> np.ndarray:
         import tifffile
@@ -152,7 +162,7 @@ class TiffPlanesArray(LazyArray):
         for file, items in by_file.items():
             if file != self.path and not os.path.isfile(file):
                 raise CorruptFileError(self.path, f"the set's member {file} is missing (moved or deleted after the set was opened)")
-            with tifffile.TiffFile(file, _multifile=False) as tf:
+            with unchanged_while(file, self.members.get(file)), tifffile.TiffFile(file, _multifile=False) as tf:
                 for i, index in items:
                     page = tf.pages[index]
                     try:

@@ -69,7 +69,8 @@ class _Window(LazyArray):
 
     def __init__(self, source: ZarrArraySource, t0: int, n: int, ny: int, nx: int):
         self.source, self.t0 = source, t0
-        self.path, self.dtype, self.shape = source.path, source.dtype, (n, ny, nx)
+        self.dtype, self.shape = source.dtype, (n, ny, nx)
+        self.reads_through(source)
 
     def _read(self, key: tuple) -> np.ndarray:
         kt = key[0]

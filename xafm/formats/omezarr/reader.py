@@ -18,7 +18,7 @@ import xarray as xr
 from ...core import chunks as chunking
 from ...core import conventions, model, provenance
 from ...core.lazy import LazyArray
-from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from ...exceptions import ChannelError, CorruptFileError, FileChangedError, FormatError, XafmWarning
 from . import ngff
 from .geometry import is_int
 from .layout import NAME, join
@@ -34,6 +34,11 @@ class ZarrArraySource(LazyArray):
     ``layout`` gives, per output dim, the stored axis it shows or ``None`` for a new
     length-1 axis; ``fixed`` pins stored axes to one index; ``shape`` may be shorter than
     the stored array along an axis (frames an interrupted append left beyond the metadata).
+
+    The store counts as changed (``FileChangedError``) when its folder is another folder
+    (the base class checks its identity) or the array is no longer the one opened: another
+    dtype, another frame shape, or fewer frames. More frames (an append) are not a change:
+    the frames this array shows are still the ones it was opened on.
     """
 
     def __init__(self, root: str, component: str, shape: tuple[int, ...], dtype: Any, *, layout: tuple | None = None, fixed: Mapping[int, int] | None = None, out_dtype: Any = None):
@@ -44,7 +49,18 @@ class ZarrArraySource(LazyArray):
         self.stored_ndim = len([a for a in self.layout if a is not None]) + len(self.fixed)
         self.shape = tuple(int(shape[a]) if a is not None else 1 for a in self.layout)
         self.stored_dtype = np.dtype(dtype)
+        self.stored_shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(out_dtype) if out_dtype is not None else native(dtype)
+
+    def _check_same_array(self, arr: Any) -> None:
+        shape = tuple(int(s) for s in arr.shape)
+        same = np_dtype(arr) == self.stored_dtype and len(shape) == len(self.stored_shape) and shape[1:] == self.stored_shape[1:]
+        if not same or shape[0] < self.stored_shape[0]:
+            raise FileChangedError(
+                self.path,
+                f"the store changed since it was opened: its array {self.component!r} was {self.stored_dtype} "
+                f"{self.stored_shape}, it is {np_dtype(arr)} {shape}; reading on would mix two versions, open it again",
+            )
 
     def _read(self, key: tuple) -> np.ndarray:
         stored: list[Any] = [None] * self.stored_ndim
@@ -73,6 +89,7 @@ class ZarrArraySource(LazyArray):
                     shape.append(len(np.arange(self.shape[o])[k]) if isinstance(k, slice) else len(k))
             return np.empty(shape, self.dtype)
         arr = open_array(self.path, self.component)
+        self._check_same_array(arr)
         data = np.asarray(arr.oindex[tuple(stored)])
         present = [ax for ax in range(self.stored_ndim) if not is_int(stored[ax])]
         want = [ax for o, ax in enumerate(self.layout) if ax is not None and not is_int(key[o])]
