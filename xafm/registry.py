@@ -21,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-from .core import chunks
+from .core import chunks, output
 from .core.contract import Format, Probe, check_options
 from .exceptions import (
     FormatError,
@@ -225,6 +225,7 @@ def find(path: str | os.PathLike[str]) -> Format:
 def open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
     """The lazy one-variable Dataset behind ``xafm.open`` and the ``xafm`` engine, with
     preferred chunks declared on every lazy variable."""
+    output.recover(path)  # a folder replacement interrupted between its two renames
     fmt = find(path)
     assert fmt.read is not None
     check_options(fmt.read, options, f"the {fmt.description} reader")

@@ -78,12 +78,14 @@ def write(
     overwrite: bool = False,
     compression: str | None = None,
     compression_opts: Any = None,
+    fsync: bool = True,
 ) -> Path:
     """Write the stack as an HDF5 bundle.
 
     ``compression`` is None (default), ``"gzip"`` or ``"lzf"``. The default is uncompressed
     because AFM heights are noisy floats: gzip saves little on them and costs several
-    times the write time (see docs/formats.md).
+    times the write time (see docs/formats.md). ``fsync=False`` skips making the file
+    durable before it is reported written (for scratch output).
     """
     import h5py
 
@@ -92,7 +94,8 @@ def write(
     path = Path(path)
     content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
     _, n_y, n_x = content.data.shape
-    with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+    # locking=False: HDF5's own flock would clash with the temporary file's (core.leftovers)
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp, h5py.File(tmp, "w", locking=False) as f:
         scales = []
         for dimid, (dim, values, units) in enumerate(
             (
