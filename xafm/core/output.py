@@ -188,6 +188,19 @@ def _commit(tmp: Path, dest: Path, *, overwrite: bool, kind: OutputKind, fsync: 
             raise OutputExistsError(dest, "a folder appeared there while this file was being written; it was left as it was") from None
 
 
+def check_free_space(dest: Path, where: Path, needed: int) -> None:
+    """Refuse, before anything is written, an output of about ``needed`` bytes that the
+    file system holding ``where`` has no room for (for a writer whose library cannot fail
+    cleanly on a full disk). Another process filling the disk meanwhile is not caught."""
+    try:
+        st = os.statvfs(where)
+    except (OSError, AttributeError):  # no statvfs (Windows): nothing to check
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise WriteError(dest, f"not enough free space: the output needs about {needed / 2**20:.1f} MiB, the disk has {free / 2**20:.1f} MiB free")
+
+
 def _as_write_error(dest: Path, exc: BaseException, cleanup: str | None) -> WriteError:
     cause = exc.strerror if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, XafmError) else str(exc)
     note = f" (and the temporary output could not be removed: {cleanup})" if cleanup else ""
