@@ -10,6 +10,8 @@ Concurrent and killed writers are forked child processes, stopped at the final s
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -161,8 +163,19 @@ def test_two_processes_writing_one_new_destination(fmt, tmp_path, ctx):
     assert leftover_names(tmp_path) == []
 
 
+def _einval(*_args):
+    """``renameat2`` as a file system without its flags answers."""
+    ctypes.set_errno(errno.EINVAL)
+    return -1
+
+
+@pytest.mark.parametrize("flags", ["renameat2", "EINVAL"])
 @pytest.mark.parametrize("fmt", WRITERS)
-def test_a_destination_that_appears_during_the_write_is_never_replaced(fmt, tmp_path, monkeypatch):
+def test_a_destination_that_appears_during_the_write_is_never_replaced(fmt, flags, tmp_path, monkeypatch):
+    """Also where ``renameat2`` lacks its flags: files fall back to a hard link, folders
+    to a check then a rename."""
+    if flags == "EINVAL":
+        monkeypatch.setattr(renames, "_RENAMEAT2", _einval)
     path = dest_of(tmp_path, fmt)
     commit = output._commit
 
@@ -180,6 +193,11 @@ def test_a_destination_that_appears_during_the_write_is_never_replaced(fmt, tmp_
     assert str(path) in str(err.value)
     assert (path / "theirs.txt").read_text() == "theirs" if fmt in FOLDER_WRITERS else path.read_bytes() == b"theirs"
     assert leftover_names(tmp_path) == []
+    monkeypatch.setattr(output, "_commit", commit)
+    other = dest_of(tmp_path, fmt, "other")
+    write(fmt, stack(1), other)  # and without a rival: written, then replaced
+    write(fmt, stack(2), other, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other.name])
 
 
 @pytest.mark.parametrize("fmt", WRITERS)
