@@ -230,8 +230,16 @@ def test_the_sweep_leaves_what_is_not_a_stale_temporary_output(tmp_path):
     other.write_bytes(b"x")
     fifo = tmp_path / ".out.h5.abcdefabcd.xafm-tmp"  # a FIFO named like one: never opened blocking
     os.mkfifo(fifo)
+    foreign = tmp_path / ".out.h5.0123456789.xafm-tmp"  # another user's (when we may chown)
+    foreign.write_bytes(b"x")
+    kept = [other, fifo, path, foreign]
+    try:
+        os.chown(foreign, os.getuid() + 1, -1)
+    except (PermissionError, AttributeError):
+        foreign.unlink()
+        kept.remove(foreign)
     write("h5", stack(1), path)
-    assert other.exists() and fifo.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
 # --------------------------------------------------------------------------------------
