@@ -243,7 +243,6 @@ def atomic_output(
         elif fsync:
             durable.sync_fd(temp.fd)
         _commit(temp.path, dest, overwrite=overwrite, kind=kind, fsync=fsync)
-        _sync_parent(dest, created, fsync)
     except BaseException as exc:
         cleanup = leftovers.remove(temp.path)
         _remove_created(created)
@@ -252,6 +251,10 @@ def atomic_output(
         raise _as_write_error(dest, exc, cleanup) from exc
     finally:
         temp.close()
+    try:
+        _sync_parent(dest, created, fsync)
+    except OSError as exc:  # in place, but its name may not survive a power loss
+        raise WriteError(dest, f"was written, but syncing its folder to the disk failed: {exc.strerror or exc}") from exc
 
 
 def _start(dest: Path, kind: OutputKind) -> tuple[leftovers.Locked, list[Path]]:
