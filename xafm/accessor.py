@@ -175,16 +175,18 @@ class AfmAccessor:
     to_frames = _Delegate(format="png")
     preview = _Delegate(function=("xafm.animation", "preview"))
 
-    def export(self, folder: str | os.PathLike[str], name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+    def export(self, folder: str | os.PathLike[str], name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False,
+               fsync: bool = True) -> dict[str, Path]:  # fmt: skip
         """Write several formats at once as ``folder/name<suffix>``; returns format -> path.
 
         ``raw`` goes to the writers that take it (the file formats; animations render the
-        values as they are).
+        values as they are); ``fsync=False`` skips making the outputs durable (scratch).
         """
-        return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite)
+        return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite, fsync=fsync)
 
 
-def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False) -> dict[str, Path]:
+def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False,
+           fsync: bool = True) -> dict[str, Path]:  # fmt: skip
     if isinstance(fmts, str):
         fmts = [fmts]
     chosen = [registry.get(f, for_writing=True) for f in fmts]  # all checked before any write
@@ -198,5 +200,7 @@ def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: It
         options: dict[str, Any] = {"overwrite": overwrite}
         if "raw" in fmt.write_options():
             options["raw"] = raw
+        if "fsync" in fmt.write_options():
+            options["fsync"] = fsync
         out[fmt.name] = registry.write(fmt, da, path, **options)
     return out

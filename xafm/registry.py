@@ -21,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-from .core import chunks
+from .core import chunks, output
 from .core.contract import Format, Probe, check_options
 from .core.file_identity import one_version
 from .exceptions import (
@@ -230,7 +230,10 @@ def open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
     All of it is read from one version of the file: when the file changes while it is
     opened (another process replaces or rewrites it), the open is done again
     (``core.file_identity.one_version``); the lazy arrays check that version on every read.
+    A folder replacement that was interrupted between its two renames is first put right
+    (``core.output.recover``).
     """
+    output.recover(path)
     return one_version(path, lambda: _open_dataset(path, **options))
 
 

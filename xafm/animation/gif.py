@@ -222,7 +222,8 @@ def _gif_auto(indices: np.ndarray) -> list[Any]:
 
 
 def write_gif(
-    da: xr.DataArray, path: Path, *, fps: float, compression: str, render: RenderOptions | None, overwrite: bool, progress: Any, record: bool
+    da: xr.DataArray, path: Path, *, fps: float, compression: str, render: RenderOptions | None, overwrite: bool, progress: Any, record: bool,
+    fsync: bool = True,
 ) -> Path:
     """What :func:`to_gif` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance."""
@@ -245,7 +246,7 @@ def write_gif(
         i, frame = item
         return i, encoder(r.indices(frame, i, out=r.scratch("indices", r.shape)))  # the codes are new arrays
 
-    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fp:
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp, open(tmp, "wb") as fp:
         fp.write(_gif_header(width, height, r.palette))
         if record:  # before the frames (where readers look), after the z-scale pass the frames need anyway
             records = export_records(da, "gif", path, r, writer=__name__, fps=fps, compression=compression)
@@ -269,6 +270,7 @@ def to_gif(
     overwrite: bool = False,
     progress: Any = False,
     render: RenderOptions | None = None,
+    fsync: bool = True,
 ) -> Path:
     """Write an annotated, looping GIF of the stack, with its provenance in a comment.
 
@@ -288,8 +290,10 @@ def to_gif(
         Replace an existing file.
     progress
         True prints progress to stderr; a callable is called with ``(done, total)``.
+    fsync
+        Make the file durable before returning; False for scratch output.
     """
-    return write_gif(da, Path(path), fps=fps, compression=compression, render=render, overwrite=overwrite, progress=progress, record=True)
+    return write_gif(da, Path(path), fps=fps, compression=compression, render=render, overwrite=overwrite, progress=progress, record=True, fsync=fsync)
 
 
 FORMAT = Format(name="gif", description="animated GIF", suffixes=(".gif",), write=to_gif)

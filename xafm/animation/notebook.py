@@ -42,10 +42,10 @@ class Preview:
     def __repr__(self) -> str:
         return f"<xafm Preview: {self.n_frames} frames {self.size[0]}x{self.size[1]} at {self.fps:g} fps, {self.mimetype}, {len(self.data) / 1e6:.2f} MB>"
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, fsync: bool = True) -> Path:
         path = Path(path)
-        with atomic_output(path, overwrite=overwrite) as tmp:
-            tmp.write_bytes(self.data)
+        with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp:
+            tmp.write_bytes(self.data)  # in place: the temporary file is locked as it is
         return path
 
 
@@ -92,10 +92,10 @@ def preview(
     with tempfile.TemporaryDirectory(prefix="xafm-preview-") as d:
         path = Path(d) / f"preview.{fmt}"
         if fmt == "gif":
-            write_gif(da, path, fps=fps, compression="lzw", render=render, overwrite=True, progress=False, record=False)
+            write_gif(da, path, fps=fps, compression="lzw", render=render, overwrite=True, progress=False, record=False, fsync=False)
             mimetype = "image/gif"
         else:
-            write_video(da, path, fps=fps, codec=None, quality=DEFAULT_QUALITY, preset=None, render=render, overwrite=True, progress=False, record=False)
+            write_video(da, path, fps=fps, codec=None, quality=DEFAULT_QUALITY, preset=None, render=render, overwrite=True, progress=False, record=False, fsync=False)
             mimetype = "video/mp4"
         data = path.read_bytes()
     _, h, w = display_shape(int(da.sizes["y"]), int(da.sizes["x"]), model.pixel_size_nm(da), render.upscale)

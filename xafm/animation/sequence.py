@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ..core.contract import Format
-from ..core.output import atomic_output
+from ..core.output import OutputKind, atomic_output
 from ..exceptions import FormatError, RenderError
 from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, takes_render_options
@@ -31,6 +32,35 @@ from .record import PNG_KEYWORD, export_records, records_json
 FRAME_FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
 #: Bytes a JPEG COM segment holds (its length field is 16 bits and counts itself).
 JPEG_COMMENT_MAX_BYTES = 65533
+#: The names :func:`frame_names` gives.
+FRAME_NAME = re.compile(r".+_[0-9]{4,}\.(png|jpg)")
+#: Bytes of a frame's start in which its provenance is looked for (the PNG text chunk is
+#: before the image data; a JPEG comment segment is at most 64 KiB)
+_PROOF_BYTES = 2**17
+
+
+def _carries_provenance(path: Path) -> bool:
+    """Whether a frame file holds the provenance :func:`to_frames` puts in every frame."""
+    with open(path, "rb") as fh:
+        head = fh.read(_PROOF_BYTES)
+    if head.startswith(b"\x89PNG"):
+        return b"iTXt" + PNG_KEYWORD.encode("latin-1") + b"\x00" in head
+    return head.startswith(b"\xff\xd8") and b"\xff\xfe" in head and __name__.encode() in head
+
+
+def is_frame_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds only frames :func:`to_frames` wrote: regular files named
+    ``<prefix>_<number>.png|.jpg`` and no others, the first of them carrying xafm's
+    provenance. The only folder ``overwrite=True`` replaces."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    if not entries or not all(e.is_file(follow_symlinks=False) and FRAME_NAME.fullmatch(e.name) for e in entries):
+        return False
+    return _carries_provenance(Path(entries[0].path))
+
+
+#: What the frame writer replaces with ``overwrite=True``.
+FRAME_FOLDER = OutputKind("a folder of frames xafm wrote", folder=True, owns=is_frame_folder)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -99,6 +129,7 @@ def to_frames(
     overwrite: bool = False,
     progress: Any = False,
     render: RenderOptions | None = None,
+    fsync: bool = True,
 ) -> Path:
     """Write one annotated image per frame into a new folder (``frame_0000.png``, ...).
 
@@ -114,9 +145,11 @@ def to_frames(
     jpeg_quality
         1-100, for JPEG frames.
     overwrite
-        Replace an existing folder.
+        Replace an existing folder of frames xafm wrote (never another folder).
     progress
         True prints progress to stderr; a callable is called with ``(done, total)``.
+    fsync
+        Make every frame and the folder durable before returning; False for scratch output.
     """
     key = str(fmt).lower().lstrip(".")
     if key not in FRAME_FORMATS:
@@ -129,8 +162,7 @@ def to_frames(
     r = FrameRenderer(da, render, action="to_frames")
     names = frame_names(r.n, prefix, FRAME_FORMATS[key])
     bar = Progress(progress, r.n, f"frames {folder.name}")
-    with atomic_output(folder, overwrite=overwrite) as tmp:
-        tmp.mkdir()
+    with atomic_output(folder, overwrite=overwrite, kind=FRAME_FOLDER, fsync=fsync) as tmp:
         records = export_records(da, key, folder, r, writer=__name__, files=len(names), pattern=f"{prefix}_*{FRAME_FORMATS[key]}")
         png_chunks = png_text_chunk(PNG_KEYWORD, records_json(records)) if key == "png" else b""
         jpeg_comment = records_json(records, max_bytes=JPEG_COMMENT_MAX_BYTES, where=str(folder)) if key != "png" else b""

@@ -240,6 +240,7 @@ def write_video(
     overwrite: bool,
     progress: Any,
     record: bool,
+    fsync: bool = True,
 ) -> Path:
     """What :func:`to_video` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance."""
@@ -272,7 +273,7 @@ def write_video(
         idx = r.indices(frame, i, out=r.scratch("indices", r.shape))
         return r.yuv420(idx, out=r.scratch("yuv", (frame_bytes,))) if own_yuv else r.rgb0(idx)
 
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp:
         # started first: it loads while the renderer is set up and the z-scale pass runs
         with _FfmpegInput(path, [*command, os.fspath(tmp)], metadata=comment if record else None) as ffmpeg:
             if r is None:
@@ -298,6 +299,7 @@ def to_video(
     overwrite: bool = False,
     progress: Any = False,
     render: RenderOptions | None = None,
+    fsync: bool = True,
 ) -> Path:
     """Write an annotated video; the container follows the suffix.
 
@@ -322,10 +324,12 @@ def to_video(
         Replace an existing file.
     progress
         True prints progress to stderr; a callable is called with ``(done, total)``.
+    fsync
+        Make the file durable before returning; False for scratch output.
     """
     return write_video(
         da, Path(path), fps=fps, codec=codec, quality=quality, preset=preset, render=render,
-        overwrite=overwrite, progress=progress, record=True,
+        overwrite=overwrite, progress=progress, record=True, fsync=fsync,
     )  # fmt: skip
 
 

@@ -25,6 +25,8 @@ def add_output_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--channel", default=None)
     c.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     c.add_argument("--progress", action="store_true", help="show progress while writing")
+    c.add_argument("--no-fsync", dest="fsync", action="store_false",
+                   help="do not wait for the outputs to reach the disk (scratch output: faster, but a power loss can lose them)")
 
     # playNano's flag names; their defaults are RenderOptions' (one RenderOptions is made from them)
     render_defaults = RenderOptions()
@@ -98,12 +100,12 @@ def write_animations(da: Any, out: Path, name: str, args: argparse.Namespace, re
 
     written: dict[str, Path] = {}
     if args.make_gif:
-        written["gif"] = animation.to_gif(da, out / f"{name}.gif", fps=args.fps, compression=args.gif_compression, overwrite=args.overwrite, progress=args.progress, render=render)
+        written["gif"] = animation.to_gif(da, out / f"{name}.gif", fps=args.fps, compression=args.gif_compression, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
     for ext in video_formats(args.make_video):
-        written[ext] = animation.to_video(da, out / f"{name}.{ext}", fps=args.fps, overwrite=args.overwrite, progress=args.progress, render=render)
+        written[ext] = animation.to_video(da, out / f"{name}.{ext}", fps=args.fps, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
     if args.make_sequence:
         folder = sequence_folder or out / f"{name}_frames"
-        written["frames"] = animation.to_frames(da, folder, fmt=args.make_sequence, prefix=sequence_prefix, overwrite=args.overwrite, progress=args.progress, render=render)
+        written["frames"] = animation.to_frames(da, folder, fmt=args.make_sequence, prefix=sequence_prefix, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
     return written
 
 
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     name = spellings.output_name(args.output_name, args.input) if args.output_name else Path(args.input).name.split(".")[0]
     out = Path(args.output_folder)
     with progress(args.progress):
-        written = da.afm.export(out, name, formats, raw=args.raw, overwrite=args.overwrite) if formats else {}
+        written = da.afm.export(out, name, formats, raw=args.raw, overwrite=args.overwrite, fsync=args.fsync) if formats else {}
     written.update(write_animations(da, out, name, args, render))
     for fmt, path in written.items():
         print(f"{fmt}: {path}")

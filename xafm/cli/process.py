@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         if formats:
             # --raw: the data as read (playNano's processed['raw']), under the plain name
             raw = args.raw and "raw" in done.afm.layers
-            written.update(done.afm.export(out, name if args.raw else out_name, formats, raw=raw, overwrite=args.overwrite))
+            written.update(done.afm.export(out, name if args.raw else out_name, formats, raw=raw, overwrite=args.overwrite, fsync=args.fsync))
     written.update(convert.write_animations(done, out, out_name, args, render, sequence_folder=out / out_name, sequence_prefix=out_name))
     for step_name, params in steps:
         print(f"step: {step_name}" + (f" {params}" if params else ""))

@@ -24,7 +24,7 @@ import xarray as xr
 from ..core import chunks, conventions, model
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
-from ..core.output import atomic_output
+from ..core.output import atomic_output, check_free_space
 from ..exceptions import CorruptFileError, FormatError, XafmError
 from . import _bundle
 from ._hdf5 import HDF5_LOCK, H5DatasetArray, identify_with, stored_chunks
@@ -70,6 +70,21 @@ def _label(ds: Any, encoded: str) -> None:
         ds.attrs["long_name"] = name
 
 
+def _size_estimate(content: _bundle.BundleContent) -> int:
+    """Bytes a bundle takes at least: its arrays as stored, its JSON, and HDF5's own."""
+    frames = int(np.prod(content.data.shape))
+    texts = (content.frame_metadata_json, content.provenance_json, content.state_backups_json or "")
+    return frames * (4 * (1 + len(content.layers)) + len(content.masks)) + sum(len(t.encode("utf-8")) for t in texts) + 2**16
+
+
+def _with_room(dest: Path, tmp: Path, needed: int) -> Path:
+    """``tmp``, once the disk is known to have room for ``needed`` bytes: HDF5 (2.0, h5py
+    3.16) fails to close a file whose writes hit a full disk, and freeing its objects
+    afterwards crashes the interpreter, so a bundle that cannot fit is refused first."""
+    check_free_space(dest, tmp.parent, needed)
+    return tmp
+
+
 def write(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -78,12 +93,14 @@ def write(
     overwrite: bool = False,
     compression: str | None = None,
     compression_opts: Any = None,
+    fsync: bool = True,
 ) -> Path:
     """Write the stack as an HDF5 bundle.
 
     ``compression`` is None (default), ``"gzip"`` or ``"lzf"``. The default is uncompressed
     because AFM heights are noisy floats: gzip saves little on them and costs several
-    times the write time (see docs/formats.md).
+    times the write time (see docs/formats.md). ``fsync=False`` skips making the file
+    durable before it is reported written (for scratch output).
     """
     import h5py
 
@@ -92,7 +109,9 @@ def write(
     path = Path(path)
     content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
     _, n_y, n_x = content.data.shape
-    with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+    needed = _size_estimate(content)
+    # locking=False: HDF5's own flock would clash with the temporary file's (core.leftovers)
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp, h5py.File(_with_room(path, tmp, needed), "w", locking=False) as f:
         scales = []
         for dimid, (dim, values, units) in enumerate(
             (

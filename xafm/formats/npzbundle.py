@@ -62,12 +62,14 @@ def write(
     raw: bool = False,
     overwrite: bool = False,
     compress: bool = False,
+    fsync: bool = True,
 ) -> Path:
-    """Write the stack as an NPZ bundle (uncompressed by default, like ``np.savez``)."""
+    """Write the stack as an NPZ bundle (uncompressed by default, like ``np.savez``);
+    ``fsync=False`` skips making it durable before it is reported written (scratch output)."""
     path = Path(path)
     content = _bundle.bundle_content(da, raw=raw, fmt=NAME, path=path)
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_output(path, overwrite=overwrite) as tmp, zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp, zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
         _write_member(zf, "data", content.data, np.float32)
         for name, obj in content.layers.items():
             _write_member(zf, LAYER_KEY + name, obj, np.float32)

@@ -68,8 +68,10 @@ def write(
     raw: bool = False,
     overwrite: bool = False,
     bigtiff: bool | None = None,
+    fsync: bool = True,
 ) -> Path:
-    """Write the stack as OME-TIFF, one page per frame, streamed; BigTIFF when needed."""
+    """Write the stack as OME-TIFF, one page per frame, streamed; BigTIFF when needed;
+    ``fsync=False`` skips making it durable before it is reported written (scratch output)."""
     import tifffile
 
     path = Path(path)
@@ -112,7 +114,7 @@ def write(
         (TAG_PROVENANCE, 7, None, content.provenance_json.encode("utf-8"), True),
         (TAG_LAYERS, 7, None, layer_names, True),
     ]
-    with atomic_output(path, overwrite=overwrite) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff, byteorder="<") as tw:
+    with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff, byteorder="<") as tw:
         for i, (_, _, obj, dtype) in enumerate(series):
             tw.write(
                 in_memory_or_frames(obj, dtype),

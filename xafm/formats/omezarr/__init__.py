@@ -42,7 +42,7 @@ from typing import Any
 
 import xarray as xr
 
-from ...core import conventions
+from ...core import conventions, durable, output
 from ...core.contract import Format, Probe
 from ...exceptions import FormatError, StackError
 from . import append, geometry, ngff, reader, writer
@@ -105,6 +105,7 @@ def write(
     append_dim: str | None = None,
     overwrite: bool | None = None,
     raw: bool = False,
+    fsync: bool = True,
 ) -> Path:
     """Write (or append to) an OME-Zarr image; returns the path.
 
@@ -124,6 +125,9 @@ def write(
         ``True`` is ``mode="w"`` (the keyword the other writers use).
     raw
         Write the kept layer ``raw`` instead of the values.
+    fsync
+        Make the store durable (every file and folder synced) before returning; False
+        for scratch output.
     """
     spec = ngff.version_of(version)
     if overwrite and mode == "w-":
@@ -143,6 +147,7 @@ def write(
     n, ny, nx = (int(s) for s in content["data"].shape)
     shape = (n, ny, nx)
     path = Path(path).expanduser()
+    output.recover(path)  # a replacement interrupted between its two renames
     appending = mode == "a" and path.exists()
     if appending and append_dim is None:
         raise FormatError(f"{path} exists: mode='a' appends frames and needs append_dim='time' (or use mode='w' to replace it)")
@@ -156,8 +161,10 @@ def write(
 
     if appending:
         append.append(content, path, da=da)
+        if fsync:
+            durable.sync_tree(path)
         return path
-    writer.write_new(content, path, chunks=ch, shards=sh, levels=levels, spec=spec, mode=mode, raw=raw)
+    writer.write_new(content, path, chunks=ch, shards=sh, levels=levels, spec=spec, mode=mode, raw=raw, fsync=fsync)
     return path
 
 

@@ -8,6 +8,7 @@ the group attributes: NGFF metadata (:mod:`.ngff`) and xafm's own beside it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,8 +17,9 @@ import numpy as np
 import xarray as xr
 
 from ...core import conventions, model, provenance
-from ...core.output import atomic_output
-from ...exceptions import OutputExistsError, StackError
+from ...core.contract import Probe
+from ...core.output import OutputKind, atomic_output
+from ...exceptions import StackError
 from .. import _bundle
 from . import ngff
 from .display import Display, legacy, zscale_of
@@ -172,19 +174,35 @@ def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tup
     write_group_attrs(g, spec, levels, xafm_meta)
 
 
-def _looks_like_zarr(p: Path) -> bool:
-    return p.is_dir() and any((p / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray", ".zattrs"))
+def is_ome_zarr(p: Path) -> bool:
+    """Whether the folder ``p`` is an OME-Zarr store (a Zarr group whose attributes carry
+    NGFF image metadata, as xafm and other tools write them): the only folder that
+    ``mode="w"`` replaces. A plain Zarr store or any other folder is left alone."""
+    probe = Probe(p)
+    for spec in ngff.PROBE_ORDER:
+        raw = probe.member(spec.attrs_file)
+        if raw is not None:
+            try:
+                return spec.marks_image(spec.attributes_in(json.loads(raw)))
+            except ValueError:  # not JSON: not a store anyone can read
+                return False
+    return False
 
 
-def write_new(content: dict[str, Any], path: Path, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, mode: str, raw: bool) -> None:
-    """A new store at ``path`` (replacing a Zarr store there with ``mode="w"``), atomically."""
-    if mode == "w" and path.exists() and not _looks_like_zarr(path):
-        raise OutputExistsError(path, "exists and is not a Zarr store; refusing to replace it")
+#: What the OME-Zarr writer replaces with ``mode="w"``.
+STORE = OutputKind("a Zarr store with OME-Zarr metadata", folder=True, owns=is_ome_zarr)
+
+
+def write_new(
+    content: dict[str, Any], path: Path, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, mode: str, raw: bool,
+    fsync: bool = True,
+) -> None:
+    """A new store at ``path`` (replacing an OME-Zarr store there with ``mode="w"``), atomically."""
     record = provenance.make_record(
         "export", format=NAME, path=os.fspath(path), raw=bool(raw), version=spec.version, levels=levels, method=content["method"],
         chunks=list(chunks), shards=list(shards) if shards else None,
     )
     content["mask_paths"] = node_paths(LABELS, content["masks"], path)
     content["layer_paths"] = node_paths(LAYERS, content["layers"], path)
-    with atomic_output(path, overwrite=(mode == "w")) as tmp:
+    with atomic_output(path, overwrite=(mode == "w"), kind=STORE, fsync=fsync) as tmp:
         _write_new(content, os.path.abspath(tmp), chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
