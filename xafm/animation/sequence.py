@@ -22,6 +22,7 @@ import xarray as xr
 
 from ..core.contract import Format
 from ..core.output import atomic_output
+from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError
 from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, takes_render_options
@@ -118,6 +119,7 @@ def to_frames(
     progress
         True prints progress to stderr; a callable is called with ``(done, total)``.
     """
+    check_writable(da, "to_frames", folder)
     key = str(fmt).lower().lstrip(".")
     if key not in FRAME_FORMATS:
         raise FormatError(f"fmt must be one of {sorted(FRAME_FORMATS)}, got {fmt!r}")

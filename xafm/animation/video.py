@@ -22,6 +22,7 @@ import xarray as xr
 
 from ..core.contract import Format
 from ..core.output import atomic_output
+from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError, WriteError
 from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, check_fps, takes_render_options
@@ -243,6 +244,7 @@ def write_video(
 ) -> Path:
     """What :func:`to_video` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance."""
+    check_writable(da, "to_video", path)
     fps = check_fps(fps)
     # 4:2:0 chroma needs even sizes: pad (black), never rescale
     size = FrameRenderer.output_size(da, render, pad_to=2, action="to_video")

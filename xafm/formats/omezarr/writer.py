@@ -17,6 +17,7 @@ import xarray as xr
 
 from ...core import conventions, model, provenance
 from ...core.output import atomic_output
+from ...core.writable import check_writable
 from ...exceptions import OutputExistsError, StackError
 from .. import _bundle
 from . import ngff
@@ -27,9 +28,9 @@ from .pyramid import build_level
 from .store import Target, native, store, zarr
 
 
-def stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
-    """What is written of a stack: values, masks, layers and the metadata."""
-    da = model.check_stack(da, "to_ome_zarr")
+def stack_content(da: xr.DataArray, raw: bool, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What is written of a stack (to ``path``): values, masks, layers and the metadata."""
+    da = check_writable(da, "to_ome_zarr", path)
     dy, dx = model.pixel_size_nm(da)
     data, layers, masks = _bundle.written_parts(da, raw)
     if data.dtype.kind not in "iuf":
