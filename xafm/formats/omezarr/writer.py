@@ -25,7 +25,7 @@ from .display import Display, legacy, zscale_of
 from .geometry import level_geometry, level_shape
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_paths
 from .pyramid import build_level
-from .store import Target, native, store, zarr
+from .store import Target, native, settled_on_failure, store, zarr
 
 
 def stack_content(da: xr.DataArray, raw: bool, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -187,5 +187,6 @@ def write_new(content: dict[str, Any], path: Path, *, chunks: tuple, shards: tup
     )
     content["mask_paths"] = node_paths(LABELS, content["masks"], path)
     content["layer_paths"] = node_paths(LAYERS, content["layers"], path)
-    with atomic_output(path, overwrite=(mode == "w")) as tmp:
+    # on a failure, no write is in flight any more when atomic_output removes the temp
+    with atomic_output(path, overwrite=(mode == "w")) as tmp, settled_on_failure():
         _write_new(content, os.path.abspath(tmp), chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
