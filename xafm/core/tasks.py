@@ -14,8 +14,9 @@ running before the failure propagates.
   ``dask.config.set(pool=...)`` is kept, and the tasks submitted to it are waited for);
 - ``dask.distributed`` (a Client active): the Client releases the keys of a failed compute
   (so tasks not started never start); xafm then waits until no worker runs one of them;
-- the synchronous scheduler runs in the calling thread: nothing outlives it; the
-  multiprocessing scheduler shuts its own pool down, waiting, before it returns.
+- the synchronous scheduler runs in the calling thread: nothing outlives it. (dask's
+  multiprocessing scheduler shuts the pool it made down, waiting for the tasks it
+  submitted, before it returns; xafm adds nothing to it.)
 """
 
 from __future__ import annotations
@@ -128,9 +129,8 @@ def compute(*collections: Any) -> tuple[Any, ...]:
     client = _client_of(scheduler)
     if client is None:
         return tuple(dask.compute(*collections))
-    keys = _keys(collections)
     try:
         return tuple(dask.compute(*collections))
     except BaseException:
-        wait_on_workers(client, keys)
+        wait_on_workers(client, _keys(collections))
         raise
