@@ -286,3 +286,29 @@ def test_an_exception_while_encoding_leaves_no_ffmpeg(tmp_path):
     with pytest.raises(xafm.WriteError):
         animation.to_video(da, tmp_path / "v.mp4", zmin=0.0, zmax=5.0)
     assert [p for p in set(_children(os.getpid())) - before if _alive(p)] == []
+
+
+class Interrupt:
+    """A progress callback that raises KeyboardInterrupt (a Ctrl-C) at frame ``at``."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kind", ["mp4", "png"])
+def test_a_ctrl_c_between_frames_leaves_no_encoder_and_no_temp(kind, tmp_path):
+    da = xafm.stack(np.random.default_rng(2).normal(size=(40, 16, 16)).astype(np.float32), pixel_size_nm=1.0)
+    out = tmp_path / "out"
+    before = set(_children(os.getpid()))
+    with pytest.raises(KeyboardInterrupt):
+        if kind == "mp4":
+            animation.to_video(da, out / "v.mp4", progress=Interrupt(3))
+        else:
+            animation.to_frames(da, out / "f_frames", progress=Interrupt(3))
+    assert [p for p in set(_children(os.getpid())) - before if _alive(p)] == []
+    time.sleep(0.1)  # a frame still being written would land meanwhile
+    assert not out.exists() or list(out.iterdir()) == []

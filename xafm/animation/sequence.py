@@ -10,6 +10,7 @@ in a JPEG. See ``docs/animation.md``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -143,8 +144,11 @@ def to_frames(
             data = png_bytes(idx, r.palette, chunks=png_chunks) if key == "png" else jpeg_bytes(r.rgb0(idx), jpeg_quality, comment=jpeg_comment)
             (tmp / names[i]).write_bytes(data)
 
-        for _ in map_ordered(write, r.frames()):
-            bar.step()
+        # closed here, not when collected: its threads write into tmp, so they stop
+        # before atomic_output removes it, whatever interrupts the loop
+        with contextlib.closing(map_ordered(write, r.frames())) as written:
+            for _ in written:
+                bar.step()
     return folder
 
 
