@@ -24,8 +24,10 @@ import xarray as xr
 from .core import chunks, output
 from .core.contract import Format, Probe, check_options
 from .core.file_identity import one_version
+from .core.writable import refusal
 from .exceptions import (
     FormatError,
+    StackError,
     SuffixMismatchError,
     UnknownFormatError,
     XafmWarning,
@@ -265,6 +267,10 @@ def write(fmt: Format | str, da: Any, path: str | os.PathLike[str], **options: A
         raise FormatError(f"xafm reads {fmt.description} but does not write it")
     check_options(fmt.write, options, f"the {fmt.description} writer")
     _check_destination_name(fmt, path)
+    # xafm's writers check this themselves (for direct calls too); here for a plugin's
+    problem = refusal(da) if isinstance(da, xr.DataArray) else None
+    if problem:
+        raise StackError(f"the {fmt.description} writer refuses to write {os.fspath(path)}: {problem}")
     return fmt.write(da, path, **options)
 
 

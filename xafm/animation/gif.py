@@ -23,6 +23,7 @@ import xarray as xr
 
 from ..core.contract import Format
 from ..core.output import atomic_output
+from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError, XafmWarning
 from ..render.frames import FrameRenderer, user_stacklevel
 from ..render.options import RenderOptions, check_fps, takes_render_options
@@ -227,6 +228,7 @@ def write_gif(
 ) -> Path:
     """What :func:`to_gif` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance."""
+    check_writable(da, "to_gif", path)
     fps = check_fps(fps)
     if compression not in GIF_COMPRESSIONS:
         raise FormatError(f"GIF compression must be one of {GIF_COMPRESSIONS}, got {compression!r}")

@@ -10,6 +10,7 @@ in a JPEG. See ``docs/animation.md``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -23,6 +24,7 @@ import xarray as xr
 
 from ..core.contract import Format
 from ..core.output import OutputKind, atomic_output
+from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError
 from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, takes_render_options
@@ -151,6 +153,7 @@ def to_frames(
     fsync
         Make every frame and the folder durable before returning; False for scratch output.
     """
+    check_writable(da, "to_frames", folder)
     key = str(fmt).lower().lstrip(".")
     if key not in FRAME_FORMATS:
         raise FormatError(f"fmt must be one of {sorted(FRAME_FORMATS)}, got {fmt!r}")
@@ -173,8 +176,11 @@ def to_frames(
             data = png_bytes(idx, r.palette, chunks=png_chunks) if key == "png" else jpeg_bytes(r.rgb0(idx), jpeg_quality, comment=jpeg_comment)
             (tmp / names[i]).write_bytes(data)
 
-        for _ in map_ordered(write, r.frames()):
-            bar.step()
+        # closed here, not when collected: its threads write into tmp, so they stop
+        # before atomic_output removes it, whatever interrupts the loop
+        with contextlib.closing(map_ordered(write, r.frames())) as written:
+            for _ in written:
+                bar.step()
     return folder
 
 

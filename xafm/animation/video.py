@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..core.children import die_with_parent
 from ..core.contract import Format
 from ..core.output import atomic_output
+from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError, WriteError
 from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, check_fps, takes_render_options
@@ -94,7 +96,9 @@ class _FfmpegInput:
     still provides the binary): closing waits for ffmpeg to exit instead of polling it
     every 10 ms (about 0.03 s of a 0.25 s export), ffmpeg's own error message ends up in
     the exception, and the frame rate is passed exactly, as a fraction. ffmpeg runs in its
-    own process group so a Ctrl-C in a notebook reaches Python, which then kills it.
+    own process group so a Ctrl-C in a notebook reaches Python, which then kills it; on
+    any exception it is killed and waited for, and if xafm itself is killed the kernel
+    kills it too (Linux, :func:`xafm.core.children.die_with_parent`).
 
     ``metadata`` (a function returning the comment) makes ffmpeg's first input an
     ffmetadata file: ffmpeg waits for it on a pipe while it loads, and
@@ -130,7 +134,8 @@ class _FfmpegInput:
                 inputs = ["-f", "ffmetadata", "-i", self._metadata_file]
             self._proc = subprocess.Popen(
                 [imageio_ffmpeg.get_ffmpeg_exe(), *inputs, *args],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr, bufsize=0, pass_fds=inherit, **group,
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr, bufsize=0, pass_fds=inherit,
+                preexec_fn=die_with_parent(), **group,
             )  # fmt: skip
         except BaseException:
             self._cleanup()
@@ -244,6 +249,7 @@ def write_video(
 ) -> Path:
     """What :func:`to_video` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance."""
+    check_writable(da, "to_video", path)
     fps = check_fps(fps)
     # 4:2:0 chroma needs even sizes: pad (black), never rescale
     size = FrameRenderer.output_size(da, render, pad_to=2, action="to_video")

@@ -11,6 +11,8 @@ import numpy as np
 import xarray as xr
 from xarray.core import indexing
 
+from . import tasks
+
 #: Target size of one block of frames pulled from a dask or lazy stack while writing.
 BLOCK_BYTES = 32 * 2**20
 
@@ -57,12 +59,13 @@ def iter_blocks(
     """Yield ``(start, stop, values)`` for consecutive frame ranges, computing dask lazily.
 
     Never holds more than one block (plus whatever dask computes in parallel for it), so a
-    stack larger than memory streams through.
+    stack larger than memory streams through. A failing block (or a Ctrl-C) returns only
+    once no task of its compute runs (:func:`xafm.core.tasks.compute`).
     """
     data = raw_data(obj)
     for a, b in time_blocks(obj, target_bytes):
         if is_dask(obj):
-            block = np.asarray(data[a:b].compute())
+            block = np.asarray(tasks.compute(data[a:b])[0])  # no task outlives a failure
         elif isinstance(data, np.ndarray):
             block = data[a:b]
         elif isinstance(data, indexing.ExplicitlyIndexed):

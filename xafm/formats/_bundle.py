@@ -20,6 +20,7 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.conventions import json_text
+from ..core.writable import check_writable
 from ..exceptions import CorruptFileError, StackError, XafmWarning
 from ._channels import pick_channel
 
@@ -61,7 +62,7 @@ def written_parts(da: xr.DataArray, raw: bool) -> tuple[xr.DataArray, dict[str, 
 def bundle_content(da: xr.DataArray, *, raw: bool, fmt: str, path: os.PathLike[str] | str) -> BundleContent:
     """Everything a bundle writer writes, with the export record already in the provenance
     (in the file's, never in ``da``'s)."""
-    da = model.check_stack(da, f"to_{fmt}")
+    da = check_writable(da, f"to_{fmt}", path)
     dy, dx = model.pixel_size_nm(da)
     y0, x0 = model.origin_nm(da)
     data, layers, masks = written_parts(da, raw)

@@ -24,6 +24,7 @@ import xarray as xr
 
 from ..core import model
 from ..core.blocks import iter_blocks
+from ..core.writable import check_writable
 from ..exceptions import RenderError, StackError, XafmWarning
 from .colorscale import zscale_and_finite
 from .options import RenderOptions, check_upscale
@@ -191,11 +192,9 @@ class FrameRenderer:
             options = RenderOptions()
         elif not isinstance(options, RenderOptions):
             raise RenderError(f"{action}: the options must be a RenderOptions, got {type(options).__name__}")
-        da = model.check_stack(da, action)
+        da = check_writable(da, action)  # every renderer feeds a writer (an animation, a preview)
         if da.dtype.kind not in "iuf":
             raise StackError(f"{action} needs numeric values, the stack has dtype {da.dtype}")
-        if min(int(s) for s in da.shape) < 1:
-            raise StackError(f"{action} needs at least one frame of at least 1x1 pixels, got shape {da.shape}")
         return options, da
 
     @classmethod

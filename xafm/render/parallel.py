@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +23,7 @@ def block_bytes() -> int:
     return int(RENDER_BLOCK_BYTES)
 
 
-def map_ordered(func: Callable[[Any], Any], items: Iterable[Any], *, n_workers: int | None = None, window: int | None = None) -> Iterator[Any]:
+def map_ordered(func: Callable[[Any], Any], items: Iterable[Any], *, n_workers: int | None = None, window: int | None = None) -> Generator[Any, None, None]:
     """``map(func, items)`` on a thread pool, in order, with at most ``window`` in flight.
 
     numpy, zlib and ffmpeg release the GIL, so rendering overlaps encoding; the window

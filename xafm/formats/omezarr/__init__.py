@@ -142,11 +142,11 @@ def write(
         raise FormatError(f"method must be one of {METHODS}, got {method!r}")
     if not is_int(levels) or isinstance(levels, bool) or levels < 1:
         raise FormatError(f"levels must be a positive int, got {levels!r}")
-    content = writer.stack_content(da, raw)
+    path = Path(path).expanduser()
+    content = writer.stack_content(da, raw, path)
     content["method"] = method
     n, ny, nx = (int(s) for s in content["data"].shape)
     shape = (n, ny, nx)
-    path = Path(path).expanduser()
     output.recover(path)  # a replacement interrupted between its two renames
     appending = mode == "a" and path.exists()
     if appending and append_dim is None:

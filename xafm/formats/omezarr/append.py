@@ -24,7 +24,7 @@ from ...exceptions import CorruptFileError, FormatError, StackError, WriteError,
 from . import ngff
 from .display import Display
 from .layout import NAME, XAFM_KEY, join
-from .store import np_dtype, open_array, zarr
+from .store import np_dtype, open_array, settle_io, zarr
 from .writer import displays, image_items, stored_origin, write_group_attrs, write_levels
 
 #: How far (in pixels) the new frames' origin may lie from the stored one: float rounding only.
@@ -106,6 +106,7 @@ def append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
             g[name].resize((n_total,) + old_shapes[name][1:])
         shown = write_levels(root, items, (n_total,) + shape0[1:], chunks, shards, levels, n_old)
     except BaseException as exc:
+        settle_io()  # no write in flight while the arrays shrink back
         for name in arrays:
             try:
                 open_array(root, name, "r+").resize((n_old,) + old_shapes[name][1:])

@@ -11,13 +11,17 @@ percentiles come from :mod:`.display`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ...core import blocks
+from ...core import blocks, tasks
 from ...core.blocks import is_dask, raw_data
 from .geometry import aligned
 
@@ -29,6 +33,37 @@ def zarr() -> Any:
     import zarr
 
     return zarr
+
+
+def settle_io() -> None:
+    """Wait until zarr's IO thread has finished every write this process asked of it.
+
+    zarr 3 runs each read and write as a coroutine on an event loop of its own thread,
+    and the calling thread only waits for it: a Ctrl-C interrupts the wait, not the
+    writes, which go on and would recreate a store's folders after its clean-up.
+    """
+    zsync = sys.modules.get("zarr.core.sync")
+    loop = getattr(zsync, "loop", [None])[0] if zsync is not None else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others_done() -> None:
+        me = asyncio.current_task()
+        while pending := [t for t in asyncio.all_tasks() if t is not me]:
+            await asyncio.wait(pending)
+
+    asyncio.run_coroutine_threadsafe(others_done(), loop).result()
+
+
+@contextlib.contextmanager
+def settled_on_failure() -> Iterator[None]:
+    """Let a failure (or a Ctrl-C) leave only once no write to the store is in flight:
+    the dask tasks are waited for by :func:`xafm.core.tasks.compute`, zarr's own IO here."""
+    try:
+        yield
+    except BaseException:
+        settle_io()
+        raise
 
 
 def open_array(root: str, component: str, mode: str = "r") -> Any:
@@ -87,15 +122,16 @@ def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dt
     n, ny, nx = arr.shape
     arr = arr.rechunk((aligned(n, unit[0], t0), aligned(ny, unit[1]), aligned(nx, unit[2])))
     edges = [np.cumsum((0,) + c) for c in arr.chunks]
-    tasks = []
+    writes = []
     pieces = arr.to_delayed()
     for idx in np.ndindex(*pieces.shape):
         region = tuple(
             slice(int(e[i]) + (t0 if ax == 0 else 0), int(e[i + 1]) + (t0 if ax == 0 else 0))
             for ax, (e, i) in enumerate(zip(edges, idx))
         )
-        tasks.append(dask.delayed(_write_block, pure=False)(pieces[idx], target, region, dtype, stats, dask_key_name=f"xafm-zarr-write-{uuid.uuid4().hex}"))
-    return merge_ranges(dask.compute(*tasks)) if tasks else None
+        writes.append(dask.delayed(_write_block, pure=False)(pieces[idx], target, region, dtype, stats, dask_key_name=f"xafm-zarr-write-{uuid.uuid4().hex}"))
+    # waits for the running writes on any failure: none lands after the clean-up
+    return merge_ranges(tasks.compute(*writes)) if writes else None
 
 
 def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:

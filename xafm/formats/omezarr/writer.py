@@ -19,6 +19,7 @@ import xarray as xr
 from ...core import conventions, model, provenance
 from ...core.contract import Probe
 from ...core.output import OutputKind, atomic_output
+from ...core.writable import check_writable
 from ...exceptions import StackError
 from .. import _bundle
 from . import ngff
@@ -26,12 +27,12 @@ from .display import Display, legacy, zscale_of
 from .geometry import level_geometry, level_shape
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_paths
 from .pyramid import build_level
-from .store import Target, native, store, zarr
+from .store import Target, native, settled_on_failure, store, zarr
 
 
-def stack_content(da: xr.DataArray, raw: bool) -> dict[str, Any]:
-    """What is written of a stack: values, masks, layers and the metadata."""
-    da = model.check_stack(da, "to_ome_zarr")
+def stack_content(da: xr.DataArray, raw: bool, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What is written of a stack (to ``path``): values, masks, layers and the metadata."""
+    da = check_writable(da, "to_ome_zarr", path)
     dy, dx = model.pixel_size_nm(da)
     data, layers, masks = _bundle.written_parts(da, raw)
     if data.dtype.kind not in "iuf":
@@ -204,5 +205,6 @@ def write_new(
     )
     content["mask_paths"] = node_paths(LABELS, content["masks"], path)
     content["layer_paths"] = node_paths(LAYERS, content["layers"], path)
-    with atomic_output(path, overwrite=(mode == "w"), kind=STORE, fsync=fsync) as tmp:
+    # on a failure, no write is in flight any more when atomic_output removes the temp
+    with atomic_output(path, overwrite=(mode == "w"), kind=STORE, fsync=fsync) as tmp, settled_on_failure():
         _write_new(content, os.path.abspath(tmp), chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
