@@ -23,6 +23,7 @@ import xarray as xr
 
 from .core import chunks
 from .core.contract import Format, Probe, check_options
+from .core.paths import check_openable, is_special
 from .exceptions import (
     FormatError,
     SuffixMismatchError,
@@ -183,7 +184,10 @@ def confirms(fmt: Format, probe: Probe) -> bool:
 def identify(path: str | os.PathLike[str]) -> Format | None:
     """The format whose content check confirms the file: among those its name points to,
     or, for a name no format claims, among all. None otherwise (never raises for odd
-    files): this is what the xarray engine's ``guess_can_open`` asks."""
+    files, never opens a FIFO or a device): this is what the xarray engine's
+    ``guess_can_open`` asks."""
+    if is_special(path):
+        return None
     probe = Probe(path)
     by_name = named(path)
     candidates = by_name or readable()
@@ -195,11 +199,14 @@ def find(path: str | os.PathLike[str]) -> Format:
 
     A file whose content is another format than its name says raises
     :class:`SuffixMismatchError` saying what it appears to be; a file no format confirms
-    goes to the reader its name points to, which says what is wrong with it.
+    goes to the reader its name points to, which says what is wrong with it. A FIFO, a
+    device or a socket (also through a symlink) raises :class:`SpecialFileError`: every
+    entry point comes through here, so none of them ever waits on one.
     """
     p = Path(path)
     if not (p.exists() or p.is_symlink()):
         raise UnknownFormatError(p, "no such file or folder")
+    check_openable(p)  # a FIFO, device or socket: refused before anything opens it
     probe = Probe(p)
     by_name = named(p)
     for fmt in by_name:

@@ -18,11 +18,11 @@ import xarray as xr
 from ...core import chunks as chunking
 from ...core import conventions, model, provenance
 from ...core.lazy import LazyArray
-from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmError, XafmWarning
 from . import ngff
 from .geometry import is_int
 from .layout import NAME, join
-from .store import native, np_dtype, open_array, zarr
+from .store import local_store, native, np_dtype, open_array, zarr
 
 #: The reader named in the read records: the package's public ``read``.
 READER = __package__
@@ -99,7 +99,9 @@ def open_image(path: str) -> tuple[Any, str, dict[str, Any], str | None, dict[st
     zr = zarr()
     root = os.path.abspath(path)
     try:
-        g = zr.open_group(root, mode="r")
+        g = zr.open_group(local_store(root), mode="r")
+    except XafmError:
+        raise
     except Exception as exc:
         raise CorruptFileError(path, f"not a readable Zarr group: {type(exc).__name__}: {exc}") from None
     attrs = g.attrs.asdict()
