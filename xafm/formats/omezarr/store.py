@@ -90,7 +90,10 @@ def local_store(root: str, mode: str = "r") -> Any:
 
 
 def open_array(root: str, component: str, mode: str = "r") -> Any:
-    return zarr().open_array(store=local_store(root, mode), path=component, mode=mode)
+    """One array of a local store; opened to write, it writes every chunk, also those
+    equal to the fill value (a reader checks extents by the chunks present, :mod:`.extents`)."""
+    arr = zarr().open_array(store=local_store(root, mode), path=component, mode=mode)
+    return arr if mode == "r" else arr.with_config({"write_empty_chunks": True})
 
 
 def native(dtype: Any) -> np.dtype:
