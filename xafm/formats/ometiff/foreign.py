@@ -63,7 +63,7 @@ def _tag_provenance(path: str) -> tuple[list[dict], dict]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        with tifffile.TiffFile(path, _multifile=False) as tf:
             tag = tf.pages.first.tags.get(TAG_PROVENANCE)
             if tag is None or tag.count > MAX_TAG_BYTES:
                 return [], {}
