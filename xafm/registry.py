@@ -24,6 +24,7 @@ import xarray as xr
 from .core import chunks, output
 from .core.contract import Format, Probe, check_options
 from .core.file_identity import one_version
+from .core.paths import check_openable, is_special
 from .core.writable import refusal
 from .exceptions import (
     FormatError,
@@ -186,7 +187,10 @@ def confirms(fmt: Format, probe: Probe) -> bool:
 def identify(path: str | os.PathLike[str]) -> Format | None:
     """The format whose content check confirms the file: among those its name points to,
     or, for a name no format claims, among all. None otherwise (never raises for odd
-    files): this is what the xarray engine's ``guess_can_open`` asks."""
+    files, never opens a FIFO or a device): this is what the xarray engine's
+    ``guess_can_open`` asks."""
+    if is_special(path):
+        return None
     probe = Probe(path)
     by_name = named(path)
     candidates = by_name or readable()
@@ -198,11 +202,14 @@ def find(path: str | os.PathLike[str]) -> Format:
 
     A file whose content is another format than its name says raises
     :class:`SuffixMismatchError` saying what it appears to be; a file no format confirms
-    goes to the reader its name points to, which says what is wrong with it.
+    goes to the reader its name points to, which says what is wrong with it. A FIFO, a
+    device or a socket (also through a symlink) raises :class:`SpecialFileError`: every
+    entry point comes through here, so none of them ever waits on one.
     """
     p = Path(path)
     if not (p.exists() or p.is_symlink()):
         raise UnknownFormatError(p, "no such file or folder")
+    check_openable(p)  # a FIFO, device or socket: refused before anything opens it
     probe = Probe(p)
     by_name = named(p)
     for fmt in by_name:

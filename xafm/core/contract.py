@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import UnknownOptionError
+from .paths import open_regular
 
 #: Bytes a content check sees of a file.
 HEAD_BYTES = 4096
@@ -63,9 +64,9 @@ class Probe:
         if not self.is_file:
             return b""
         try:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:  # never waits on a FIFO put in its place
                 return fh.read(HEAD_BYTES)
-        except OSError:
+        except OSError:  # SpecialFileError included: not a file any format reads
             return b""
 
     def member(self, *parts: str) -> bytes | None:
@@ -76,7 +77,7 @@ class Probe:
         try:
             if not os.path.isfile(p) or os.path.getsize(p) > MEMBER_BYTES:
                 return None
-            with open(p, "rb") as fh:
+            with open_regular(p) as fh:
                 return fh.read(MEMBER_BYTES)
         except OSError:
             return None

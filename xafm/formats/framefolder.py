@@ -23,6 +23,7 @@ from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.file_identity import FileIdentity, unchanged_while
 from ..core.lazy import LazyArray, outer_index
+from ..core.paths import check_openable
 from ..exceptions import CorruptFileError, XafmWarning
 
 NAME = "folder"
@@ -40,14 +41,20 @@ def _frame_format(name: str) -> Format:
     return registry.get(name)
 
 
-def _files_by_format(folder: Path) -> dict[str, list[Path]]:
+def _files_by_format(folder: Path, *, strict: bool = True) -> dict[str, list[Path]]:
+    """Frame files by format; ``strict``: a special file named as a frame is refused
+    (:class:`SpecialFileError`), else left out (the content check reads nothing)."""
     from .. import registry
 
     found: dict[str, list[Path]] = {}
     for p in folder.iterdir():
-        if p.is_file() and not p.name.startswith("."):
-            fmt = next(iter(registry.named(p)), None)
-            if fmt is not None and fmt.name in FRAME_FORMATS:
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        fmt = next(iter(registry.named(p)), None)
+        if fmt is not None and fmt.name in FRAME_FORMATS:
+            if strict:
+                check_openable(p)  # a FIFO named as a frame: refused, not waited on or skipped
+            if p.is_file():
                 found.setdefault(fmt.name, []).append(p)
     return found
 
@@ -67,7 +74,7 @@ def frame_files(folder: str | os.PathLike[str]) -> tuple[str, list[Path]]:
 
 def identify(probe: Probe) -> bool:
     """A folder whose frame files are of one format, the first confirmed by its content."""
-    found = _files_by_format(Path(probe.path))
+    found = _files_by_format(Path(probe.path), strict=False)
     if len(found) != 1:
         return False
     ((name, files),) = found.items()

@@ -270,7 +270,7 @@ def _open(path: str):
     import tifffile
 
     try:
-        return tifffile.TiffFile(path)
+        return tifffile.TiffFile(path, _multifile=False)
     except Exception as exc:  # tifffile raises several types on damaged headers
         if passes_through(exc):
             raise
@@ -283,7 +283,7 @@ def identify(probe: Probe) -> bool:
         return False
     import tifffile
 
-    with tifffile.TiffFile(probe.path) as tif:
+    with tifffile.TiffFile(probe.path, _multifile=False) as tif:
         return tif.pages.first.tags.get(TAG_GRID_ULENGTH) is not None
 
 
@@ -352,7 +352,7 @@ class JPKPageArray(LazyArray):
     def _read(self, key: tuple) -> np.ndarray:
         import tifffile
 
-        with tifffile.TiffFile(self.path) as tif:
+        with tifffile.TiffFile(self.path, _multifile=False) as tif:
             if self.page >= len(tif.pages):
                 raise CorruptFileError(self.path, f"page {self.page} is missing")
             raw = tif.pages[self.page].asarray()

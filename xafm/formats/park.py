@@ -178,7 +178,7 @@ def identify(probe: Probe) -> bool:
         return entry[1] == 1 and entry[2] == MAGIC
     import tifffile  # the IFD lies past the first bytes (or a BigTIFF)
 
-    with tifffile.TiffFile(probe.path) as tf:
+    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
         tag = tf.pages.first.tags.get(TAG_MAGIC)
         return tag is not None and tag.value == MAGIC
 
@@ -246,7 +246,7 @@ def layout(path: str) -> dict[str, Any]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        with tifffile.TiffFile(path, _multifile=False) as tf:
             fh = tf.filehandle
             size = int(fh.size)
             fh.seek(0)

@@ -101,7 +101,7 @@ def identify(probe: Probe) -> bool:
         return False
     import tifffile
 
-    with tifffile.TiffFile(probe.path) as tf:
+    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
         return len(tf.pages) > 0 and dialect(tf, probe.head) is None
 
 
@@ -235,7 +235,7 @@ def layout(path: str, series: int = 0) -> dict[str, Any]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        with tifffile.TiffFile(path, _multifile=False) as tf:  # never files an OME-XML names
             if len(tf.pages) == 0:
                 raise CorruptFileError(path, "the TIFF has no pages")
             tf.filehandle.seek(0)

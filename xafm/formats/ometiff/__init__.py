@@ -52,7 +52,7 @@ def identify(probe: Probe) -> bool:
         return False
     import tifffile
 
-    with tifffile.TiffFile(probe.path) as tf:
+    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
         return bool(tf.is_ome)
 
 

@@ -63,7 +63,7 @@ def _tag_provenance(path: str) -> tuple[list[dict], dict]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        with tifffile.TiffFile(path, _multifile=False) as tf:
             tag = tf.pages.first.tags.get(TAG_PROVENANCE)
             if tag is None or tag.count > MAX_TAG_BYTES:
                 return [], {}
@@ -98,7 +98,8 @@ def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None
         return _described(path, images, series, found["axes"], found["shape"], found["planes"], found["page_axes"], found["dtype"])
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        # _multifile=False: tifffile never opens files an OME-XML names (xafm's sets do, checked)
+        with tifffile.TiffFile(path, _multifile=False) as tf:
             if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
                 raise FormatError(f"{path}: no OME image {series!r}; the file holds {len(tf.series)} (series=0..{len(tf.series) - 1})")
             s = tf.series[series]

@@ -146,12 +146,12 @@ def parse(path: str, xml: str | bytes) -> ET.Element:
         root = ET.fromstring(xml.encode("utf-8") if isinstance(xml, str) else xml)
     except ET.ParseError as exc:
         raise CorruptFileError(path, f"OME-XML does not parse: {exc}") from None
-    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-    if ns != OME_NS:
-        # other schema versions share the element names we use; rewrite the namespace
-        for el in root.iter():
-            if el.tag.startswith("{"):
-                el.tag = q(el.tag.split("}", 1)[1])
+    # other schema versions share the element names we use: every element is put in
+    # OME_NS, also those without a namespace (``xmlns=""``), so that xafm sees each
+    # TiffData and UUID that a reader matching names alone (tifffile) would follow
+    for el in root.iter():
+        if isinstance(el.tag, str) and not el.tag.startswith(f"{{{OME_NS}}}"):
+            el.tag = q(el.tag.split("}", 1)[1] if el.tag.startswith("{") else el.tag)
     return root
 
 

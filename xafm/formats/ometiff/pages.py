@@ -17,6 +17,7 @@ import numpy as np
 
 from ...core.file_identity import FileIdentity, unchanged_while
 from ...core.lazy import LazyArray, RawFramesArray, outer_index
+from ...core.paths import check_openable
 from ...exceptions import CorruptFileError
 
 
@@ -40,7 +41,7 @@ class TiffPagesArray(LazyArray):
         grid = outer_index(np.arange(self.page_indices.size).reshape(self.lead_shape), key[:n_lead])
         flat = np.asarray(grid).reshape(-1)
         frames = []
-        with tifffile.TiffFile(self.path) as tf:
+        with tifffile.TiffFile(self.path, _multifile=False) as tf:  # never another file's pages
             pages = tf.series[self.series].pages
             for i in flat:
                 page = pages[int(self.page_indices[i])]
@@ -160,6 +161,7 @@ class TiffPlanesArray(LazyArray):
             if src is not None:
                 by_file.setdefault(src[0], []).append((i, src[1]))
         for file, items in by_file.items():
+            check_openable(file, folder=False)
             if file != self.path and not os.path.isfile(file):
                 raise CorruptFileError(self.path, f"the set's member {file} is missing (moved or deleted after the set was opened)")
             with unchanged_while(file, self.members.get(file)), tifffile.TiffFile(file, _multifile=False) as tf:

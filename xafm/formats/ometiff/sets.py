@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ...exceptions import CorruptFileError
+from ...core.paths import check_openable, open_regular
+from ...exceptions import CorruptFileError, UnsafeFileError
 from . import omexml
 from .names import TIFF_MAGIC
 from .omexml import q
@@ -47,7 +48,7 @@ def looks_like_companion(head: bytes) -> bool:
 def is_companion_file(path: str) -> bool:
     """A file that is not a TIFF and is an OME-XML document by content or by its name."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(4096)
     except OSError:
         return False
@@ -58,10 +59,11 @@ def is_companion_file(path: str) -> bool:
 
 def member_path(origin: str, folder: str, name: str | None, what: str) -> str:
     """``name`` (a ``FileName`` or ``MetadataFile``) inside ``folder``; absolute paths,
-    drive letters and ``..`` are refused, ``/`` and ``\\`` both separate folders."""
+    drive letters and ``..`` are refused (:class:`UnsafeFileError` naming the reference:
+    a file reads only its own folder), ``/`` and ``\\`` both separate folders."""
     parts = re.split(r"[\\/]", name or "")
-    if not name or not name.strip() or name[0] in "/\\" or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-        raise CorruptFileError(origin, f"{what} {name!r} is not a file name inside the set's folder {folder} (empty or absolute names and '..' are refused)")
+    if not name or not name.strip() or name[0] in "/\\" or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
+        raise UnsafeFileError(origin, f"{what} {name!r} is not a file name inside the set's folder {folder} (empty or absolute names and '..' are refused)")
     return os.path.join(folder, *[p for p in parts if p not in ("", ".")])
 
 
@@ -110,6 +112,7 @@ class OmeSet:
         else:
             import tifffile
 
+            check_openable(path, folder=False)  # a FIFO as a member: refused, never waited on
             if not os.path.isfile(path):
                 raise CorruptFileError(self.origin, f"member {name!r} of the OME-TIFF set {self.xml_path} is missing (no file {path})")
             try:
@@ -253,10 +256,11 @@ def _read_document(origin: str, path: str) -> tuple[ET.Element, str | None]:
     TIFF holding it (None for XML)."""
     import tifffile
 
+    check_openable(path, folder=False)
     if not os.path.isfile(path):
         raise CorruptFileError(origin, f"the metadata file of this OME-TIFF set is missing (no file {path})")
     size = os.path.getsize(path)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(4)
         if head not in TIFF_MAGIC:
             if size > MAX_COMPANION_BYTES:

@@ -18,11 +18,12 @@ import xarray as xr
 from ...core import chunks as chunking
 from ...core import conventions, model, provenance
 from ...core.lazy import LazyArray
-from ...exceptions import ChannelError, CorruptFileError, FileChangedError, FormatError, XafmWarning
+from ...exceptions import ChannelError, CorruptFileError, FileChangedError, FormatError, XafmError, XafmWarning
 from . import ngff
+from .extents import check_extents
 from .geometry import is_int
 from .layout import NAME, join
-from .store import native, np_dtype, open_array, zarr
+from .store import local_store, native, np_dtype, open_array, zarr
 
 #: The reader named in the read records: the package's public ``read``.
 READER = __package__
@@ -116,7 +117,9 @@ def open_image(path: str) -> tuple[Any, str, dict[str, Any], str | None, dict[st
     zr = zarr()
     root = os.path.abspath(path)
     try:
-        g = zr.open_group(root, mode="r")
+        g = zr.open_group(local_store(root), mode="r")
+    except XafmError:
+        raise
     except Exception as exc:
         raise CorruptFileError(path, f"not a readable Zarr group: {type(exc).__name__}: {exc}") from None
     attrs = g.attrs.asdict()
@@ -155,9 +158,37 @@ def array_of(path: str, g: Any, component: str) -> Any:
 # ======================================================================================
 # xafm's own stores
 # ======================================================================================
+#: The type each field of the ``xafm`` attributes must have (None allowed for all but
+#: the first four): damaged metadata is a CorruptFileError naming the store.
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_frames": int, "times_s": list, "pixel_size_nm": list, "channel": str,
+    "units": str, "attrs": Mapping, "provenance": list, "frame_metadata": list, "masks": Mapping, "layers": Mapping,
+}
+
+
+def check_meta(path: str, meta: Mapping[str, Any]) -> None:
+    """Refuse ``xafm`` attributes whose fields have the wrong type, naming the store."""
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        required = key in ("n_frames", "times_s", "pixel_size_nm")
+        if (value is None and not required) or (isinstance(value, kind) and not isinstance(value, bool)):
+            continue
+        raise CorruptFileError(path, f"xafm metadata: {key} is {value!r:.60}, not {getattr(kind, '__name__', kind)}")
+    times = meta["times_s"]
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
+        raise CorruptFileError(path, "xafm metadata: times_s must be numbers")
+    for group in ("masks", "layers"):
+        for name, where in (meta.get(group) or {}).items():
+            if not isinstance(where, str):
+                raise CorruptFileError(path, f"xafm metadata: the {group[:-1]} {name!r} has no group path ({where!r:.40})")
+    if meta.get("frame_metadata") is not None and not all(isinstance(f, Mapping) for f in meta["frame_metadata"]):
+        raise CorruptFileError(path, "xafm metadata: frame_metadata must list one mapping per frame")
+
+
 def read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], channel: str | None, level: int) -> xr.Dataset:
     """A store xafm wrote, as the stack it was written from (pyramid ``level``)."""
     root = os.path.abspath(path)
+    check_meta(path, meta)
     name = conventions.safe_channel(str(meta.get("channel") or "height"))
     if channel is not None and channel not in (name, meta.get("channel")):
         raise ChannelError(f"{path}: no channel {channel!r}; available: {[name]}")
@@ -179,6 +210,7 @@ def read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], chan
     if shape[0] > n:
         warnings.warn(f"{path}: {shape[0] - n} frames beyond the metadata (an interrupted append?) are ignored", XafmWarning, stacklevel=3)
     shape = (n,) + shape[1:]
+    check_extents(path, arr, comp, shape)  # the frame count is backed by times_s; y, x by chunks
     dtype = np_dtype(arr)
     data = ZarrArraySource(root, comp, shape, dtype)
 
@@ -235,6 +267,7 @@ def foreign_layout(path: str, g: Any, ome: dict[str, Any], level: int) -> dict[s
     comp = datasets[level]["path"]
     arr = array_of(path, g, comp)
     shape = tuple(int(s) for s in arr.shape)
+    check_extents(path, arr, comp)  # before coordinates of any axis are built
     axes = ngff.axis_info(path, ms, len(shape))
     spaces = [i for i, a in enumerate(axes) if a["type"] == "space"]
     if len(spaces) < 2:

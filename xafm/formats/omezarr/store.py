@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ import xarray as xr
 
 from ...core import blocks, tasks
 from ...core.blocks import is_dask, raw_data
+from ...core.paths import open_regular
 from .geometry import aligned
 
 Range = tuple[float, float]
@@ -66,8 +70,64 @@ def settled_on_failure() -> Iterator[None]:
         raise
 
 
+def _get_regular(path: Path, prototype: Any, byte_range: Any) -> Any:
+    """zarr's local read of one key, for regular files only (a FIFO named ``zarr.json``
+    or a chunk key would block, a device would read without end)."""
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+
+    with open_regular(path) as f:
+        if byte_range is None:
+            return prototype.buffer.from_bytes(f.read())
+        size = f.seek(0, io.SEEK_END)
+        if isinstance(byte_range, RangeByteRequest):
+            f.seek(byte_range.start)
+            return prototype.buffer.from_bytes(f.read(byte_range.end - f.tell()))
+        if isinstance(byte_range, OffsetByteRequest):
+            f.seek(byte_range.offset)
+        elif isinstance(byte_range, SuffixByteRequest):
+            f.seek(max(0, size - byte_range.suffix))
+        else:
+            raise TypeError(f"unexpected byte range {byte_range!r}")
+        return prototype.buffer.from_bytes(f.read())
+
+
+@functools.cache
+def _regular_store_class() -> type:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.storage import LocalStore
+
+    class RegularFileStore(LocalStore):
+        """A local store that reads regular files only: a FIFO, device or socket at a
+        key raises :class:`SpecialFileError` naming it instead of blocking."""
+
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            if prototype is None:
+                prototype = default_buffer_prototype()
+            if not self._is_open:
+                await self._open()
+            try:
+                return await asyncio.to_thread(_get_regular, self.root / key, prototype, byte_range)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                return None
+
+        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
+            return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+    RegularFileStore.__module__ = __name__
+    RegularFileStore.__qualname__ = "RegularFileStore"
+    return RegularFileStore
+
+
+def local_store(root: str, mode: str = "r") -> Any:
+    """The store of a local folder, reading regular files only (see :func:`_get_regular`)."""
+    return _regular_store_class()(root, read_only=(mode == "r"))
+
+
 def open_array(root: str, component: str, mode: str = "r") -> Any:
-    return zarr().open_array(store=root, path=component, mode=mode)
+    """One array of a local store; opened to write, it writes every chunk, also those
+    equal to the fill value (a reader checks extents by the chunks present, :mod:`.extents`)."""
+    arr = zarr().open_array(store=local_store(root, mode), path=component, mode=mode)
+    return arr if mode == "r" else arr.with_config({"write_empty_chunks": True})
 
 
 def native(dtype: Any) -> np.dtype:

@@ -60,7 +60,11 @@ def fill_value(dtype: np.dtype) -> Any:
 
 
 def create_array(group: Any, name: str, shape: tuple, dtype: np.dtype, chunks: tuple, shards: tuple | None, spec: ngff.NgffVersion) -> None:
-    group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value(dtype), **spec.array_keywords(shards))
+    """An array whose every chunk is written, also one equal to the fill value: a reader
+    checks a declared extent by the chunk holding its last element (:mod:`.extents`)."""
+    group.create_array(
+        name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value(dtype), config={"write_empty_chunks": True}, **spec.array_keywords(shards)
+    )
 
 
 class Item(NamedTuple):
