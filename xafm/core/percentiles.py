@@ -25,18 +25,17 @@ _KEYS = 1 << (32 - _SHIFT)
 _SIGN = _KEYS >> 1
 _FINITE = 0xFF << (23 - _SHIFT)  # magnitude keys from here up are inf/NaN
 _CHUNK = 2**21
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _bin_edges(i: int) -> tuple[float, float]:
     """Lower and upper value of the i-th bin in value order: the negative keys from the
     largest magnitude down, then the positive keys from zero up."""
-    if i < _FINITE:
-        mag = _FINITE - 1 - i
-        lo, hi = (np.array([mag, mag + 1], dtype=np.uint32) << _SHIFT).view(np.float32).astype(np.float64)
-        return -hi, -lo
-    mag = i - _FINITE
+    negative = i < _FINITE
+    mag = _FINITE - 1 - i if negative else i - _FINITE
     lo, hi = (np.array([mag, mag + 1], dtype=np.uint32) << _SHIFT).view(np.float32).astype(np.float64)
-    return lo, hi
+    hi = min(float(hi), _FLOAT32_MAX)  # the top finite bin's upper edge would be inf
+    return (-hi, -float(lo)) if negative else (float(lo), hi)
 
 
 def _hist_keys(x: np.ndarray, ref: float) -> np.ndarray:
