@@ -498,3 +498,22 @@ def test_random_and_sequential_reads_resume_from_checkpoints(big_bundles, monkey
     compressed_read(40)
     for f in range(41, 45):
         assert compressed_read(f) < 1.5 * frame * ratio + 2 * MiB, f
+
+
+def test_xafm_deflated_bundle_reads_back_lazily_frame_by_frame(tmp_path, rng):
+    """``to_npz(compress=True)`` (zip64 local headers, layers and masks deflated) reads back
+    through the streaming inflater: frame by frame, in any order, and whole."""
+    values = rng.normal(size=(12, 16, 8)).astype(np.float32)
+    da = xafm.stack(values, pixel_size_nm=1.0).afm.remove_plane(keep_layer=True).afm.mask_threshold(0.0)
+    path = da.afm.to_npz(tmp_path / "c.npz", compress=True)
+    assert {i.compress_type for i in zipfile.ZipFile(path).infolist()} == {zipfile.ZIP_DEFLATED}
+    lazy = xr.open_dataset(path, engine="xafm")
+    want = da.values
+    for f in (11, 0, 5, 6, 7, 3):
+        np.testing.assert_array_equal(lazy[da.name].isel(time=f).values, want[f])
+    np.testing.assert_array_equal(lazy[da.name].isel(time=[9, 2, 9], x=slice(1, 5)).values, want[[9, 2, 9], :, 1:5])
+    back = xafm.open(path, chunks={"time": 1})
+    np.testing.assert_array_equal(back.values, want)
+    np.testing.assert_array_equal(back.afm.layers["raw"].values, da.afm.layers["raw"].values)
+    mask = next(iter(da.afm.masks))
+    np.testing.assert_array_equal(back.afm.masks[mask].values, da.afm.masks[mask].values)
