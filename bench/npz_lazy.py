@@ -85,7 +85,8 @@ def main() -> None:
         make_bundle(bundle, args.frames, args.size)
         print(f"wrote {bundle.stat().st_size / 2**30:.2f} GiB ({args.frames} frames of {args.size}x{args.size} float32, deflated) "
               f"in {time.perf_counter() - t0:.0f} s")
-        other = export_tree(args.against, (tmp_path / "other").resolve() if (tmp_path / "other").mkdir() is None else tmp_path)
+        (tmp_path / "other").mkdir()
+        other = export_tree(args.against, tmp_path / "other")
         rows = []
         for scenario in ("last", "random", "consecutive"):
             for label, tree in ((args.against, other), ("this tree", ROOT)):
