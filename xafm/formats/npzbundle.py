@@ -11,11 +11,11 @@ reconstruction and plain strings.
 from __future__ import annotations
 
 import io
+import math
 import os
-import pickle
-import pickletools
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,27 @@ import xarray as xr
 from ..core import conventions
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
-from ..core.lazy import InMemoryArray, LazyArray, RawFramesArray, outer_index
+from ..core.lazy import InMemoryArray, LazyArray, RawFramesArray
 from ..core.output import atomic_output
-from ..exceptions import CorruptFileError, UnsafeFileError
-from . import _bundle
+from ..exceptions import CorruptFileError
+from . import _bundle, _safepickle, _zipmember
+from ._inflate import DeflatedFramesArray
 
 NAME = "npz"
 #: Members every bundle holds (playNano's and xafm's alike).
 REQUIRED = ("data", "pixel_size_nm", "channel", "frame_metadata_json", "provenance_json")
 LAYER_KEY = "processed__"
 MASK_KEY = "masks__"
-#: Largest string member (bytes) read into memory.
-MAX_TEXT_BYTES = 256 * 2**20
+#: Longest text member (characters) read: 32 Mi characters hold the per-frame metadata of
+#: 100,000 frames of xafm's richest per-frame metadata (ASD files, about 280 characters a
+#: frame in a bundle: 27 MiB) with room to spare.
+MAX_TEXT_CHARS = 32 * 2**20
+#: Most JSON values (a count of ``{``, ``[`` and ``,``) parsed from one member: the ASD
+#: metadata of 100,000 frames has 1.1 million; the cap bounds what parsing can build
+#: (about 80 bytes a value) whatever the text's length.
+MAX_JSON_ITEMS = 2**21
+#: Longest ``.npy`` header read (numpy itself refuses headers above 10,000 bytes).
+MAX_NPY_HEADER = 16384
 
 
 # --------------------------------------------------------------------------------------
@@ -89,55 +98,6 @@ def write(
 # --------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-}
-_ALLOWED_OPCODES = {
-    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP",
-    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "NEWOBJ",
-    "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET",
-    "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_LIST", "APPEND", "APPENDS", "LIST",
-    "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1",
-    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
-    "SHORT_BINSTRING", "BINSTRING", "STRING", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8",
-}
-
-
-class _StringsOnlyUnpickler(pickle.Unpickler):
-    """Admits numpy's array reconstruction and nothing else: no code can run."""
-
-    def __init__(self, fp: Any, path: str):
-        super().__init__(fp, encoding="latin1")
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            from numpy._core import multiarray
-
-            return {"_reconstruct": multiarray._reconstruct, "ndarray": np.ndarray, "dtype": np.dtype}[name]
-        raise UnsafeFileError(self.path, f"refusing to unpickle {module}.{name}: only plain strings are accepted")
-
-
-def _load_pickled_strings(payload: bytes, path: str, key: str) -> np.ndarray:
-    try:
-        for op, arg, _ in pickletools.genops(payload):
-            if op.name not in _ALLOWED_OPCODES:
-                raise UnsafeFileError(path, f"member {key!r} holds a pickle with opcode {op.name}; refused")
-            if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > 2**24:
-                raise UnsafeFileError(path, f"member {key!r} holds a pickle with an implausible number {arg}; refused")
-        obj = _StringsOnlyUnpickler(io.BytesIO(payload), path).load()
-    except UnsafeFileError:
-        raise
-    except Exception as exc:
-        raise CorruptFileError(path, f"member {key!r} is not a readable string array: {exc}") from None
-    if not isinstance(obj, np.ndarray) or not all(isinstance(v, (str, bytes)) for v in obj.ravel().tolist()):
-        raise UnsafeFileError(path, f"member {key!r} holds objects other than strings; refused")
-    return obj
-
-
 def _npy_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):
@@ -147,65 +107,78 @@ def _npy_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     raise ValueError(f"unsupported .npy format version {version}")
 
 
-def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.ndarray:
+def _member_header(fh: Any, layout: _zipmember.MemberLayout, path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """A member's ``.npy`` header (shape, Fortran order, dtype, header length), read from
+    at most its first ``MAX_NPY_HEADER`` bytes."""
+    head = _zipmember.read_member(fh, layout, path, layout.file_size) if layout.file_size <= MAX_NPY_HEADER else _head(fh, layout, path)
+    fp = io.BytesIO(head)
+    shape, fortran, dtype = _npy_header(fp)
+    return tuple(int(s) for s in shape), bool(fortran), dtype, fp.tell()
+
+
+def _head(fh: Any, layout: _zipmember.MemberLayout, path: str) -> bytes:
+    """The first ``MAX_NPY_HEADER`` bytes of a member (no CRC: the member is not read whole)."""
+    fh.seek(layout.data_offset)
+    if layout.method == zipfile.ZIP_STORED:
+        return bytes(fh.read(MAX_NPY_HEADER))
+    inflater = zlib.decompressobj(-15)
+    try:
+        return inflater.decompress(fh.read(min(layout.compress_size, MAX_NPY_HEADER + 4096)), MAX_NPY_HEADER)
+    except zlib.error as exc:
+        raise CorruptFileError(path, f"member {layout.name!r} is not valid deflate data: {exc}") from None
+
+
+def _check_text(path: str, key: str, arr: np.ndarray) -> np.ndarray:
+    """Refuse a text member beyond ``MAX_TEXT_CHARS``, or JSON with more than
+    ``MAX_JSON_ITEMS`` values (objects, arrays and separators counted), before it is parsed."""
+    value = _bundle.text(arr) or ""
+    if len(value) > MAX_TEXT_CHARS:
+        raise CorruptFileError(path, f"member {key!r} holds {len(value)} characters, more than the {MAX_TEXT_CHARS} xafm reads")
+    if key.endswith("_json"):
+        items = value.count("{") + value.count("[") + value.count(",")
+        if items > MAX_JSON_ITEMS:
+            raise CorruptFileError(path, f"member {key!r} holds about {items} JSON values, more than the {MAX_JSON_ITEMS} xafm parses")
+    return arr
+
+
+def _read_small(fh: Any, info: zipfile.ZipInfo, path: str, limit: int) -> np.ndarray:
+    """A metadata member, whole, with a bounded read (at most ``limit`` bytes)."""
     key = info.filename[:-4]
-    if info.file_size > MAX_TEXT_BYTES:
-        raise CorruptFileError(path, f"member {key!r} is {info.file_size} bytes, too large for a metadata value")
-    with zf.open(info) as fp:
-        shape, fortran, dtype = _npy_header(fp)
-        body = fp.read()
+    layout = _zipmember.member_layout(fh, info, path)
+    body = _zipmember.read_member(fh, layout, path, limit)
+    fp = io.BytesIO(body)
+    shape, fortran, dtype = _npy_header(fp)
+    payload = body[fp.tell():]
     if dtype.hasobject:
-        return _load_pickled_strings(body, path, key)
-    count = int(np.prod(shape))
-    if count * dtype.itemsize != len(body):
-        raise CorruptFileError(path, f"member {key!r} holds {len(body)} bytes, its header promises {count * dtype.itemsize}")
-    arr = np.frombuffer(body, dtype=dtype, count=count)
-    return arr.reshape(shape, order="F" if fortran else "C")
+        arr = _safepickle.load_string_array(payload, path, key, MAX_TEXT_CHARS)
+    else:
+        count = math.prod(shape)
+        if count * dtype.itemsize != len(payload):
+            raise CorruptFileError(path, f"member {key!r} holds {len(payload)} bytes, its header promises {count * dtype.itemsize}")
+        arr = np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+    return _check_text(path, key, arr) if arr.dtype.kind in "OUS" else arr
 
 
-class ZipMemberArray(LazyArray):
-    """A compressed (deflated) member: decompress up to the last frame asked for."""
-
-    def __init__(self, path: str, member: str, header_len: int, shape: tuple[int, ...], dtype: np.dtype):
-        self.path, self.member, self.header_len = path, member, header_len
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype).newbyteorder("=")
-        self.raw_dtype = np.dtype(dtype)
-
-    def _read(self, key: tuple) -> np.ndarray:
-        frames = np.arange(self.shape[0])[key[0]]
-        stop = int(np.max(frames)) + 1 if np.size(frames) else 0
-        frame_bytes = int(np.prod(self.shape[1:])) * self.raw_dtype.itemsize
-        with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as fp:
-            fp.read(self.header_len)
-            body = fp.read(stop * frame_bytes)
-        if len(body) != stop * frame_bytes:
-            raise CorruptFileError(self.path, f"member {self.member!r} ends early")
-        arr = np.frombuffer(body, dtype=self.raw_dtype).reshape((stop,) + self.shape[1:])
-        return np.array(outer_index(arr, key), dtype=self.dtype)
-
-
-def _array_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, fh: Any) -> LazyArray:
+def _array_member(fh: Any, info: zipfile.ZipInfo, path: str) -> LazyArray:
+    """A stack member, checked: its header's shape and dtype against the member's sizes, and
+    those against the file, before anything of the declared size exists."""
     key = info.filename[:-4]
-    with zf.open(info) as fp:
-        shape, fortran, dtype = _npy_header(fp)
-        header_len = fp.tell()
+    layout = _zipmember.member_layout(fh, info, path)
+    shape, fortran, dtype, header_len = _member_header(fh, layout, path)
     if dtype.hasobject or len(shape) != 3:
         raise CorruptFileError(path, f"member {key!r} must be a numeric 3-D array, found {dtype} {shape}")
-    need = header_len + int(np.prod(shape)) * dtype.itemsize
-    if need != info.file_size:
-        raise CorruptFileError(path, f"member {key!r} is {info.file_size} bytes, its header promises {need}")
-    if fortran:
-        with zf.open(info) as fp:
-            return InMemoryArray(path, np.lib.format.read_array(fp, allow_pickle=False))
-    if info.compress_type != zipfile.ZIP_STORED:
-        return ZipMemberArray(path, info.filename, header_len, shape, dtype)
-    fh.seek(info.header_offset)
-    local = fh.read(30)
-    if len(local) != 30 or local[:4] != b"PK\x03\x04":
-        raise CorruptFileError(path, f"member {key!r}: bad local zip header")
-    name_len, extra_len = struct.unpack("<HH", local[26:30])
-    offset = info.header_offset + 30 + name_len + extra_len + header_len
-    return RawFramesArray(path, offset=offset, n_frames=shape[0], frame_shape=shape[1:], raw_dtype=dtype)
+    if min(shape) == 0:
+        raise CorruptFileError(path, f"member {key!r} has shape {shape}: a stack has at least one frame of 1x1 pixels")
+    need = header_len + math.prod(shape) * dtype.itemsize
+    if need != layout.file_size:
+        raise CorruptFileError(path, f"member {key!r} is {layout.file_size} bytes, its header promises {need} ({dtype} {shape})")
+    if fortran:  # frames are not contiguous: read whole
+        body = _zipmember.read_member(fh, layout, path, layout.file_size)
+        values = np.frombuffer(body, dtype=dtype, offset=header_len).reshape(shape, order="F")
+        return InMemoryArray(path, values.astype(dtype.newbyteorder("=")))
+    if layout.method == zipfile.ZIP_DEFLATED:
+        return DeflatedFramesArray(path, layout, header_len, shape, dtype)
+    return RawFramesArray(path, offset=layout.data_offset + header_len, n_frames=shape[0], frame_shape=(shape[1], shape[2]), raw_dtype=dtype)
 
 
 def _members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -216,37 +189,44 @@ def identify(probe: Probe) -> bool:
     """A zip archive holding the bundle's members (not any ``.npz``)."""
     if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return False
-    with zipfile.ZipFile(probe.path) as zf:
+    with open(probe.path, "rb") as fh, _zipmember.open_archive(fh, os.fspath(probe.path)) as zf:
         return all(k in _members(zf) for k in REQUIRED)
 
 
 def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
-    with zipfile.ZipFile(path) as zf:
+    with open(path, "rb") as fh, _zipmember.open_archive(fh, path) as zf:
         infos = _members(zf)
-        value = _read_small(zf, infos["channel"], path) if "channel" in infos else None
+        value = _read_small(fh, infos["channel"], path, _text_limit()) if "channel" in infos else None
     return [conventions.safe_channel(_bundle.text(value) or "height")]
 
 
+def _text_limit() -> int:
+    """Most bytes a text member may have: ``MAX_TEXT_CHARS`` as 4-byte unicode, plus header."""
+    return 4 * MAX_TEXT_CHARS + MAX_NPY_HEADER
+
+
 def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
-    """The bundle as the stack it was written from (lazy; stored members memory-mapped).
+    """The bundle as the stack it was written from (lazy; stored members memory-mapped,
+    deflated ones inflated on demand in bounded memory).
 
     ``channel`` may name the bundle's one channel (anything else is a ``ChannelError``).
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+        with open(path, "rb") as fh, _zipmember.open_archive(fh, path) as zf:
             infos = _members(zf)
             for key in REQUIRED:
                 if key not in infos:
                     raise CorruptFileError(path, f"member {key!r} is missing: not an AFM NPZ bundle")
-            data = _array_member(zf, infos["data"], path, fh)
-            layers = {k[len(LAYER_KEY):]: _array_member(zf, i, path, fh) for k, i in infos.items() if k.startswith(LAYER_KEY)}
-            masks = {k[len(MASK_KEY):]: _array_member(zf, i, path, fh) for k, i in infos.items() if k.startswith(MASK_KEY)}
+            data = _array_member(fh, infos["data"], path)
+            layers = {k[len(LAYER_KEY):]: _array_member(fh, i, path) for k, i in infos.items() if k.startswith(LAYER_KEY)}
+            masks = {k[len(MASK_KEY):]: _array_member(fh, i, path) for k, i in infos.items() if k.startswith(MASK_KEY)}
             for m in masks.values():
                 m.dtype = np.dtype(bool)
+            numbers_limit = MAX_NPY_HEADER + 16 * data.shape[0]  # timestamps: one number per frame
             small = {
-                k: (_read_small(zf, infos[k], path) if k in infos else None)
+                k: (_read_small(fh, infos[k], path, numbers_limit if k in ("timestamps", "pixel_size_nm") else _text_limit()) if k in infos else None)
                 for k in ("timestamps", "frame_metadata_json", "provenance_json", "state_backups_json", "pixel_size_nm", "channel", "xafm_attrs_json")
             }
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, struct.error) as exc:
