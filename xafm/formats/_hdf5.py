@@ -1,17 +1,23 @@
-"""What the HDF5-based formats share: one process-wide lock, lazy datasets, and a content
-check that opens a file with h5py only when its first bytes are HDF5's signature."""
+"""What the HDF5-based formats share: one process-wide lock, the one way to open a file
+(:func:`open_h5`: nothing outside the file is followed, heap values are read so that no
+file can hang), lazy datasets, and a content check that opens a file with h5py only when
+its first bytes are HDF5's signature."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ..core.contract import Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
+from ..exceptions import CorruptFileError, XafmError
+from ._h5guard import check_stored, dataset_at, refuse_outside_links
+from ._h5strings import Values
 
 # HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
 # several threads at once is safest behind one process-wide lock.
@@ -27,14 +33,47 @@ def text_keys(group: Any) -> list[str]:
     return [k for k in group.keys() if isinstance(k, str)]
 
 
-def identify_with(probe: Probe, check: Callable[[Any], bool]) -> bool:
-    """Whether ``check(h5py.File)`` holds for an HDF5 file (False for anything else)."""
-    if not probe.head.startswith(SIGNATURE):
-        return False
+def has_member(group: Any, name: str) -> bool:
+    """Whether ``group`` has a member ``name`` (one path component), resolving no link:
+    ``name in group`` would follow an external link to see whether its target exists."""
+    return group.get(name, getlink=True) is not None
+
+
+def open_raw(path: str) -> Any:
     import h5py
 
-    with HDF5_LOCK, h5py.File(probe.path, "r") as f:
-        return bool(check(f))
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if isinstance(exc, XafmError):
+            raise
+        raise CorruptFileError(path, f"not a readable HDF5 file (cannot read as HDF5): {exc}") from None
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike[str]) -> Iterator[tuple[Any, Values]]:
+    """Open an HDF5 file for a reader: ``(h5py.File, Values)`` under :data:`HDF5_LOCK`.
+
+    Every link of the file is walked once first and the file is refused if anything leads
+    out of it (:func:`~xafm.formats._h5guard.refuse_outside_links`); attributes and small
+    datasets are read through the returned :class:`~xafm.formats._h5strings.Values`.
+    """
+    path = os.fspath(path)
+    with HDF5_LOCK, open_raw(path) as f:
+        members = refuse_outside_links(f, path)
+        yield f, Values(f, path, members)
+
+
+def identify_with(probe: Probe, check: Callable[[Any, Values], bool]) -> bool:
+    """Whether ``check(h5py.File, Values)`` holds for an HDF5 file (False for anything else).
+
+    The check looks at root members (:func:`has_member`) and root attributes only, so no
+    link walk is needed to keep it inside the file.
+    """
+    if not probe.head.startswith(SIGNATURE):
+        return False
+    with HDF5_LOCK, open_raw(probe.path) as f:
+        return bool(check(f, Values(f, probe.path, [])))
 
 
 class H5DatasetArray(LazyArray):
@@ -44,24 +83,29 @@ class H5DatasetArray(LazyArray):
         self.path = os.fspath(path)
         self.name = name
         if shape is None or dtype is None:
-            import h5py
-
-            with HDF5_LOCK, h5py.File(self.path, "r") as f:
-                shape, dtype = f[name].shape, f[name].dtype
+            with HDF5_LOCK, open_raw(self.path) as f:
+                ds = dataset_at(f, name, self.path)
+                shape, dtype = ds.shape, ds.dtype
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
 
     def _read(self, key: tuple[Any, ...]) -> np.ndarray:
-        import h5py
-
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            block = f[self.name][bounds]
+        with HDF5_LOCK, open_raw(self.path) as f:
+            block = open_dataset(f, self.name, self.path)[bounds]
         return np.asarray(outer_index(block, rel), dtype=self.dtype)
 
 
 def stored_chunks(ds: Any, dims: tuple[str, ...]) -> dict[str, int] | None:
     """An HDF5 dataset's stored chunk shape by dim (None when it is contiguous)."""
     return dict(zip(dims, (int(c) for c in ds.chunks))) if ds.chunks else None
+
+
+def open_dataset(f: Any, name: str, path: str, *, frames_axis: int | None = 0) -> Any:
+    """The dataset a lazy read reads: reached without leaving the file, and refused if its
+    declared size is more than its storage holds (the file may have changed since open)."""
+    ds = dataset_at(f, name, path)
+    check_stored(ds, path, frames_axis=frames_axis)
+    return ds
