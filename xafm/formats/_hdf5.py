@@ -16,7 +16,7 @@ import numpy as np
 from ..core.contract import Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
 from ..exceptions import CorruptFileError, XafmError
-from ._h5guard import check_stored, dataset_at, refuse_outside_links
+from ._h5guard import dataset_at, refuse_outside_links
 from ._h5strings import Values
 
 # HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
@@ -87,6 +87,7 @@ class H5DatasetArray(LazyArray):
                 ds = dataset_at(f, name, self.path)
                 shape, dtype = ds.shape, ds.dtype
         self.shape = tuple(int(s) for s in shape)
+        self.stored_shape = self.shape
         self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
 
     def _read(self, key: tuple[Any, ...]) -> np.ndarray:
@@ -94,7 +95,7 @@ class H5DatasetArray(LazyArray):
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         with HDF5_LOCK, open_raw(self.path) as f:
-            block = open_dataset(f, self.name, self.path)[bounds]
+            block = open_dataset(f, self.name, self.path, self.stored_shape)[bounds]
         return np.asarray(outer_index(block, rel), dtype=self.dtype)
 
 
@@ -103,9 +104,13 @@ def stored_chunks(ds: Any, dims: tuple[str, ...]) -> dict[str, int] | None:
     return dict(zip(dims, (int(c) for c in ds.chunks))) if ds.chunks else None
 
 
-def open_dataset(f: Any, name: str, path: str, *, frames_axis: int | None = 0) -> Any:
-    """The dataset a lazy read reads: reached without leaving the file, and refused if its
-    declared size is more than its storage holds (the file may have changed since open)."""
+def open_dataset(f: Any, name: str, path: str, shape: tuple[int, ...] | None = None, *, size: int | None = None) -> Any:
+    """The dataset a lazy read reads: reached without leaving the file, with the shape (or
+    the number of values) whose storage was checked at open; its storage is not summed
+    again (that walks every chunk, milliseconds per read for a long video)."""
     ds = dataset_at(f, name, path)
-    check_stored(ds, path, frames_axis=frames_axis)
+    now = tuple(int(s) for s in ds.shape)
+    if (shape is not None and now != tuple(shape)) or (size is not None and int(ds.size) != size):
+        was = tuple(shape) if shape is not None else f"{size} values"
+        raise CorruptFileError(path, f"{ds.name} has shape {now}, {was} when the file was opened: it changed since")
     return ds

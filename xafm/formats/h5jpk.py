@@ -334,9 +334,7 @@ class H5JPKFramesArray(LazyArray):
         rows, cols = self.shape[1], self.shape[2]
         s0, s1 = (rows - y1, rows - y0) if self.flip_y else (y0, y1)
         with HDF5_LOCK, open_raw(self.path) as f:
-            ds = open_dataset(f, self.dataset, self.path, frames_axis=1)
-            if ds.shape != (rows * cols, self.shape[0]):
-                raise CorruptFileError(self.path, f"{self.dataset} changed since the file was opened")
+            ds = open_dataset(f, self.dataset, self.path, (rows * cols, self.shape[0]))
             raw = ds[s0 * cols : s1 * cols, t0:t1]
         block = raw.T.reshape(t1 - t0, s1 - s0, cols)
         if self.flip_y:

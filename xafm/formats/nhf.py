@@ -227,7 +227,7 @@ class NhfImageArray(LazyArray):
         y0, y1 = bounds[1].start, bounds[1].stop
         first, last = self.lines - y1, self.lines - y0  # stored lines, bottom first
         with HDF5_LOCK, open_raw(self.path) as f:
-            flat = open_dataset(f, self.dataset, self.path, frames_axis=None)[first * self.points : last * self.points]
+            flat = open_dataset(f, self.dataset, self.path, size=self.lines * self.points)[first * self.points : last * self.points]
         rows = np.asarray(flat).reshape(last - first, self.points)[::-1, bounds[2]]
         out = rows.astype(np.float64) * self.scale + self.add
         return np.asarray(outer_index(out[None], rel), dtype=self.dtype)

@@ -36,9 +36,12 @@ MAX_TEXT_BYTES = 2**20
 class H5FrameArray(LazyArray):
     """A 2-D (or one plane of a 3-D) HDF5 dataset seen as one frame, opened per read."""
 
-    def __init__(self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None):
+    def __init__(
+        self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None, stored_shape: tuple[int, ...] | None = None
+    ):
         self.path, self.name, self.plane = path, name, plane
         self.frame_shape = (int(shape[0]), int(shape[1]))
+        self.stored_shape = stored_shape if stored_shape is not None else self.frame_shape
         self.shape = (1,) + self.frame_shape
         self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
 
@@ -48,7 +51,8 @@ class H5FrameArray(LazyArray):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         sel = bounds[1:] + ((self.plane,) if self.plane is not None else ())
         with HDF5_LOCK, open_raw(self.path) as f:
-            block = np.asarray(open_dataset(f, self.name, self.path, frames_axis=None)[sel])
+            ds = open_dataset(f, self.name, self.path, self.stored_shape)
+            block = np.asarray(ds[sel])
         block = block[None]
         out = outer_index(block, rel)
         return (out != 0) if self.dtype == bool else np.asarray(out, dtype=self.dtype)
@@ -141,18 +145,21 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
     shape = lay["shape"]
     _, dtype = info["datasets"][channel]
-    data = H5FrameArray(path, channel, shape, dtype, out_dtype=np.float64 if dtype.kind != "f" else dtype)
+    data = H5FrameArray(path, channel, shape, dtype, out_dtype=np.float64 if dtype.kind != "f" else dtype, stored_shape=shape)
     scalars = info["scalars"]
     px = scalars.get("pixel_to_nm_scaling")
     if isinstance(px, list) and len(px) == 1:
         px = px[0]
     if isinstance(px, bool) or not isinstance(px, (int, float)) or not (math.isfinite(px) and px > 0):
         raise CorruptFileError(path, f"pixel_to_nm_scaling must be a positive number, found {px!r}")
-    masks = {name: H5FrameArray(path, src, shape, dt, plane=plane, out_dtype=bool) for name, (src, plane, dt) in lay["masks"].items()}
+    masks = {
+        name: H5FrameArray(path, src, shape, dt, plane=plane, out_dtype=bool, stored_shape=info["datasets"][src][0])
+        for name, (src, plane, dt) in lay["masks"].items()
+    }
     layers = {}
     if channel == DEFAULT_CHANNEL and "image_original" in lay["channels"]:
         _, odt = lay["channels"]["image_original"]
-        layers["raw"] = H5FrameArray(path, "image_original", shape, odt, out_dtype=np.float64 if odt.kind != "f" else odt)
+        layers["raw"] = H5FrameArray(path, "image_original", shape, odt, out_dtype=np.float64 if odt.kind != "f" else odt, stored_shape=shape)
     version = scalars.get("topostats_file_version", scalars.get("topostats_version"))
     acquisition = {
         "format": "TopoStats HDF5",
