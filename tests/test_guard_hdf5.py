@@ -445,3 +445,24 @@ def test_a_damaged_string_heap_cannot_hang_a_reader(tmp_path):
     _, kind, got, _ = results[-1]
     assert kind == "read", got
     assert got[0] == pytest.approx(expected, rel=1e-6) and got[1] == ["height"]
+
+
+def _refusal(path: str) -> list:
+    try:
+        xafm.open(path)
+    except xafm.XafmError as exc:
+        return [type(exc).__name__, str(exc)]
+    return ["read", ""]
+
+
+def test_an_external_link_to_a_fifo_is_refused_without_opening_it(tmp_path):
+    """HDF5 would open the link's target, and opening a FIFO blocks until a writer comes:
+    the link is refused from its own record, never followed (in a forked child, so that a
+    regression fails instead of blocking the suite)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    path = _own_h5(tmp_path / "x.h5")
+    _replace(path, "data", lambda g, leaf, shape, dtype: g.__setitem__(leaf, h5py.ExternalLink(str(fifo), "/x")))
+    got = _in_child(_refusal, str(path), timeout=30.0)
+    assert got is not None, "xafm.open blocked on the FIFO an external link names"
+    assert got[0] == "UnsafeFileError" and str(fifo) in got[1], got
