@@ -319,6 +319,18 @@ def test_own_bundle_stores_json_as_fixed_length_strings(tmp_path):
         assert str(f.attrs["channel"]) == "height"  # playNano's str(); a variable-length str
 
 
+def test_own_bundle_with_attrs_too_long_for_a_fixed_attribute_still_round_trips(tmp_path):
+    """An attribute lives in one object-header message (64 KiB): longer xafm_attrs_json
+    stays a variable-length string, read back through the bounded heap read."""
+    da = xafm.stack(np.zeros((2, 3, 3), np.float32), pixel_size_nm=1.0)
+    da.attrs["notes"] = "x" * 200_000
+    path = da.afm.to_h5(tmp_path / "long.h5")
+    with h5py.File(path) as f:
+        assert f.attrs.get_id("xafm_attrs_json").get_type().is_variable_str()
+    back = xafm.open(path)
+    assert back.attrs["notes"] == "x" * 200_000 and back.name == "height"
+
+
 # --------------------------------------------------------------------------------------
 # no input hangs: damaged global heaps
 # --------------------------------------------------------------------------------------

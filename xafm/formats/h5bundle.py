@@ -43,6 +43,9 @@ COMPRESSIONS = (None, "gzip", "lzf")
 _CHUNK_BYTES = 2**20
 #: How masks are stored: netCDF's ``byte`` (0/1), not h5py's bool (an uncommitted enum type).
 MASK_DTYPE = np.dtype(np.int8)
+#: Longest text stored as a fixed-length attribute (an attribute lives in one object-header
+#: message, at most 64 KiB with its name, type and shape).
+MAX_FIXED_ATTR_BYTES = 60_000
 #: CF's flag attributes, and xarray's marker for a boolean stored as bytes.
 MASK_ATTRS: dict[str, Any] = {"flag_values": np.array([0, 1], MASK_DTYPE), "flag_meanings": "false true", "dtype": "bool"}
 
@@ -52,6 +55,12 @@ def fixed_text(text: str) -> np.ndarray:
     read back by h5py as bytes (what playNano's loader decodes)."""
     raw = text.encode("utf-8")
     return np.array(raw, dtype=f"S{max(1, len(raw))}")
+
+
+def _attr_text(text: str) -> Any:
+    """An attribute's text: fixed-length when it fits an object-header message (HDF5's limit
+    is 64 KiB per message), else variable-length (read back through the bounded heap read)."""
+    return fixed_text(text) if len(text.encode("utf-8")) <= MAX_FIXED_ATTR_BYTES else text
 
 
 def _string_dataset(group: Any, name: str, text: str) -> None:
@@ -143,7 +152,7 @@ def write(
         f.attrs["channel"] = content.channel  # variable-length: playNano's str() needs a str
         attrs_json = json.loads(content.attrs_json)
         attrs_json["channel"] = content.channel
-        f.attrs["xafm_attrs_json"] = fixed_text(json.dumps(attrs_json, ensure_ascii=False))
+        f.attrs["xafm_attrs_json"] = _attr_text(json.dumps(attrs_json, ensure_ascii=False))
     return path
 
 
