@@ -270,8 +270,9 @@ def test_declared_frames_are_checked_against_storage(tmp_path, fmt, lazy):
     assert peak < 32 * 2**20, f"peak {peak / 2**20:.0f} MiB"
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
 @pytest.mark.parametrize("fmt", ["topostats", "nhf"])
-def test_declared_image_size_is_checked_against_storage(tmp_path, fmt):
+def test_declared_image_size_is_checked_against_storage(tmp_path, fmt, lazy):
     """Single-image formats: an image dataset whose shape claims more than it stores."""
     path = _valid(tmp_path, fmt)
     name = FORMATS[fmt][2]
@@ -290,7 +291,7 @@ def test_declared_image_size_is_checked_against_storage(tmp_path, fmt):
     tracemalloc.start()
     try:
         with pytest.raises(CorruptFileError, match=r"declares shape .* but stores only \d+ bytes"):
-            xafm.open(path)
+            xafm.open(path, chunks={} if lazy else None)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
