@@ -34,12 +34,15 @@ def text_keys(group: Any) -> list[str]:
 
 
 def has_member(group: Any, name: str) -> bool:
-    """Whether ``group`` has a member ``name`` (one path component), resolving no link:
-    ``name in group`` would follow an external link to see whether its target exists."""
+    """Whether ``group`` has a member ``name`` (one path component), from the link record
+    alone: nothing the link names is opened or resolved."""
     return group.get(name, getlink=True) is not None
 
 
 def open_raw(path: str) -> Any:
+    """``h5py.File(path, "r")``, a file HDF5 cannot open becoming a ``CorruptFileError``.
+    Readers use :func:`open_h5`; lazy reads reopen with this and reach their one dataset
+    with :func:`open_dataset`."""
     import h5py
 
     try:
