@@ -6,7 +6,7 @@ walk over the collection, e.g. size 0) makes HDF5's C code loop forever the firs
 any object of that collection is read; h5py opens such a file instantly and hangs on the
 first string. Nothing in the HDF5 API bounds that loop, so xafm reads every value that
 lives in the heap in a forked child process, all of a file's at once the first time one
-is needed, and kills the child when it takes longer than :data:`TIMEOUT_S` (the file is
+is needed, and kills the child when one value takes longer than :data:`TIMEOUT_S` (the file is
 then refused with a :class:`CorruptFileError`). Fixed-length strings and numbers are read
 directly. xafm's own bundles store their JSON as fixed-length strings, so reading them
 needs no child except for playNano's variable-length ``channel`` attribute.
@@ -28,9 +28,11 @@ import numpy as np
 from ..exceptions import CorruptFileError
 from ._h5guard import check_stored, declared_bytes
 
-#: A read of a file's heap values that takes longer than this is a damaged heap (normal
-#: reads take milliseconds).
+#: A heap value whose read takes longer than this is a damaged heap (normal reads take
+#: microseconds): the child is killed when no value arrives for this long.
 TIMEOUT_S = 5.0
+#: However many values a file holds, the child is killed after this long in all.
+TOTAL_TIMEOUT_S = 60.0
 #: No text value larger than this is read (metadata, not data).
 MAX_TEXT_BYTES = 64 * 2**20
 #: String datasets of at most this many elements are metadata whose heap values are read.
@@ -120,7 +122,8 @@ def read_in_child(f: Any, path: str, items: list[tuple[str, str | None]]) -> dic
     """Read heap values ``(object, attribute or None for the dataset)`` in a forked child.
 
     Returns each item's value, or a :class:`CorruptFileError` for an item that failed or
-    that the child did not reach in :data:`TIMEOUT_S` (a damaged heap: every later item
+    that the child did not reach, no value having come for :data:`TIMEOUT_S` (or after
+    :data:`TOTAL_TIMEOUT_S` in all) (a damaged heap: every later item
     shares its fate, as heap collections are shared).
     """
     if not items:
@@ -148,7 +151,8 @@ def read_in_child(f: Any, path: str, items: list[tuple[str, str | None]]) -> dic
     os.close(w)
     lines: list[bytes] = []
     buf = b""
-    deadline = time.monotonic() + TIMEOUT_S
+    start = time.monotonic()
+    deadline = start + TIMEOUT_S
     timed_out = False
     try:
         while True:
@@ -162,6 +166,8 @@ def read_in_child(f: Any, path: str, items: list[tuple[str, str | None]]) -> dic
             buf += chunk
             *done, buf = buf.split(b"\n")
             lines.extend(done)
+            if done:  # progress: the next value gets its own TIMEOUT_S, within the total
+                deadline = min(time.monotonic() + TIMEOUT_S, start + TOTAL_TIMEOUT_S)
     finally:
         os.close(r)
         if timed_out:
@@ -176,7 +182,9 @@ def read_in_child(f: Any, path: str, items: list[tuple[str, str | None]]) -> dic
             results[item] = None if got["v"] is None else _decode(got["v"])
     if len(lines) < len(items):
         first = items[len(lines)]
-        if timed_out:
+        if timed_out and time.monotonic() - start >= TOTAL_TIMEOUT_S:
+            why = f"reading its {len(items)} variable-length values did not finish in {TOTAL_TIMEOUT_S:g} s"
+        elif timed_out:
             why = (
                 f"reading {_what(*first)} did not finish in {TIMEOUT_S:g} s: the global heap that holds "
                 "its variable-length values is damaged (HDF5 loops on it)"
