@@ -1,17 +1,23 @@
-"""What the HDF5-based formats share: one process-wide lock, lazy datasets, and a content
-check that opens a file with h5py only when its first bytes are HDF5's signature."""
+"""What the HDF5-based formats share: one process-wide lock, the one way to open a file
+(:func:`open_h5`: nothing outside the file is followed, heap values are read so that no
+file can hang), lazy datasets, and a content check that opens a file with h5py only when
+its first bytes are HDF5's signature."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ..core.contract import Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
+from ..exceptions import CorruptFileError, FileChangedError, XafmError
+from ._h5guard import dataset_at, refuse_outside_links
+from ._h5strings import Values
 
 # HDF5 is not thread-safe; h5py serialises calls itself but opening/closing files from
 # several threads at once is safest behind one process-wide lock.
@@ -27,14 +33,50 @@ def text_keys(group: Any) -> list[str]:
     return [k for k in group.keys() if isinstance(k, str)]
 
 
-def identify_with(probe: Probe, check: Callable[[Any], bool]) -> bool:
-    """Whether ``check(h5py.File)`` holds for an HDF5 file (False for anything else)."""
-    if not probe.head.startswith(SIGNATURE):
-        return False
+def has_member(group: Any, name: str) -> bool:
+    """Whether ``group`` has a member ``name`` (one path component), from the link record
+    alone: nothing the link names is opened or resolved."""
+    return group.get(name, getlink=True) is not None
+
+
+def open_raw(path: str) -> Any:
+    """``h5py.File(path, "r")``, a file HDF5 cannot open becoming a ``CorruptFileError``.
+    Readers use :func:`open_h5`; lazy reads reopen with this and reach their one dataset
+    with :func:`open_dataset`."""
     import h5py
 
-    with HDF5_LOCK, h5py.File(probe.path, "r") as f:
-        return bool(check(f))
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if isinstance(exc, XafmError):
+            raise
+        raise CorruptFileError(path, f"not a readable HDF5 file (cannot read as HDF5): {exc}") from None
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike[str]) -> Iterator[tuple[Any, Values]]:
+    """Open an HDF5 file for a reader: ``(h5py.File, Values)`` under :data:`HDF5_LOCK`.
+
+    Every link of the file is walked once first and the file is refused if anything leads
+    out of it (:func:`~xafm.formats._h5guard.refuse_outside_links`); attributes and small
+    datasets are read through the returned :class:`~xafm.formats._h5strings.Values`.
+    """
+    path = os.fspath(path)
+    with HDF5_LOCK, open_raw(path) as f:
+        members = refuse_outside_links(f, path)
+        yield f, Values(f, path, members)
+
+
+def identify_with(probe: Probe, check: Callable[[Any, Values], bool]) -> bool:
+    """Whether ``check(h5py.File, Values)`` holds for an HDF5 file (False for anything else).
+
+    The check looks at root members (:func:`has_member`) and root attributes only, so no
+    link walk is needed to keep it inside the file.
+    """
+    if not probe.head.startswith(SIGNATURE):
+        return False
+    with HDF5_LOCK, open_raw(probe.path) as f:
+        return bool(check(f, Values(f, probe.path, [])))
 
 
 class H5DatasetArray(LazyArray):
@@ -44,24 +86,34 @@ class H5DatasetArray(LazyArray):
         self.path = os.fspath(path)
         self.name = name
         if shape is None or dtype is None:
-            import h5py
-
-            with HDF5_LOCK, h5py.File(self.path, "r") as f:
-                shape, dtype = f[name].shape, f[name].dtype
+            with HDF5_LOCK, open_raw(self.path) as f:
+                ds = dataset_at(f, name, self.path)
+                shape, dtype = ds.shape, ds.dtype
         self.shape = tuple(int(s) for s in shape)
+        self.stored_shape = self.shape
         self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
 
     def _read(self, key: tuple[Any, ...]) -> np.ndarray:
-        import h5py
-
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            block = f[self.name][bounds]
+        with HDF5_LOCK, open_raw(self.path) as f:
+            block = open_dataset(f, self.name, self.path, self.stored_shape)[bounds]
         return np.asarray(outer_index(block, rel), dtype=self.dtype)
 
 
 def stored_chunks(ds: Any, dims: tuple[str, ...]) -> dict[str, int] | None:
     """An HDF5 dataset's stored chunk shape by dim (None when it is contiguous)."""
     return dict(zip(dims, (int(c) for c in ds.chunks))) if ds.chunks else None
+
+
+def open_dataset(f: Any, name: str, path: str, shape: tuple[int, ...] | None = None, *, size: int | None = None) -> Any:
+    """The dataset a lazy read reads: reached without leaving the file, with the shape (or
+    the number of values) whose storage was checked at open; its storage is not summed
+    again (that walks every chunk, milliseconds per read for a long video)."""
+    ds = dataset_at(f, name, path)
+    now = tuple(int(s) for s in ds.shape)
+    if (shape is not None and now != tuple(shape)) or (size is not None and int(ds.size) != size):
+        was = tuple(shape) if shape is not None else f"{size} values"
+        raise FileChangedError(path, f"{ds.name} has shape {now}, {was} when the file was opened: it changed since")
+    return ds

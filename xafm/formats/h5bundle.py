@@ -5,7 +5,11 @@ int8 0/1; ``/timestamps`` float64; ``/frame_metadata_json``, ``/provenance_json`
 ``/state_backups_json``) as UTF-8 string datasets; root attrs ``pixel_size_nm`` and
 ``channel``. xafm adds the dimension-scale datasets ``/time``, ``/y``, ``/x`` (with units;
 ``/y`` and ``/x`` start at a crop's origin) attached to every 3-D dataset, so netCDF-C, netCDF4-python, h5netcdf and xarray see named
-dims, and the root attr ``xafm_attrs_json``. Masks are int8 with CF ``flag_values`` /
+dims, and the root attr ``xafm_attrs_json``. xafm's JSON is stored as fixed-length UTF-8
+strings (no global heap to damage; playNano writes and reads them so too); the root
+``channel`` stays a variable-length string, which playNano's ``str(attrs["channel"])``
+needs, and is repeated in ``xafm_attrs_json`` so that reading xafm's own file needs no
+heap read. Masks are int8 with CF ``flag_values`` /
 ``flag_meanings`` and xarray's ``dtype = "bool"`` marker: netCDF tools see ordinary ``byte``
 variables, xarray decodes them to bool, playNano's ``astype(bool)`` loads them (h5py's own
 bool is an anonymous enum netCDF-C 4.9 skips). Masks stored as bool (playNano's files,
@@ -14,6 +18,7 @@ xafm's before) read the same.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,9 +30,11 @@ from ..core import chunks, conventions, model
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
 from ..core.output import atomic_output, check_free_space
-from ..exceptions import CorruptFileError, FormatError, XafmError
+from ..exceptions import CorruptFileError, FormatError, reading
 from . import _bundle
-from ._hdf5 import HDF5_LOCK, H5DatasetArray, identify_with, stored_chunks
+from ._h5guard import check_stored, read_checked
+from ._h5strings import Values
+from ._hdf5 import H5DatasetArray, has_member, identify_with, open_h5, stored_chunks
 
 NAME = "h5"
 #: Members every bundle holds (playNano's and xafm's alike).
@@ -36,14 +43,28 @@ COMPRESSIONS = (None, "gzip", "lzf")
 _CHUNK_BYTES = 2**20
 #: How masks are stored: netCDF's ``byte`` (0/1), not h5py's bool (an uncommitted enum type).
 MASK_DTYPE = np.dtype(np.int8)
+#: Longest text stored as a fixed-length attribute (an attribute lives in one object-header
+#: message, at most 64 KiB with its name, type and shape).
+MAX_FIXED_ATTR_BYTES = 60_000
 #: CF's flag attributes, and xarray's marker for a boolean stored as bytes.
 MASK_ATTRS: dict[str, Any] = {"flag_values": np.array([0, 1], MASK_DTYPE), "flag_meanings": "false true", "dtype": "bool"}
 
 
-def _string_dataset(group: Any, name: str, text: str) -> None:
-    import h5py
+def fixed_text(text: str) -> np.ndarray:
+    """UTF-8 text as a fixed-length HDF5 string (numpy ``S``): no global-heap object,
+    read back by h5py as bytes (what playNano's loader decodes)."""
+    raw = text.encode("utf-8")
+    return np.array(raw, dtype=f"S{max(1, len(raw))}")
 
-    group.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
+
+def _attr_text(text: str) -> Any:
+    """An attribute's text: fixed-length when it fits an object-header message (HDF5's limit
+    is 64 KiB per message), else variable-length (read back through the bounded heap read)."""
+    return fixed_text(text) if len(text.encode("utf-8")) <= MAX_FIXED_ATTR_BYTES else text
+
+
+def _string_dataset(group: Any, name: str, text: str) -> None:
+    group.create_dataset(name, data=fixed_text(text))
 
 
 def _create_3d(f: Any, name: str, obj: xr.DataArray, dtype: Any, scales: list, compression: Any, compression_opts: Any) -> Any:
@@ -147,30 +168,54 @@ def write(
         if content.state_backups_json:
             _string_dataset(f, "state_backups_json", content.state_backups_json)
         f.attrs["pixel_size_nm"] = float(content.pixel_size_nm)
-        f.attrs["channel"] = content.channel
-        f.attrs["xafm_attrs_json"] = content.attrs_json
+        f.attrs["channel"] = content.channel  # variable-length: playNano's str() needs a str
+        attrs_json = json.loads(content.attrs_json)
+        attrs_json["channel"] = content.channel
+        f.attrs["xafm_attrs_json"] = _attr_text(json.dumps(attrs_json, ensure_ascii=False))
     return path
 
 
-def _read_text(f: Any, name: str) -> Any:
-    if name not in f:
+def _read_text(f: Any, values: Values, name: str) -> Any:
+    if not has_member(f, name):
         return None
     obj = f[name]
     if not hasattr(obj, "shape") or obj.shape not in ((), (1,)):
-        raise CorruptFileError(f.filename, f"/{name} must be a scalar string dataset")
-    return obj[()]
+        raise CorruptFileError(values.path, f"/{name} must be a scalar string dataset")
+    return values.value(obj)
+
+
+def _attrs_json(values: Values, f: Any) -> tuple[Any, str | None]:
+    """The root's ``xafm_attrs_json`` (None in playNano's files) and the channel it repeats."""
+    raw = values.attr(f, "xafm_attrs_json")
+    try:
+        parsed = json.loads(_bundle.text(raw) or "null")
+    except ValueError:
+        return raw, None  # the bundle's reader names the damage
+    channel = parsed.get("channel") if isinstance(parsed, dict) else None
+    return raw, channel if isinstance(channel, str) else None
+
+
+def _channel(values: Values, f: Any, repeated: str | None) -> Any:
+    """The stored channel: the copy in ``xafm_attrs_json`` (xafm's files, no heap read), else
+    the root attribute (playNano's variable-length string)."""
+    if repeated is not None:
+        return repeated
+    if "channel" not in f.attrs:
+        raise CorruptFileError(values.path, "root attribute 'channel' is missing")
+    return values.attr(f, "channel")
 
 
 def identify(probe: Probe) -> bool:
     """An HDF5 file with the bundle's ``/data`` and JSON members (not any netCDF-4 file)."""
-    return identify_with(probe, lambda f: all(k in f for k in REQUIRED))
+    return identify_with(probe, lambda f, _: all(has_member(f, k) for k in REQUIRED))
 
 
 def channels(path: str | os.PathLike[str]) -> list[str]:
-    import h5py
-
-    with HDF5_LOCK, h5py.File(path, "r") as f:
-        return [conventions.safe_channel(_bundle.text(f.attrs.get("channel")) or "height")]
+    path = os.fspath(path)
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        _, repeated = _attrs_json(values, f)
+        stored = repeated if repeated is not None else values.attr(f, "channel")
+        return [conventions.safe_channel(_bundle.text(stored) or "height")]
 
 
 def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
@@ -181,39 +226,36 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     import h5py
 
     path = os.fspath(path)
-    try:
-        with HDF5_LOCK, h5py.File(path, "r") as f:
-            if "data" not in f or not isinstance(f["data"], h5py.Dataset):
-                raise CorruptFileError(path, "no /data dataset: not an HDF5 AFM bundle")
-            d = f["data"]
-            if d.ndim != 3 or d.dtype.kind not in "iuf":
-                raise CorruptFileError(path, f"/data must be a numeric 3-D dataset, found {d.dtype} {d.shape}")
-            for key in ("frame_metadata_json", "provenance_json"):
-                if key not in f:
-                    raise CorruptFileError(path, f"/{key} is missing: not a complete AFM bundle")
-            data = H5DatasetArray(path, "data", shape=d.shape, dtype=d.dtype)
-            stored = stored_chunks(d, conventions.DIMS)
-            groups: dict[str, dict[str, Any]] = {"processed": {}, "masks": {}}
-            for group, dtype in (("processed", None), ("masks", bool)):
-                if group in f and isinstance(f[group], h5py.Group):
-                    for name, ds in f[group].items():
-                        if isinstance(ds, h5py.Dataset) and ds.ndim == 3:
-                            groups[group][name] = H5DatasetArray(
-                                path, f"{group}/{name}", shape=ds.shape, dtype=ds.dtype, out_dtype=dtype
-                            )
-            timestamps = f["timestamps"][()] if "timestamps" in f else None
-            if timestamps is not None and np.shape(timestamps) != (d.shape[0],):
-                raise CorruptFileError(path, f"/timestamps has shape {np.shape(timestamps)}, /data has {d.shape[0]} frames")
-            for key in ("pixel_size_nm", "channel"):
-                if key not in f.attrs:
-                    raise CorruptFileError(path, f"root attribute {key!r} is missing")
-            texts = {k: _read_text(f, k) for k in ("frame_metadata_json", "provenance_json", "state_backups_json")}
-            pixel_size, stored_channel = f.attrs["pixel_size_nm"], f.attrs["channel"]
-            attrs_json = f.attrs.get("xafm_attrs_json")
-    except OSError as exc:
-        if isinstance(exc, XafmError):  # xafm's own verdicts (FileErrors are OSErrors) keep their type
-            raise
-        raise CorruptFileError(path, f"cannot read as HDF5: {exc}") from exc
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        if not has_member(f, "data") or not isinstance(f["data"], h5py.Dataset):
+            raise CorruptFileError(path, "no /data dataset: not an HDF5 AFM bundle")
+        d = f["data"]
+        if d.ndim != 3 or d.dtype.kind not in "iuf":
+            raise CorruptFileError(path, f"/data must be a numeric 3-D dataset, found {d.dtype} {d.shape}")
+        check_stored(d, path, frames_axis=0)
+        for key in ("frame_metadata_json", "provenance_json"):
+            if not has_member(f, key):
+                raise CorruptFileError(path, f"/{key} is missing: not a complete AFM bundle")
+        data = H5DatasetArray(path, "data", shape=d.shape, dtype=d.dtype)
+        stored = stored_chunks(d, conventions.DIMS)
+        groups: dict[str, dict[str, Any]] = {"processed": {}, "masks": {}}
+        for group, dtype in (("processed", None), ("masks", bool)):
+            if has_member(f, group) and isinstance(f[group], h5py.Group):
+                for name, ds in f[group].items():
+                    if isinstance(ds, h5py.Dataset) and ds.ndim == 3:
+                        check_stored(ds, path, frames_axis=0)
+                        groups[group][name] = H5DatasetArray(path, f"{group}/{name}", shape=ds.shape, dtype=ds.dtype, out_dtype=dtype)
+        timestamps = None
+        if has_member(f, "timestamps"):
+            ts = f["timestamps"]
+            if not isinstance(ts, h5py.Dataset) or ts.shape != (d.shape[0],):
+                raise CorruptFileError(path, f"/timestamps has shape {getattr(ts, 'shape', None)}, /data has {d.shape[0]} frames")
+            timestamps = read_checked(ts, path, frames_axis=0)
+        if "pixel_size_nm" not in f.attrs:
+            raise CorruptFileError(path, "root attribute 'pixel_size_nm' is missing")
+        texts = {k: _read_text(f, values, k) for k in ("frame_metadata_json", "provenance_json", "state_backups_json")}
+        attrs_json, repeated = _attrs_json(values, f)
+        pixel_size, stored_channel = values.attr(f, "pixel_size_nm"), _channel(values, f, repeated)
     ds = _bundle.assemble_bundle(
         path,
         NAME,

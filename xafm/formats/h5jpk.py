@@ -22,9 +22,11 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
-from ..exceptions import CorruptFileError, FileChangedError, StackError, XafmWarning, reading
+from ..exceptions import CorruptFileError, StackError, XafmWarning, reading
 from ._channels import pick_channel
-from ._hdf5 import HDF5_LOCK, identify_with, text_keys
+from ._h5guard import check_stored
+from ._h5strings import Values
+from ._hdf5 import HDF5_LOCK, identify_with, open_dataset, open_h5, open_raw, text_keys
 
 NAME = "h5-jpk"
 
@@ -145,41 +147,32 @@ class Layout:
     channels: dict[str, Channel]
 
 
-def _open(path: str):
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise CorruptFileError(path, f"cannot read as HDF5 (.h5-jpk): {exc}") from None
-
-
 def _is_measurement(f: Any) -> bool:
     return any(str(k).startswith("Measurement_") for k in f.keys())
 
 
 def identify(probe: Probe) -> bool:
     """HDF5 with JPK's ``file-format-info`` ("JPK SCAN") or a ``Measurement_*`` group."""
-    return identify_with(probe, lambda f: "JPK" in (_text(f.attrs.get("file-format-info")) or "") or _is_measurement(f))
+    return identify_with(probe, lambda f, v: "JPK" in (_text(v.attr(f, "file-format-info")) or "") or _is_measurement(f))
 
 
-def _measurement(f: Any, path: str) -> Any:
+def _measurement(f: Any, values: Values, path: str) -> Any:
     import h5py
 
     names = sorted(k for k in text_keys(f) if k.startswith("Measurement_") and isinstance(f.get(k), h5py.Group))
     if not names:
-        info = _text(f.attrs.get("file-format-info"))
+        info = _text(values.attr(f, "file-format-info"))
         what = f" (file-format-info {info!r})" if info else ""
         raise CorruptFileError(path, f"no Measurement_* group{what}: not a JPK high-speed .h5-jpk file")
     return f[names[0]]
 
 
-def _grid_int(meas: Any, key: str, path: str) -> int:
-    if key not in meas.attrs:
+def _grid_int(attrs: dict[str, Any], key: str, path: str) -> int:
+    if key not in attrs:
         raise CorruptFileError(path, f"attribute {key} (pixels per line) is missing")
-    value = _number(meas.attrs.get(key))
+    value = _number(attrs.get(key))
     if value is None or value != int(value) or not 1 <= value <= MAX_SIDE:
-        shown = _plain(meas.attrs.get(key))
+        shown = _plain(attrs.get(key))
         raise CorruptFileError(path, f"attribute {key} is {shown!r}; expected a pixel count 1..{MAX_SIDE}")
     return int(value)
 
@@ -207,13 +200,14 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def layout(f: Any, path: str) -> Layout:
+def layout(f: Any, values: Values, path: str) -> Layout:
     """Read the structure (grid, frame count, channels) without touching pixel data."""
     import h5py
 
-    meas = _measurement(f, path)
-    ilength = _grid_int(meas, "position-pattern.grid.ilength", path)
-    jlength = _grid_int(meas, "position-pattern.grid.jlength", path)
+    meas = _measurement(f, values, path)
+    mattrs = values.attrs(meas)
+    ilength = _grid_int(mattrs, "position-pattern.grid.ilength", path)
+    jlength = _grid_int(mattrs, "position-pattern.grid.jlength", path)
     npix = ilength * jlength
     channels: dict[str, Channel] = {}
     n_frames: int | None = None
@@ -221,7 +215,8 @@ def layout(f: Any, path: str) -> Layout:
         group = meas.get(key)
         if not isinstance(group, h5py.Group):
             continue
-        raw_name = _text(group.attrs.get("channel.name"))
+        gattrs = values.attrs(group)
+        raw_name = _text(gattrs.get("channel.name"))
         if not raw_name or not raw_name.strip():
             continue
         ds = _channel_dataset(group, raw_name.strip())
@@ -235,10 +230,10 @@ def layout(f: Any, path: str) -> Layout:
             n_frames = int(ds.shape[1])
         elif ds.shape[1] != n_frames:
             raise CorruptFileError(path, f"{ds.name} has {ds.shape[1]} frames, other channels have {n_frames}")
-        retrace = _is_true(group.attrs.get("retrace"))
-        unit = _text(group.attrs.get("net-encoder.scaling.unit.unit"))
-        multiplier = _number(group.attrs.get("net-encoder.scaling.multiplier"))
-        offset = _number(group.attrs.get("net-encoder.scaling.offset"))
+        retrace = _is_true(gattrs.get("retrace"))
+        unit = _text(gattrs.get("net-encoder.scaling.unit.unit"))
+        multiplier = _number(gattrs.get("net-encoder.scaling.multiplier"))
+        offset = _number(gattrs.get("net-encoder.scaling.offset"))
         if multiplier is None:
             # no calibrated scaling: raw encoder counts, as the public readers do (x1 + 0)
             multiplier, offset, unit = 1.0, 0.0, "raw"
@@ -248,7 +243,7 @@ def layout(f: Any, path: str) -> Layout:
             group=group.name,
             dataset=ds.name,
             quantity=ds.name.rsplit("/", 1)[-1],
-            fancy_name=_text(group.attrs.get("channel.fancy-name")) or raw_name,
+            fancy_name=_text(gattrs.get("channel.fancy-name")) or raw_name,
             retrace=retrace,
             multiplier=multiplier,
             offset=offset or 0.0,
@@ -267,8 +262,10 @@ def _check_storage(ds: Any, n_frames: int, path: str) -> None:
     """Refuse datasets whose stored data cannot hold the frames the shape claims.
 
     HDF5 returns fill values for chunks never written, so a damaged shape would otherwise
-    make an eager read allocate and return frames that are not in the file.
+    make an eager read allocate and return frames that are not in the file; the declared
+    bytes are checked against the stored ones too (:func:`~._h5guard.check_stored`).
     """
+    check_stored(ds, path, frames_axis=1)
     if ds.chunks is None:
         if ds.compression is None:
             need = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
@@ -288,8 +285,8 @@ def _check_storage(ds: Any, n_frames: int, path: str) -> None:
 
 def channels(path: str | os.PathLike) -> list[str]:
     path = os.fspath(path)
-    with HDF5_LOCK, reading(path, "reading the HDF5 structure"), _open(path) as f:
-        return list(layout(f, path).channels)
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        return list(layout(f, values, path).channels)
 
 
 def _select(lay: Layout, channel: str | None, path: str) -> Channel:
@@ -328,7 +325,6 @@ class H5JPKFramesArray(LazyArray):
         self.flip_y = bool(flip_y)
 
     def _read(self, key: tuple) -> np.ndarray:
-        import h5py
 
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
@@ -337,10 +333,8 @@ class H5JPKFramesArray(LazyArray):
         (t0, t1), (y0, y1), (x0, x1) = ((b.start, b.stop) for b in bounds)
         rows, cols = self.shape[1], self.shape[2]
         s0, s1 = (rows - y1, rows - y0) if self.flip_y else (y0, y1)
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            ds = f[self.dataset]
-            if not isinstance(ds, h5py.Dataset) or ds.shape != (rows * cols, self.shape[0]):
-                raise FileChangedError(self.path, f"{self.dataset} changed since the file was opened")
+        with HDF5_LOCK, open_raw(self.path) as f:
+            ds = open_dataset(f, self.dataset, self.path, (rows * cols, self.shape[0]))
             raw = ds[s0 * cols : s1 * cols, t0:t1]
         block = raw.T.reshape(t1 - t0, s1 - s0, cols)
         if self.flip_y:
@@ -356,7 +350,7 @@ class H5JPKFramesArray(LazyArray):
 # --------------------------------------------------------------------------------------
 # times and metadata
 # --------------------------------------------------------------------------------------
-def _per_frame(meta: Any, name: str, n: int, kind: str) -> np.ndarray | None:
+def _per_frame(meta: Any, values: Values, name: str, n: int, kind: str) -> np.ndarray | None:
     """A (n,) or (n, 1) numeric dataset from meta-data, or None if absent or the wrong size."""
     import h5py
 
@@ -365,6 +359,7 @@ def _per_frame(meta: Any, name: str, n: int, kind: str) -> np.ndarray | None:
     ds = meta[name]
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in kind or ds.size != n or ds.ndim > 2:
         return None
+    check_stored(ds, values.path, frames_axis=0)
     return np.asarray(ds[()]).reshape(n)
 
 
@@ -390,10 +385,9 @@ def _times(path: str, starts: np.ndarray | None, n: int, lines: int, scan_rate: 
     return np.arange(n, dtype=np.float64), "frame index"
 
 
-def _acquisition(f: Any, meas: Any, lay: Layout, chan: Channel, times_source: str) -> dict[str, Any]:
-    attrs = meas.attrs
+def _acquisition(f: Any, values: Values, attrs: dict[str, Any], lay: Layout, chan: Channel, times_source: str) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "format": " ".join(filter(None, (_text(f.attrs.get(k)) for k in ("file-format-info", "file-format-version")))),
+        "format": " ".join(filter(None, (_text(values.attr(f, k)) for k in ("file-format-info", "file-format-version")))),
         "measurement": lay.measurement,
     }
     for key, attr in _SUMMARY.items():
@@ -423,11 +417,11 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     import h5py
 
     path = os.fspath(path)
-    with HDF5_LOCK, reading(path, "reading the HDF5 structure"), _open(path) as f:
-        lay = layout(f, path)
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        lay = layout(f, values, path)
         chan = _select(lay, channel, path)
         meas = f[lay.measurement]
-        attrs = meas.attrs
+        attrs = values.attrs(meas)
         n, rows, cols = lay.n_frames, lay.jlength, lay.ilength
         ulength = _number(attrs.get("position-pattern.grid.ulength"))
         vlength = _number(attrs.get("position-pattern.grid.vlength"))
@@ -437,14 +431,14 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         dy = abs(vlength) / rows * 1e9 if vlength else dx
         meta = meas.get("meta-data")
         meta = meta if isinstance(meta, h5py.Group) else None
-        starts = _per_frame(meta, "start-times", n, "iu")
-        ends = _per_frame(meta, "end-times", n, "iu")
-        columns = {key: _per_frame(meta, name, n, "iuf") for name, key in _FRAME_COLUMNS.items()}
+        starts = _per_frame(meta, values, "start-times", n, "iu")
+        ends = _per_frame(meta, values, "end-times", n, "iu")
+        columns = {key: _per_frame(meta, values, name, n, "iuf") for name, key in _FRAME_COLUMNS.items()}
         scan_rate = _number(attrs.get("timing-settings.scanRate"))
         motion = _text(attrs.get("motion"))
         reflect = _is_true(attrs.get("position-pattern.grid.reflect"))
         times, source = _times(path, starts, n, rows, scan_rate)
-        acquisition = _acquisition(f, meas, lay, chan, source)
+        acquisition = _acquisition(f, values, attrs, lay, chan, source)
 
     nominal_duration = rows / scan_rate if scan_rate else None
     frame_metadata = []

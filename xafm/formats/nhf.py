@@ -28,9 +28,11 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import Key, LazyArray, bounding_box, outer_index
-from ..exceptions import CorruptFileError, NotAnImageError
+from ..exceptions import CorruptFileError, NotAnImageError, reading
 from ._channels import pick_channel
-from ._hdf5 import HDF5_LOCK, identify_with, text_keys
+from ._h5guard import check_stored
+from ._h5strings import Values
+from ._hdf5 import HDF5_LOCK, identify_with, open_dataset, open_h5, open_raw, text_keys
 from ._units import length_unit_nm
 
 NAME = "nhf"
@@ -92,9 +94,8 @@ class Channel:
     add: float
 
 
-def _scaling(path: str, ds: Any) -> tuple[float, float, str]:
+def _scaling(path: str, ds: Any, attrs: dict[str, Any]) -> tuple[float, float, str]:
     """(scale, add, unit): physical = raw * scale + add, from the calibration attributes."""
-    attrs = ds.attrs
     unit = _text(attrs.get("base_calibration_unit")) or ""
     lo, hi = _number(attrs.get("base_calibration_min")), _number(attrs.get("base_calibration_max"))
     if lo is None or hi is None:
@@ -108,8 +109,7 @@ def _scaling(path: str, ds: Any) -> tuple[float, float, str]:
     return scale, lo - tmin * scale, unit
 
 
-def _image_size(group: Any) -> tuple[int, int, float, float] | None:
-    attrs = group.attrs
+def _image_size(attrs: dict[str, Any]) -> tuple[int, int, float, float] | None:
     points, lines = _number(attrs.get("image_points_per_line")), _number(attrs.get("image_number_of_lines"))
     sx, sy = _number(attrs.get("image_size_x")), _number(attrs.get("image_size_y"))
     if None in (points, lines, sx, sy):
@@ -117,12 +117,12 @@ def _image_size(group: Any) -> tuple[int, int, float, float] | None:
     return int(points or 0), int(lines or 0), float(sx or 0.0), float(sy or 0.0)
 
 
-def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
+def _structure(path: str, f: Any, values: Values) -> tuple[list[Channel], list[str]]:
     """The image channels of an open file, in file order, and what else it holds."""
     import h5py
 
-    major = _number(f.attrs.get(VERSION_ATTR))
-    minor = _number(f.attrs.get("nsf_file_version_minor"))
+    major = _number(values.attr(f, VERSION_ATTR))
+    minor = _number(values.attr(f, "nsf_file_version_minor"))
     if major != 1:
         version = f"{major:g}.{minor:g}" if major is not None and minor is not None else repr(major)
         raise CorruptFileError(path, f"Nanosurf file format {version} is not supported (xafm reads 1.x)")
@@ -133,9 +133,10 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
         group = f.get(mkey)
         if not isinstance(group, h5py.Group):
             continue
-        mname = _text(group.attrs.get("name")) or mkey
-        mtype = (_text(group.attrs.get("measurement_type")) or "").lower()
-        size = _image_size(group)
+        gattrs = values.attrs(group)
+        mname = _text(gattrs.get("name")) or mkey
+        mtype = (_text(gattrs.get("measurement_type")) or "").lower()
+        size = _image_size(gattrs)
         if size is None or mtype in NOT_IMAGE_TYPES:
             others.append(f"{mname} ({mtype or 'no image size'})")
             continue
@@ -148,7 +149,7 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
             seg = group.get(skey)
             if not isinstance(seg, h5py.Group):
                 continue  # datasets beside the segments: e.g. the NMA free wave, 150 values
-            sname = _text(seg.attrs.get("name")) or skey
+            sname = _text(values.attr(seg, "name")) or skey
             for dkey in sorted(text_keys(seg), key=_index):
                 ds = seg.get(dkey)
                 if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "iuf":
@@ -156,13 +157,15 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
                 sizes.add(int(ds.size))
                 if ds.size != points * lines:
                     continue  # per-pixel curves (points x lines x samples) are not images
-                signal = _text(ds.attrs.get("name")) or dkey
+                dattrs = values.attrs(ds)
+                signal = _text(dattrs.get("name")) or dkey
                 name, n = SEPARATOR.join((mname, sname, signal)), 1
                 while name in taken:
                     n += 1
                     name = f"{SEPARATOR.join((mname, sname, signal))} #{n}"
                 taken.add(name)
-                scale, add, unit = _scaling(path, ds)
+                check_stored(ds, path)
+                scale, add, unit = _scaling(path, ds, dattrs)
                 found.append(Channel(
                     name=name, measurement=mname, segment=sname, signal=signal, dataset=ds.name, group=group.name,
                     points=points, lines=lines, range_m=(sx, sy), unit=unit, dtype=ds.dtype.str, scale=scale, add=add,
@@ -172,11 +175,8 @@ def _structure(path: str, f: Any) -> tuple[list[Channel], list[str]]:
     return found, others
 
 
-def _layout(path: str) -> list[Channel]:
-    import h5py
-
-    with HDF5_LOCK, h5py.File(path, "r") as f:
-        found, others = _structure(path, f)
+def _layout(path: str, f: Any, values: Values) -> list[Channel]:
+    found, others = _structure(path, f, values)
     if not found:
         raise NotAnImageError(path, f"this is a spectroscopy file (Nanosurf NHF measurements {others} hold no image channel); xafm reads images")
     return found
@@ -220,15 +220,14 @@ class NhfImageArray(LazyArray):
         self.dtype = np.dtype(np.float64)
 
     def _read(self, key: Key) -> np.ndarray:
-        import h5py
 
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         y0, y1 = bounds[1].start, bounds[1].stop
         first, last = self.lines - y1, self.lines - y0  # stored lines, bottom first
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            flat = f[self.dataset][first * self.points : last * self.points]
+        with HDF5_LOCK, open_raw(self.path) as f:
+            flat = open_dataset(f, self.dataset, self.path, size=self.lines * self.points)[first * self.points : last * self.points]
         rows = np.asarray(flat).reshape(last - first, self.points)[::-1, bounds[2]]
         out = rows.astype(np.float64) * self.scale + self.add
         return np.asarray(outer_index(out[None], rel), dtype=self.dtype)
@@ -252,23 +251,23 @@ def _epoch_ms(text: str | None) -> float | None:
 # --------------------------------------------------------------------------------------
 def identify(probe: Probe) -> bool:
     """HDF5 whose root carries Nanosurf's ``nsf_file_version_major`` attribute."""
-    return identify_with(probe, lambda f: VERSION_ATTR in f.attrs)
+    return identify_with(probe, lambda f, _: VERSION_ATTR in f.attrs)
 
 
 def channels(path: str | os.PathLike[str]) -> list[str]:
-    return [c.name for c in _layout(os.fspath(path))]
+    path = os.fspath(path)
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        return [c.name for c in _layout(path, f, values)]
 
 
 def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:
     """Open one channel lazily: only the file's structure and attributes are read here."""
-    import h5py
-
     path = os.fspath(path)
-    found = _layout(path)
-    chosen = pick_channel(path, _choices(found), channel, _defaults(found))
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        found = _layout(path, f, values)
+        chosen = pick_channel(path, _choices(found), channel, _defaults(found))
+        attrs = {k: _text(v) if isinstance(v, (str, bytes)) else _number(v) for k, v in values.attrs(f[chosen.group]).items()}
     factor = length_unit_nm(chosen.unit)
-    with HDF5_LOCK, h5py.File(path, "r") as f:
-        attrs = {k: _text(v) if isinstance(v, (str, bytes)) else _number(v) for k, v in f[chosen.group].attrs.items()}
     rate = attrs.get("image_line_rate")
     line_rate = float(rate) if isinstance(rate, float) and rate > 0 else None
     direction = str(attrs.get("image_scan_direction") or "").lower()

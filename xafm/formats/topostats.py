@@ -23,13 +23,12 @@ import xarray as xr
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
-from ..exceptions import ChannelError, CorruptFileError, XafmError
-from ._hdf5 import HDF5_LOCK, identify_with
+from ..exceptions import ChannelError, CorruptFileError, reading
+from ._h5guard import check_stored
+from ._hdf5 import HDF5_LOCK, has_member, identify_with, open_dataset, open_h5, open_raw
 
 NAME = "topostats"
 DEFAULT_CHANNEL = "image"
-#: deflate can shrink at most ~1032:1; anything claiming more than this is a lying header.
-MAX_COMPRESSION_RATIO = 1100
 MAX_OBJECTS = 100_000
 MAX_TEXT_BYTES = 2**20
 
@@ -37,59 +36,56 @@ MAX_TEXT_BYTES = 2**20
 class H5FrameArray(LazyArray):
     """A 2-D (or one plane of a 3-D) HDF5 dataset seen as one frame, opened per read."""
 
-    def __init__(self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None):
+    def __init__(
+        self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None, stored_shape: tuple[int, ...] | None = None
+    ):
         self.path, self.name, self.plane = path, name, plane
         self.frame_shape = (int(shape[0]), int(shape[1]))
+        self.stored_shape = stored_shape if stored_shape is not None else self.frame_shape
         self.shape = (1,) + self.frame_shape
         self.dtype = np.dtype(out_dtype if out_dtype is not None else dtype)
 
     def _read(self, key: tuple) -> np.ndarray:
-        import h5py
-
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         sel = bounds[1:] + ((self.plane,) if self.plane is not None else ())
-        with HDF5_LOCK, h5py.File(self.path, "r") as f:
-            block = np.asarray(f[self.name][sel])
+        with HDF5_LOCK, open_raw(self.path) as f:
+            ds = open_dataset(f, self.name, self.path, self.stored_shape)
+            block = np.asarray(ds[sel])
         block = block[None]
         out = outer_index(block, rel)
         return (out != 0) if self.dtype == bool else np.asarray(out, dtype=self.dtype)
 
 
 def _scan(path: str) -> dict[str, Any]:
-    """Shapes, dtypes and small scalars of every dataset (no array values are read)."""
+    """Shapes, dtypes and small scalars of every dataset (no array values are read).
+
+    Every dataset's declared size is checked against its storage first
+    (:func:`~._h5guard.check_stored`).
+    """
     import h5py
 
-    size = os.path.getsize(path)
     info: dict[str, Any] = {"datasets": {}, "scalars": {}}
-    try:
-        with HDF5_LOCK, h5py.File(path, "r") as f:
-            names: list[str] = []
-            f.visit(lambda n: names.append(n) if len(names) <= MAX_OBJECTS else True)
-            if len(names) > MAX_OBJECTS:
-                raise CorruptFileError(path, f"more than {MAX_OBJECTS} HDF5 objects: not a TopoStats file")
-            for raw_name in names:
-                obj = f.get(raw_name, getclass=False)
-                # h5py gives bytes for names that are not UTF-8 (a damaged file): keep text keys
-                name = raw_name if isinstance(raw_name, str) else bytes(raw_name).decode("utf-8", "replace")
-                if not isinstance(obj, h5py.Dataset):
+    with reading(path, "reading the HDF5 structure"), open_h5(path) as (f, values):
+        names: list[str] = []
+        f.visit(lambda n: names.append(n) if len(names) <= MAX_OBJECTS else True)
+        if len(names) > MAX_OBJECTS:
+            raise CorruptFileError(path, f"more than {MAX_OBJECTS} HDF5 objects: not a TopoStats file")
+        for raw_name in names:
+            obj = f.get(raw_name, getclass=False)
+            # h5py gives bytes for names that are not UTF-8 (a damaged file): keep text keys
+            name = raw_name if isinstance(raw_name, str) else bytes(raw_name).decode("utf-8", "replace")
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            shape = tuple(int(s) for s in obj.shape) if obj.shape is not None else ()
+            dtype = obj.dtype
+            check_stored(obj, path)
+            info["datasets"][name] = (shape, dtype)
+            if shape == () or (len(shape) == 1 and shape[0] <= 16 and dtype.kind in "iuf"):
+                if dtype.kind in "OSU" and obj.id.get_storage_size() > MAX_TEXT_BYTES:
                     continue
-                shape = tuple(int(s) for s in obj.shape) if obj.shape is not None else ()
-                dtype = obj.dtype
-                nbytes = int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 1)
-                limit = size if not obj.compression and obj.chunks is None else size * MAX_COMPRESSION_RATIO + 2**20
-                if nbytes > limit:
-                    raise CorruptFileError(path, f"dataset {name!r} claims {nbytes} bytes in a {size}-byte file")
-                info["datasets"][name] = (shape, dtype)
-                if shape == () or (len(shape) == 1 and shape[0] <= 16 and dtype.kind in "iuf"):
-                    if dtype.kind in "OSU" and obj.id.get_storage_size() > MAX_TEXT_BYTES:
-                        continue
-                    info["scalars"][name] = _plain(obj[()])
-    except XafmError:  # xafm's own verdicts (FileErrors are OSErrors) keep their type
-        raise
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise CorruptFileError(path, f"not a readable HDF5 file: {type(exc).__name__}: {exc}") from None
+                info["scalars"][name] = _plain(values.value(obj, limit=MAX_TEXT_BYTES))
     return info
 
 
@@ -129,7 +125,7 @@ def _layout(path: str, info: dict[str, Any]) -> dict[str, Any]:
 def identify(probe: Probe) -> bool:
     """HDF5 with TopoStats' ``image`` and its pixel size or version members."""
     keys = ("pixel_to_nm_scaling", "topostats_file_version", "topostats_version")
-    return identify_with(probe, lambda f: DEFAULT_CHANNEL in f and any(k in f for k in keys))
+    return identify_with(probe, lambda f, _: has_member(f, DEFAULT_CHANNEL) and any(has_member(f, k) for k in keys))
 
 
 def channels(path: str | os.PathLike[str]) -> list[str]:
@@ -149,18 +145,21 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
     shape = lay["shape"]
     _, dtype = info["datasets"][channel]
-    data = H5FrameArray(path, channel, shape, dtype, out_dtype=np.float64 if dtype.kind != "f" else dtype)
+    data = H5FrameArray(path, channel, shape, dtype, out_dtype=np.float64 if dtype.kind != "f" else dtype, stored_shape=shape)
     scalars = info["scalars"]
     px = scalars.get("pixel_to_nm_scaling")
     if isinstance(px, list) and len(px) == 1:
         px = px[0]
     if isinstance(px, bool) or not isinstance(px, (int, float)) or not (math.isfinite(px) and px > 0):
         raise CorruptFileError(path, f"pixel_to_nm_scaling must be a positive number, found {px!r}")
-    masks = {name: H5FrameArray(path, src, shape, dt, plane=plane, out_dtype=bool) for name, (src, plane, dt) in lay["masks"].items()}
+    masks = {
+        name: H5FrameArray(path, src, shape, dt, plane=plane, out_dtype=bool, stored_shape=info["datasets"][src][0])
+        for name, (src, plane, dt) in lay["masks"].items()
+    }
     layers = {}
     if channel == DEFAULT_CHANNEL and "image_original" in lay["channels"]:
         _, odt = lay["channels"]["image_original"]
-        layers["raw"] = H5FrameArray(path, "image_original", shape, odt, out_dtype=np.float64 if odt.kind != "f" else odt)
+        layers["raw"] = H5FrameArray(path, "image_original", shape, odt, out_dtype=np.float64 if odt.kind != "f" else odt, stored_shape=shape)
     version = scalars.get("topostats_file_version", scalars.get("topostats_version"))
     acquisition = {
         "format": "TopoStats HDF5",
