@@ -23,6 +23,7 @@ import xafm.napari_plugin
 from tests.samples import SAMPLES, known_stack
 from xafm import registry
 from xafm.core import lazy, model
+from xafm.napari_plugin.reader import PATTERN_GLOBS, filename_patterns
 
 npe2 = pytest.importorskip("npe2", reason="npe2 (the test extra) reads through the plugin")
 
@@ -98,6 +99,8 @@ def test_manifest_patterns_cover_every_format(pm):
         for suffix in fmt.suffixes:
             assert f"*{suffix}" in patterns, (fmt.name, suffix)
     assert "*.[0-9][0-9][0-9]" in patterns
+    assert patterns == set(filename_patterns()), "regenerate the manifest's filename_patterns from the format table"
+    assert all(p in PATTERN_GLOBS for fmt in registry.readable() for p in fmt.patterns), "a name pattern with no glob for napari"
     for name in ("old_bruker.002", "bruker_v91_fastscan_nonsquare.001", "x.SPM", "y.Ome.Tif"):
         assert any(reader is r for r in pm.iter_compatible_readers([f"/data/{name}"])), name
     assert not any(r.plugin_name == "xafm" for r in pm.iter_compatible_readers(["/data/notes.txt"]))
