@@ -656,10 +656,10 @@ def test_progress_callable(tmp_path):
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("fmt", "mime", "tag"), [("mp4", "video/mp4", "<video"), ("gif", "image/gif", "<img")])
 def test_preview_inline_html(tmp_path, fmt, mime, tag):
-    da = known_stack(6)
-    p = animation.preview(da, format=fmt, max_frames=4, **OPTS)
+    da = known_stack(8)
+    p = animation.preview(da, format=fmt, max_frames=4, **OPTS)  # every 2nd frame
     html = p._repr_html_()
-    assert html.startswith(tag) and f"data:{mime};base64," in html
+    assert html.startswith("<div>" + tag) and f"data:{mime};base64," in html and "showing 4 of 8 frames, every 2nd" in html
     payload = base64.b64decode(html.split("base64,", 1)[1].split('"', 1)[0])
     assert payload == p.data and p.n_frames == 4
     saved = p.save(tmp_path / f"p.{fmt}")

@@ -45,6 +45,8 @@ def add_output_arguments(c: argparse.ArgumentParser) -> None:
                    help="auto (a round length of about a fifth of the width; the default), none or 0 (no bar), or a length in nm")
     a.add_argument("--draw-ts", action=argparse.BooleanOptionalAction, default=render_defaults.timestamps, help="draw the frame time")
     a.add_argument("--draw-scale", action=argparse.BooleanOptionalAction, default=render_defaults.scale_bar, help="draw the scale bar")
+    a.add_argument("--colorbar", action=argparse.BooleanOptionalAction, default=render_defaults.colorbar,
+                   help="add a height legend (colour bar with the z-limits) in a margin right of the frames")
 
 
 def video_formats(value: str | None) -> list[str]:
@@ -68,7 +70,7 @@ def render_options(args: argparse.Namespace) -> Any:
     bar = args.scale_bar_nm
     return RenderOptions(
         cmap=spellings.colormap_name(args.cmap), zmin=args.zmin, zmax=args.zmax, scale_bar_nm="auto" if bar is None else bar,
-        timestamps=args.draw_ts, scale_bar=args.draw_scale and bar is not None,
+        timestamps=args.draw_ts, scale_bar=args.draw_scale and bar is not None, colorbar=args.colorbar,
     )
 
 

@@ -26,6 +26,7 @@ from ..core import model
 from ..core.blocks import iter_blocks
 from ..core.writable import check_writable
 from ..exceptions import RenderError, StackError, XafmWarning
+from .colorbar import colorbar_margin, colorbar_width
 from .colorscale import zscale_and_finite
 from .options import RenderOptions, check_upscale
 from .overlay import Overlay, auto_length, length_label, time_label
@@ -144,6 +145,11 @@ def split_yuv420(frame: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndar
     )
 
 
+def _padded(height: int, width: int, pad_to: int) -> tuple[int, int]:
+    """(height, width) grown to multiples of ``pad_to`` (H.264's 4:2:0 chroma needs 2)."""
+    return height + (-height) % pad_to, width + (-width) % pad_to
+
+
 class FrameRenderer:
     """Everything fixed for one export: z-scale, palette, upscale, padding, overlays.
 
@@ -167,9 +173,11 @@ class FrameRenderer:
         self.image_shape = (H, W)
         # non-square pixels: rows (or columns) resampled so the picture has the true aspect
         self._rows, self._cols = _source_map(h, H, self.k), _source_map(w, W, self.k)
-        ph = (-self.image_shape[0]) % pad_to
-        pw = (-self.image_shape[1]) % pad_to
-        self.shape = (self.image_shape[0] + ph, self.image_shape[1] + pw)
+        self.unit = str(da.attrs.get("units", ""))
+        # the colour bar's margin widens the frame (padding for a codec comes after it)
+        self.colorbar_px = colorbar_width(H, W, self.unit) if options.colorbar else 0
+        self.shape = _padded(H, W + self.colorbar_px, pad_to)
+        self._margin: np.ndarray | None = None  # the colour bar's columns, made after the z-scale pass
         # the z-scale pass is deferred to the first frame, so a writer can start its encoder
         # (ffmpeg) meanwhile; the limits were checked with the options
         self._limits = (options.zmin, options.zmax)
@@ -203,7 +211,19 @@ class FrameRenderer:
         checks but none of its set-up (palette, fonts): for starting an encoder first."""
         options, da = cls._checked(da, options, action)
         _, H, W = display_shape(int(da.shape[1]), int(da.shape[2]), model.pixel_size_nm(da), options.upscale)
-        return W + (-W) % pad_to, H + (-H) % pad_to
+        bar = colorbar_width(H, W, str(da.attrs.get("units", ""))) if options.colorbar else 0
+        height, width = _padded(H, W + bar, pad_to)
+        return width, height
+
+    def margin(self) -> np.ndarray | None:
+        """The columns right of the image (colour bar and padding) as palette indices, made
+        once (after the z-scale pass, as the labels show its limits); None without a
+        colour bar."""
+        if self._margin is None and self.colorbar_px:
+            H, W = self.image_shape
+            lo, hi = self.zscale()
+            self._margin = colorbar_margin(H, W, lo, hi, self.unit, total_width=self.shape[1] - W, total_height=self.shape[0])
+        return self._margin
 
     def scratch(self, name: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
         """A buffer of this thread's, reused from call to call (``name`` tells uses apart):
@@ -279,7 +299,11 @@ class FrameRenderer:
         if self.shape == self.image_shape and self.k == 1 and self._rows is None and self._cols is None:
             to_indices(frame, lo, hi, out=out, work=work, finite=fin)  # straight into the output: no copy
         else:
-            if self.shape != self.image_shape:  # padded for a codec: black beyond the image
+            margin = self.margin()
+            if margin is not None:  # the colour bar (and any padding): one copy of its columns
+                out[:, W:] = margin
+                out[H:, :W] = BG_INDEX
+            elif self.shape != self.image_shape:  # padded for a codec: black beyond the image
                 out[H:] = BG_INDEX
                 out[:H, W:] = BG_INDEX
             small = to_indices(frame, lo, hi, out=self.scratch("small", frame.shape), work=work, finite=fin)
@@ -373,5 +397,6 @@ class FrameRenderer:
             "display_pixel_nm": [float(v) * n / m for v, n, m in zip(self.pixel_nm, self.da.shape[-2:], self.image_shape)],
             "scale_bar_nm": self.scale_bar_nm,
             "timestamps": self.overlay.times is not None,
+            "colorbar": self.colorbar_px > 0,
             "nan_color": "#" + bytes(self.palette[NAN_INDEX]).hex(),
         }

@@ -110,6 +110,10 @@ scale_bar_nm
 scale_bar, timestamps
     Draw the scale bar (with its label) and the frame time (``"12.40 s"``, from the
     ``time`` coordinate).
+colorbar
+    Add a height legend in a margin right of the frame (the frame grows; no data is
+    covered): the colormap as a vertical strip, low at the bottom, with the z-limits and
+    the unit at its ends. Off by default.
 nan_color
     Colour of NaN/inf pixels; ``"auto"`` picks one far from every colormap colour.
 upscale
@@ -135,6 +139,7 @@ class RenderOptions:
     scale_bar_nm: float | str | None = "auto"
     scale_bar: bool = True
     timestamps: bool = True
+    colorbar: bool = False
     nan_color: Any = "auto"
     upscale: Any = "auto"
 
@@ -145,6 +150,7 @@ class RenderOptions:
         normal["scale_bar_nm"] = check_scale_bar_nm(self.scale_bar_nm)
         normal["scale_bar"] = check_flag("scale_bar", self.scale_bar)
         normal["timestamps"] = check_flag("timestamps", self.timestamps)
+        normal["colorbar"] = check_flag("colorbar", self.colorbar)
         if not (isinstance(self.nan_color, str) and self.nan_color == "auto"):
             rgb8(self.nan_color)  # raises for something that is not a colour
         normal["upscale"] = check_upscale(self.upscale)

@@ -63,6 +63,36 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
+def font_px_for(side: int) -> int:
+    """The annotations' font size (px) on a frame whose shorter side is ``side``."""
+    return int(min(64, max(10, round(side * 0.055))))
+
+
+def margin_for(side: int) -> int:
+    """The annotations' distance (px) from the frame's edges."""
+    return max(2, round(side * 0.03))
+
+
+def text_mask(text: str, font: Any, font_px: int) -> np.ndarray:
+    """``text`` in ``font`` as a boolean mask cropped to its ink (no antialiasing, so it
+    maps to one palette colour); Pillow's small bitmap fallback font is scaled up to
+    about ``font_px``."""
+    from PIL import Image, ImageDraw
+
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
+    w, h = max(1, right - left), max(1, bottom - top)
+    im = Image.new("L", (int(w), int(h)), 0)
+    draw = ImageDraw.Draw(im)
+    draw.fontmode = "1"
+    draw.text((-left, -top), text, font=font, fill=255)
+    mask = np.asarray(im) > 127
+    if getattr(font, "size", font_px) < font_px * 0.7:  # bitmap fallback font
+        k = max(1, round(font_px / max(1, mask.shape[0])))
+        mask = mask.repeat(k, 0).repeat(k, 1)
+    return mask
+
+
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     out = mask.copy()
     for _ in range(r):
@@ -121,8 +151,8 @@ class Overlay:
         self.shape = (out_h, out_w)
         self.stride = out_w if stride is None else int(stride)
         side = min(out_h, out_w)
-        self.font_px = int(min(64, max(10, round(side * 0.055))))
-        self.margin = max(2, round(side * 0.03))
+        self.font_px = font_px_for(side)
+        self.margin = margin_for(side)
         self.outline = max(1, round(self.font_px / 14))
         self.font = _font(self.font_px)
         self.bar_px = bar_px
@@ -137,20 +167,7 @@ class Overlay:
 
     # -- text ----------------------------------------------------------------------------
     def _text_mask(self, text: str) -> np.ndarray:
-        from PIL import Image, ImageDraw
-
-        probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-        left, top, right, bottom = probe.textbbox((0, 0), text, font=self.font)
-        w, h = max(1, right - left), max(1, bottom - top)
-        im = Image.new("L", (int(w), int(h)), 0)
-        draw = ImageDraw.Draw(im)
-        draw.fontmode = "1"
-        draw.text((-left, -top), text, font=self.font, fill=255)
-        mask = np.asarray(im) > 127
-        if getattr(self.font, "size", self.font_px) < self.font_px * 0.7:  # bitmap fallback font
-            k = max(1, round(self.font_px / max(1, mask.shape[0])))
-            mask = mask.repeat(k, 0).repeat(k, 1)
-        return mask
+        return text_mask(text, self.font, self.font_px)
 
     def _place(self, fill: np.ndarray, y0: int, x0: int) -> _Stamp | None:
         """Put a fill mask (plus its outline) at (y0, x0), clipped to the frame."""
