@@ -42,7 +42,8 @@ tracemalloc.start()
 for line in sys.stdin:
     path = json.loads(line)
     tracemalloc.reset_peak()
-    outcome, detail = "ok", ""
+    base = tracemalloc.get_traced_memory()[0]
+    outcome, detail, da = "ok", "", None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -54,7 +55,8 @@ for line in sys.stdin:
             detail = f"{type(exc).__name__}: {exc}"[:300]
         except BaseException as exc:
             outcome, detail = "foreign-error", f"{type(exc).__name__}: {exc}"[:300]
-    peak = tracemalloc.get_traced_memory()[1]
+    peak = tracemalloc.get_traced_memory()[1] - base
+    del da
     print(json.dumps([outcome, detail, peak]), flush=True)
 """
 
@@ -112,8 +114,8 @@ class Worker:
             code = self.proc.wait()
             return "crash", f"worker exited with {code}", 0
         outcome, detail, peak = json.loads(line)
-        if outcome == "ok" and peak > MEMORY_LIMIT:
-            outcome = "memory"
+        if outcome in ("ok", "xafm-error") and peak > MEMORY_LIMIT:
+            outcome = "memory"  # an error that came only after an absurd allocation counts too
         if peak > MEMORY_LIMIT:
             detail = f"peak {peak / 2**20:.0f} MiB; {detail}"
         return outcome, detail, int(peak)
