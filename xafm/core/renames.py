@@ -12,8 +12,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import sys
-from typing import Any
+
+from .libc import linux_function
 
 AT_FDCWD = -100
 RENAME_NOREPLACE = 1
@@ -26,19 +26,7 @@ class Unsupported(Exception):
     """The platform or the file system has no such rename; the caller falls back."""
 
 
-def _load_renameat2() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_RENAMEAT2 = _load_renameat2()
+_RENAMEAT2 = linux_function("renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint])
 
 
 def renameat2(src: str | os.PathLike[str], dst: str | os.PathLike[str], flags: int) -> None:
