@@ -29,7 +29,9 @@ def no_leaked_files():
     """Fail a test that leaves files open (like nd2's own test suite does)."""
     before = _open_files()
     yield
-    leaked = {p for p in _open_files() - before if "/site-packages/" not in p and not p.endswith((".so", ".pyc"))}
+    # /proc files are read for an instant by monitoring threads (dask.distributed's system
+    # monitor, through psutil), which the check may catch mid-read; xafm never opens them
+    leaked = {p for p in _open_files() - before if "/site-packages/" not in p and not p.startswith("/proc/") and not p.endswith((".so", ".pyc"))}
     assert not leaked, f"files left open: {sorted(leaked)}"
 
 
