@@ -88,7 +88,8 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         raise ImportError(f"reading {url} needs fsspec: pip install 'xafm[remote]'") from err
     del fsspec
     try:
-        return url_to_fs(url, **storage_options(url))
+        fs, inner = url_to_fs(url, **storage_options(url))
+        return fs, str(inner)
     except ImportError as err:
         package = EXTRAS.get(protocol(url), "the fsspec implementation of " + protocol(url))
         raise ImportError(f"reading {url} needs {package}: pip install 'xafm[remote]'") from err
