@@ -250,6 +250,29 @@ def test_cli_errors_speak_cli(tmp_path):
     assert_cli_error(["process", "--make-gif"], "give an INPUT file")
 
 
+def test_video_quality_flag(tmp_path, capsys):
+    """--video-quality is to_video's quality: a higher one gives a bigger file, the export
+    record says which; a value outside 0-10 fails before anything is written."""
+    import imageio_ffmpeg
+
+    src = xafm.stack(np.random.default_rng(0).normal(size=(4, 48, 48)), pixel_size_nm=2.0).afm.to_h5(tmp_path / "in.h5")
+    sizes = {}
+    for q in ("1", "9"):
+        assert cli.main(["convert", str(src), "--make-video", "--video-quality", q, "--output-folder", str(tmp_path / q)]) == 0
+        sizes[q] = (tmp_path / q / "in.mp4").stat().st_size
+    assert sizes["1"] < sizes["9"]
+    tags = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "9" / "in.mp4"), "-f", "ffmetadata", "-"], capture_output=True, text=True, check=True).stdout
+    assert '"quality": 9.0' in tags and '"quality": 1.0' not in tags
+    out = tmp_path / "bad"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # argparse's own error, as for every flag's value
+        cli.main(["convert", str(src), "--make-video", "--video-quality", "11", "--output-folder", str(out)])
+    assert exc.value.code == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "--video-quality" in line and "0 (smallest) to 10 (best)" in line and "'11'" in line
+    assert not out.exists()
+
+
 def test_warnings_are_one_line(tmp_path):
     src = xafm.stack(np.zeros((2, 100, 100)), pixel_size_nm=1.0).afm.to_h5(tmp_path / "in.h5")  # a 100 nm frame
     res = subprocess.run([sys.executable, "-m", "xafm", "convert", str(src), "--make-gif", "--scale-bar-nm", "100", "--output-folder", str(tmp_path / "o")], capture_output=True, text=True)

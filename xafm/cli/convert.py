@@ -15,6 +15,7 @@ from . import spellings
 def add_output_arguments(c: argparse.ArgumentParser) -> None:
     """The flags of the outputs: bundles, animations and how frames are drawn."""
     from .. import animation, registry
+    from ..animation.video import DEFAULT_QUALITY
     from ..render import RenderOptions
 
     c.add_argument("--export", nargs="+", default=[], metavar="FMT",
@@ -37,6 +38,8 @@ def add_output_arguments(c: argparse.ArgumentParser) -> None:
     a.add_argument("--make-sequence", nargs="?", const="png", default=None, choices=["png", "jpg"], help="write one image per frame")
     a.add_argument("--fps", type=float, default=5.0)
     a.add_argument("--gif-compression", default="auto", choices=["auto", "fast", "lzw"], help="GIF coding (auto: LZW where it pays)")
+    a.add_argument("--video-quality", type=spellings.video_quality, default=DEFAULT_QUALITY, metavar="Q",
+                   help=f"video quality, 0 (smallest file) to 10 (best); H.264 CRF 35 - 2Q (default {DEFAULT_QUALITY:g})")
     a.add_argument("--cmap", default=render_defaults.cmap,
                    help="any matplotlib colormap (xafm_afm, xafm_afm_uniform, viridis, ...); playNano's afm_brown, classic_afm, playnano_gold too")
     a.add_argument("--zmin", type=spellings.z_limit, default=render_defaults.zmin, help="auto (1st percentile), none (minimum) or a number")
@@ -104,7 +107,7 @@ def write_animations(da: Any, out: Path, name: str, args: argparse.Namespace, re
     if args.make_gif:
         written["gif"] = animation.to_gif(da, out / f"{name}.gif", fps=args.fps, compression=args.gif_compression, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
     for ext in video_formats(args.make_video):
-        written[ext] = animation.to_video(da, out / f"{name}.{ext}", fps=args.fps, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
+        written[ext] = animation.to_video(da, out / f"{name}.{ext}", fps=args.fps, quality=args.video_quality, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
     if args.make_sequence:
         folder = sequence_folder or out / f"{name}_frames"
         written["frames"] = animation.to_frames(da, folder, fmt=args.make_sequence, prefix=sequence_prefix, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)

@@ -76,6 +76,17 @@ def z_limit(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"use auto (1st/99th percentile), none (minimum/maximum) or a number, not {text!r}") from None
 
 
+def video_quality(text: str) -> float:
+    """``--video-quality``: a number from 0 (smallest file) to 10 (best), as ``to_video``'s ``quality``."""
+    try:
+        q = float(text)
+    except ValueError:
+        q = float("nan")
+    if not 0 <= q <= 10:
+        raise argparse.ArgumentTypeError(f"use a number from 0 (smallest) to 10 (best), not {text!r}")
+    return q
+
+
 def output_name(name: str | None, input_path: str) -> str:
     """The base name of every output: ``--output-name`` without a suffix it may carry
     (``x.h5`` -> ``x``), else the input's name without its suffix, as playNano names them."""
