@@ -283,7 +283,7 @@ def write_video(
         return r.yuv420(idx, out=r.scratch("yuv", (frame_bytes,))) if own_yuv else r.rgb0(idx)
 
     with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp:
-        # started first: it loads while the renderer is set up and the z-scale pass runs
+        # started before the z-scale pass (but after it, with a colour bar): it loads meanwhile
         with _FfmpegInput(path, [*command, os.fspath(tmp)], metadata=comment if record else None) as ffmpeg:
             if r is None:
                 r = FrameRenderer(da, render, pad_to=2, action="to_video")
