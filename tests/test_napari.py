@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -271,6 +272,8 @@ def test_napari_accepts_the_layer_kwargs(pm, tmp_path):
 SMOKE = """
 import sys
 
+import numpy as np
+
 try:  # OpenGL first (cheap, before importing napari): napari draws every layer with it
     from qtpy.QtWidgets import QApplication
     from vispy import app as vispy_app, scene
@@ -280,23 +283,44 @@ try:  # OpenGL first (cheap, before importing napari): napari draws every layer 
     vispy_app.use_app(qt.__module__.split(".")[0].lower())
     canvas = scene.SceneCanvas(show=False)
     canvas.set_current()
-    extensions = gl.glGetParameter(gl.GL_EXTENSIONS)
+    renderer = gl.glGetParameter(gl.GL_RENDERER)
     canvas.close()
 except Exception as exc:
-    extensions = f"{type(exc).__name__}: {exc}"
-if not extensions or "Error" in str(extensions):
-    print(f"NO_OPENGL {extensions!r}")
+    renderer = f"{type(exc).__name__}: {exc}"
+if not renderer or "Error" in str(renderer):
+    print(f"NO_OPENGL {renderer!r}")
     sys.exit(3)
 import napari, npe2
 
 pm = npe2.PluginManager.instance()
 if "xafm" not in pm._manifests:  # the installed xafm may predate the entry point
     pm.register(npe2.PluginManifest.from_file(sys.argv[2]))
-viewer = napari.Viewer(show=False)
+viewer = napari.Viewer(show=True)  # hidden (show=False), the canvas is never drawn: its screenshot is black
 layers = viewer.open(sys.argv[1], plugin="xafm")
-print(len(layers), [tuple(float(s) for s in layer.scale) for layer in layers][0])
+viewer.layers[-1].visible = False  # the mask (on top) hidden: the image shows
+viewer.reset_view()
+shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+h, w = shot.shape[:2]
+centre = shot[h // 2 - 5 : h // 2 + 5, w // 2 - 5 : w // 2 + 5].reshape(-1, 3)
+lut = np.round(np.asarray(layers[0].colormap.colors)[:, :3] * 255).astype(int)
+far = int(np.abs(centre[:, None, :] - lut[None]).max(axis=2).min(axis=1).max())
+print("SMOKE", len(layers), [tuple(float(s) for s in layer.scale) for layer in layers][0], layers[0].colormap.name, far, int(np.ptp(centre)))
 viewer.close()
 """
+
+
+def _gl_environment() -> tuple[list[str], dict[str, str]]:
+    """How to start the smoke test's child so it can have OpenGL: on a virtual X screen
+    from ``xvfb-run`` where there is one (Mesa's llvmpipe renders; no window on the user's
+    screen), else on the user's X display (a window shows for a few seconds), else on
+    Qt's offscreen platform, which in Qt 5 has no GL context without an X display (the
+    child then reports NO_OPENGL and the test skips)."""
+    xvfb = shutil.which("xvfb-run")
+    if xvfb:
+        return [xvfb, "-a", "-s", "-screen 0 1024x768x24"], dict(os.environ)
+    if os.environ.get("DISPLAY"):
+        return [], dict(os.environ)
+    return [], {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
 
 
 def test_napari_viewer_opens_a_file(tmp_path):
@@ -304,11 +328,19 @@ def test_napari_viewer_opens_a_file(tmp_path):
     pytest.importorskip("qtpy", reason="no Qt binding for napari")
     src = known_stack()
     path = registry.write("h5", src, tmp_path / "known.h5")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    prefix, env = _gl_environment()
     out = subprocess.run(
-        [sys.executable, "-c", SMOKE, str(path), str(ROOT / "xafm" / "napari.yaml")], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
-    )
+        [*prefix, sys.executable, "-c", SMOKE, str(path), str(ROOT / "xafm" / "napari.yaml")],
+        capture_output=True, text=True, env=env, timeout=180, cwd=ROOT,
+    )  # fmt: skip
     if out.returncode == 3 and "NO_OPENGL" in out.stdout:
-        pytest.skip(f"no OpenGL for an offscreen Qt here, which napari's Viewer needs: {out.stdout.strip()[-200:]}")
+        how = "under xvfb-run" if prefix else f"DISPLAY={env['DISPLAY']}" if env.get("DISPLAY") else "Qt's offscreen platform: no X display, no xvfb-run"
+        pytest.skip(f"no OpenGL context for Qt ({how}), which napari's Viewer needs: {out.stdout.strip()[-200:]}")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[0] == "2"  # the image and the mask
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("SMOKE ")]  # xvfb-run mixes stderr in
+    _, count, *_, cmap, far, spread = line.split()
+    assert count == "2"  # the image and the mask
+    assert cmap == "xafm_afm"
+    # napari drew the image (not a blank canvas) in the colormap's colours
+    assert int(far) <= 3, "the canvas's centre holds colours that are not the colormap's"
+    assert int(spread) > 0, "the canvas's centre is one flat colour"

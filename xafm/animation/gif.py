@@ -225,9 +225,9 @@ def _gif_auto(indices: np.ndarray) -> list[Any]:
 def write_gif(
     da: xr.DataArray, path: Path, *, fps: float, compression: str, render: RenderOptions | None, overwrite: bool, progress: Any, record: bool,
     fsync: bool = True,
-) -> Path:
+) -> tuple[Path, tuple[int, int]]:
     """What :func:`to_gif` does, with ``record=False`` for a file that is not an export
-    (the notebook preview) and so carries no provenance."""
+    (the notebook preview) and so carries no provenance; and the frames' (width, height)."""
     check_writable(da, "to_gif", path)
     fps = check_fps(fps)
     if compression not in GIF_COMPRESSIONS:
@@ -259,7 +259,7 @@ def write_gif(
                 fp.write(part)
             bar.step()
         fp.write(b";")
-    return path
+    return path, (width, height)
 
 
 @takes_render_options
@@ -295,7 +295,7 @@ def to_gif(
     fsync
         Make the file durable before returning; False for scratch output.
     """
-    return write_gif(da, Path(path), fps=fps, compression=compression, render=render, overwrite=overwrite, progress=progress, record=True, fsync=fsync)
+    return write_gif(da, Path(path), fps=fps, compression=compression, render=render, overwrite=overwrite, progress=progress, record=True, fsync=fsync)[0]
 
 
 FORMAT = Format(name="gif", description="animated GIF", suffixes=(".gif",), write=to_gif)

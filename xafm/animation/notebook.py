@@ -16,7 +16,6 @@ import xarray as xr
 
 from ..core.output import atomic_output
 from ..exceptions import FormatError
-from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, takes_render_options
 from ..render.preview_caps import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, capped
 from .gif import write_gif
@@ -108,11 +107,10 @@ def preview(
     with tempfile.TemporaryDirectory(prefix="xafm-preview-") as d:
         path = Path(d) / f"preview.{fmt}"
         if fmt == "gif":
-            write_gif(da, path, fps=fps, compression="lzw", render=render, overwrite=True, progress=False, record=False, fsync=False)
+            _, size = write_gif(da, path, fps=fps, compression="lzw", render=render, overwrite=True, progress=False, record=False, fsync=False)
             mimetype = "image/gif"
         else:
-            write_video(da, path, fps=fps, codec=None, quality=DEFAULT_QUALITY, preset=None, render=render, overwrite=True, progress=False, record=False, fsync=False)
+            _, size = write_video(da, path, fps=fps, codec=None, quality=DEFAULT_QUALITY, preset=None, render=render, overwrite=True, progress=False, record=False, fsync=False)
             mimetype = "video/mp4"
         data = path.read_bytes()
-    size = FrameRenderer.output_size(da, render, pad_to=2 if fmt == "mp4" else 1, action="preview")
     return Preview(data, mimetype, size, int(da.sizes.get("time", 1)), float(fps), note)

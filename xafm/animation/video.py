@@ -249,16 +249,19 @@ def write_video(
     progress: Any,
     record: bool,
     fsync: bool = True,
-) -> Path:
+) -> tuple[Path, tuple[int, int]]:
     """What :func:`to_video` does, with ``record=False`` for a file that is not an export
-    (the notebook preview) and so carries no provenance."""
+    (the notebook preview) and so carries no provenance; and the frames' (width, height)."""
     check_writable(da, "to_video", path)
     fps = check_fps(fps)
+    # a colour bar's width follows the labels of the z-limits: its renderer (and z-scale
+    # pass) comes before the encoder, which must know the frame size
+    colorbar = isinstance(render, RenderOptions) and render.colorbar
+    r: FrameRenderer | None = None if _FfmpegInput.METADATA_PIPE and not colorbar else FrameRenderer(da, render, pad_to=2, action="to_video")
     # 4:2:0 chroma needs even sizes: pad (black), never rescale
-    size = FrameRenderer.output_size(da, render, pad_to=2, action="to_video")
+    size = r.size if r is not None else FrameRenderer.output_size(da, render, pad_to=2, action="to_video")
     command, own_yuv = video_command(path, size, fps=fps, codec=codec, quality=quality, preset=preset)
     muxer, default_codec = CONTAINERS[path.suffix.lower()]
-    r: FrameRenderer | None = None if _FfmpegInput.METADATA_PIPE else FrameRenderer(da, render, pad_to=2, action="to_video")
 
     def comment() -> bytes:
         assert r is not None
@@ -283,7 +286,7 @@ def write_video(
         return r.yuv420(idx, out=r.scratch("yuv", (frame_bytes,))) if own_yuv else r.rgb0(idx)
 
     with atomic_output(path, overwrite=overwrite, fsync=fsync) as tmp:
-        # started first: it loads while the renderer is set up and the z-scale pass runs
+        # started before the z-scale pass (but after it, with a colour bar): it loads meanwhile
         with _FfmpegInput(path, [*command, os.fspath(tmp)], metadata=comment if record else None) as ffmpeg:
             if r is None:
                 r = FrameRenderer(da, render, pad_to=2, action="to_video")
@@ -293,7 +296,7 @@ def write_video(
                 ffmpeg.write(data)
                 bar.step()
             ffmpeg.finish()
-    return path
+    return path, size
 
 
 @takes_render_options
@@ -340,7 +343,7 @@ def to_video(
     return write_video(
         da, Path(path), fps=fps, codec=codec, quality=quality, preset=preset, render=render,
         overwrite=overwrite, progress=progress, record=True, fsync=fsync,
-    )  # fmt: skip
+    )[0]  # fmt: skip
 
 
 FORMATS = [

@@ -174,15 +174,16 @@ class FrameRenderer:
         # non-square pixels: rows (or columns) resampled so the picture has the true aspect
         self._rows, self._cols = _source_map(h, H, self.k), _source_map(w, W, self.k)
         self.unit = str(da.attrs.get("units", ""))
-        # the colour bar's margin widens the frame (padding for a codec comes after it)
-        self.colorbar_px = colorbar_width(H, W, self.unit) if options.colorbar else 0
-        self.shape = _padded(H, W + self.colorbar_px, pad_to)
-        self._margin: np.ndarray | None = None  # the colour bar's columns, made after the z-scale pass
-        # the z-scale pass is deferred to the first frame, so a writer can start its encoder
-        # (ffmpeg) meanwhile; the limits were checked with the options
+        # without a colour bar the z-scale pass is deferred to the first frame, so a writer
+        # can start its encoder (ffmpeg) meanwhile; the limits were checked with the options
         self._limits = (options.zmin, options.zmax)
         self._scale: tuple[float, float] | None = None
         self._finite: bool | None = None  # the z-scale pass found every value finite
+        # the colour bar's margin widens the frame by what its labels of the z-limits need,
+        # so with one the pass runs now (padding for a codec comes after the margin)
+        self.colorbar_px = colorbar_width(H, W, *self.zscale(), self.unit) if options.colorbar else 0
+        self.shape = _padded(H, W + self.colorbar_px, pad_to)
+        self._margin: np.ndarray | None = None  # the colour bar's columns, made once
         self.scale_bar_nm: float | None = None
         bar_px = self._bar_px(options.scale_bar_nm) if options.scale_bar else None
         times = [time_label(t) for t in model.times_s(da)] if options.timestamps else None
@@ -208,10 +209,16 @@ class FrameRenderer:
     @classmethod
     def output_size(cls, da: xr.DataArray, options: RenderOptions | None = None, *, pad_to: int = 1, action: str = "rendering") -> tuple[int, int]:
         """(width, height) of the frames a renderer of these arguments makes, with the same
-        checks but none of its set-up (palette, fonts): for starting an encoder first."""
+        checks but none of its set-up (palette, fonts): for starting an encoder first. With
+        a colour bar and an automatic z-scale this makes the z-scale pass (the margin is as
+        wide as the labels of the limits): make the renderer instead and take its ``size``."""
         options, da = cls._checked(da, options, action)
         _, H, W = display_shape(int(da.shape[1]), int(da.shape[2]), model.pixel_size_nm(da), options.upscale)
-        bar = colorbar_width(H, W, str(da.attrs.get("units", ""))) if options.colorbar else 0
+        if options.colorbar:
+            lo, hi, _ = zscale_and_finite(da, options.zmin, options.zmax)
+            bar = colorbar_width(H, W, lo, hi, str(da.attrs.get("units", "")))
+        else:
+            bar = 0
         height, width = _padded(H, W + bar, pad_to)
         return width, height
 
