@@ -266,7 +266,7 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
         return [str(c) for c in fmt.channels(os.path.abspath(path))]
 
 
-def write(fmt: Format | str, da: Any, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None, **options: Any) -> Path | str:
+def write(fmt: Format | str, da: Any, /, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None, **options: Any) -> Path | str:
     """Write ``da`` in a format, with the writer's declared options only.
 
     A URL destination (``s3://bucket/out.h5``) is written with ``storage_options``
