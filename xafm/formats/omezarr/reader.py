@@ -23,7 +23,7 @@ from . import ngff
 from .extents import check_extents
 from .geometry import is_int
 from .layout import NAME, join
-from .store import native, np_dtype, open_array, options_of, root_of, store_of, zarr
+from .store import native, note_format, np_dtype, open_array, options_of, root_of, store_of, zarr
 
 #: The reader named in the read records: the package's public ``read``.
 READER = __package__
@@ -123,6 +123,7 @@ def open_image(path: str) -> tuple[Any, str, dict[str, Any], str | None, dict[st
         raise
     except Exception as exc:
         raise CorruptFileError(path, f"not a readable Zarr group: {type(exc).__name__}: {exc}") from None
+    note_format(root, g)  # a URL's arrays are then opened with one request each
     attrs = g.attrs.asdict()
     ome, version = ngff.read_ome(attrs)
     prefix = ""

@@ -175,10 +175,40 @@ def store_of(root: str, mode: str = "r", options: dict[str, Any] | None = None) 
     return local_store(root, mode)
 
 
+#: The Zarr format of the stores at URLs opened in this process: told to zarr, it asks for
+#: one metadata object per open (``zarr.json``) instead of three (and ``.zarray``, ``.zattrs``).
+_url_formats: dict[str, int] = {}
+
+
+def note_format(root: str, node: Any) -> None:
+    """Remember the Zarr format of the store at a URL ``root`` from a group or array of it."""
+    if sources.is_url(root):
+        _url_formats[root] = int(node.metadata.zarr_format)
+
+
+def _open_url_array(root: str, component: str, mode: str, options: dict[str, Any] | None) -> Any:
+    """One array of a URL's store, with one metadata request when its format is known
+    (a store replaced by one of the other format is opened again without it)."""
+    zr = zarr()
+    store = store_of(root, mode, options)
+    known = _url_formats.get(root)
+    if known is not None:
+        try:
+            return zr.open_array(store=store, path=component, mode=mode, zarr_format=known)
+        except (FileNotFoundError, zr.errors.NodeNotFoundError, zr.errors.MetadataValidationError):
+            pass
+    arr = zr.open_array(store=store, path=component, mode=mode)
+    note_format(root, arr)
+    return arr
+
+
 def open_array(root: str, component: str, mode: str = "r", options: dict[str, Any] | None = None) -> Any:
     """One array of a store; opened to write, it writes every chunk, also those
     equal to the fill value (a reader checks extents by the chunks present, :mod:`.extents`)."""
-    arr = zarr().open_array(store=store_of(root, mode, options), path=component, mode=mode)
+    if sources.is_url(root):
+        arr = _open_url_array(root, component, mode, options)
+    else:
+        arr = zarr().open_array(store=store_of(root, mode, options), path=component, mode=mode)
     return arr if mode == "r" else arr.with_config({"write_empty_chunks": True})
 
 
