@@ -182,3 +182,17 @@ def test_storage_options_travel_with_the_lazy_array(bucket, rng, monkeypatch):
         omezarr.read(url)
     clone = pickle.loads(blob)
     np.testing.assert_array_equal(clone[1:3, :, :], data[1:3])
+
+
+def test_a_lazy_read_over_s3_is_two_requests_a_frame(bucket, rng):
+    """The array's metadata and the frame's chunk: no HEAD before each GET, no other chunk."""
+    base, options, server = bucket
+    data, da = stack(rng, n=5, ny=16, nx=16)
+    url = f"{base}/r.ome.zarr"
+    da.afm.to_ome_zarr(url, storage_options=options, chunks=(1, 16, 16))
+    back = read_values(url)
+    server.clear()
+    np.testing.assert_array_equal(back[2].values, data[2])
+    got = [(r.method, r.path.split("/", 2)[-1]) for r in server.requests]
+    assert got == [("GET", "r.ome.zarr/0/zarr.json"), ("GET", "r.ome.zarr/0/c/2/0/0")], got
+

@@ -24,6 +24,7 @@ Writers keep the URL (never an open file system or session), so dask graphs stay
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -75,12 +76,18 @@ def _as_write_error(url: str, exc: BaseException) -> BaseException:
     return WriteError(url, f"writing failed, nothing was written: {type(exc).__name__}: {cause}")
 
 
+def _creates_only(fs: Any) -> bool:
+    """Whether this s3fs puts with ``mode="create"`` (``If-None-Match: *``), as recent s3fs releases do (2026.9 here)."""
+    put = getattr(type(fs), "_put_file", None)
+    return put is not None and "mode" in inspect.signature(put).parameters
+
+
 def _put_file(local: str, url: str, *, overwrite: bool) -> None:
     """Upload one complete file: on S3 without ``overwrite`` a create-only put, which the
     server refuses (``FileExistsError``) if an object appeared there meanwhile."""
     fs, inner = sources.filesystem(url)
     kwargs: dict[str, Any] = {}
-    if not overwrite and sources.protocol(url) in ("s3", "s3a"):
+    if not overwrite and sources.protocol(url) in ("s3", "s3a") and _creates_only(fs):
         kwargs["mode"] = "create"
     try:
         fs.put_file(local, inner, **kwargs)

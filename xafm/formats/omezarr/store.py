@@ -146,13 +146,24 @@ _url_stores: dict[tuple[int, str, str, str], Any] = {}
 _URL_STORES_KEPT = 32
 
 
+def _for_chunks(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options with s3fs told to GET a whole object in one request (unless the user
+    said otherwise): its default first asks for the size (a HEAD per chunk) to split
+    objects above 50 MiB into concurrent ranges, which a chunk or a metadata object
+    never needs. That halves the requests per frame read (a shard above 50 MiB is then
+    also uploaded in sequential parts rather than concurrent ones)."""
+    if sources.protocol(url) in ("s3", "s3a") and "max_concurrency" not in options:
+        return {**options, "max_concurrency": 1}
+    return options
+
+
 def url_store(url: str, mode: str = "r", options: dict[str, Any] | None = None) -> Any:
     """zarr's own store for a URL (``s3://``, ``gs://``, ``https://``), through fsspec
     with ``options`` (else those remembered for the URL). Tasks keep the URL and the
     options; each process opens the store once and reuses it (see :data:`_url_stores`)."""
     from zarr.storage import FsspecStore
 
-    opts = sources.storage_options(url) if options is None else options
+    opts = _for_chunks(url, sources.storage_options(url) if options is None else options)
     key = (os.getpid(), url, "r" if mode == "r" else "w", json.dumps(opts, sort_keys=True, default=repr))
     got = _url_stores.get(key)
     if got is not None:
