@@ -51,7 +51,6 @@ def _write(da: Any, fmt: str, where: str, **extra: Any) -> None:
 def _read(url: str, order: np.ndarray, server: Any, options: dict | None, direct: bool = False) -> dict[str, Any]:
     """Open latency, fps of the random-access read, requests and bytes per frame."""
     import xafm
-
     from xafm.core import sources
     from xafm.formats import omezarr
 
