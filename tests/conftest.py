@@ -38,3 +38,20 @@ def no_leaked_files():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the whole session (it takes ~1 s to start);
+    tests make buckets of their own names (tests/servers.py)."""
+    for module, why in (("moto", "the S3 server of the remote tests is moto's"), ("s3fs", "s3:// URLs need s3fs")):
+        if os.environ.get("CI"):  # the test and remote extras have them: absent is a failure
+            __import__(module)
+        pytest.importorskip(module, reason=f"{why} (pip install -e '.[test,remote]')")
+    from tests.servers import S3Server
+
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()

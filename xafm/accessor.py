@@ -17,7 +17,7 @@ from typing import Any
 import xarray as xr
 
 from . import processing, registry
-from .core import model, provenance
+from .core import model, provenance, sources
 from .exceptions import FormatError
 
 
@@ -58,7 +58,10 @@ class _Delegate:
             return target(da, *args, **options)
 
         sig = inspect.signature(target)
-        method.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])  # type: ignore[attr-defined]
+        params = list(sig.parameters.values())[1:]
+        if fmt is not None and "storage_options" not in sig.parameters:  # registry.write takes it for URLs
+            params.append(inspect.Parameter("storage_options", inspect.Parameter.KEYWORD_ONLY, default=None))
+        method.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         method.__doc__ = target.__doc__
         method.__name__ = method.__qualname__ = self.name
         return method
@@ -176,17 +179,25 @@ class AfmAccessor:
     preview = _Delegate(function=("xafm.animation", "preview"))
 
     def export(self, folder: str | os.PathLike[str], name: str, formats: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False,
-               fsync: bool = True) -> dict[str, Path]:  # fmt: skip
+               fsync: bool = True, storage_options: dict[str, Any] | None = None) -> dict[str, Path | str]:  # fmt: skip
         """Write several formats at once as ``folder/name<suffix>``; returns format -> path.
 
         ``raw`` goes to the writers that take it (the file formats; animations render the
         values as they are); ``fsync=False`` skips making the outputs durable (scratch).
+        ``folder`` may be a URL prefix (``s3://bucket/run1``), reached with ``storage_options``.
         """
-        return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite, fsync=fsync)
+        return export(self._obj, folder, name, formats, raw=raw, overwrite=overwrite, fsync=fsync, storage_options=storage_options)
+
+
+def _member(folder: str | os.PathLike[str], name: str) -> str | Path:
+    """``folder/name``: a URL joined with ``/`` (``Path`` would fold its ``//``)."""
+    if sources.is_url(os.fspath(folder)):
+        return sources.join(folder, name)
+    return Path(folder) / name
 
 
 def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: Iterable[str] = ("h5", "npz", "tif"), *, raw: bool = False, overwrite: bool = False,
-           fsync: bool = True) -> dict[str, Path]:  # fmt: skip
+           fsync: bool = True, storage_options: dict[str, Any] | None = None) -> dict[str, Path | str]:  # fmt: skip
     if isinstance(fmts, str):
         fmts = [fmts]
     chosen = [registry.get(f, for_writing=True) for f in fmts]  # all checked before any write
@@ -196,11 +207,11 @@ def export(da: xr.DataArray, folder: str | os.PathLike[str], name: str, fmts: It
         raise FormatError(f"export name must be a plain file name, got {name!r}")
     out = {}
     for fmt in chosen:
-        path = Path(folder) / f"{name}{fmt.suffixes[0]}"
+        path = _member(folder, f"{name}{fmt.suffixes[0]}")
         options: dict[str, Any] = {"overwrite": overwrite}
         if "raw" in fmt.write_options():
             options["raw"] = raw
         if "fsync" in fmt.write_options():
             options["fsync"] = fsync
-        out[fmt.name] = registry.write(fmt, da, path, **options)
+        out[fmt.name] = registry.write(fmt, da, path, storage_options=storage_options, **options)
     return out

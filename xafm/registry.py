@@ -21,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-from .core import chunks, output
+from .core import chunks, output, remote_output, sources
 from .core.contract import Format, Probe, check_options
 from .core.file_identity import one_version
 from .core.paths import check_openable, is_special
@@ -266,19 +266,45 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
         return [str(c) for c in fmt.channels(os.path.abspath(path))]
 
 
-def write(fmt: Format | str, da: Any, path: str | os.PathLike[str], **options: Any) -> Path:
-    """Write ``da`` in a format, with the writer's declared options only."""
+def write(fmt: Format | str, da: Any, /, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None, **options: Any) -> Path | str:
+    """Write ``da`` in a format, with the writer's declared options only.
+
+    A URL destination (``s3://bucket/out.h5``) is written with ``storage_options``
+    (credentials, ``endpoint_url``, ``anon``), as fsspec takes them: by the writer itself
+    if it declares ``storage_options`` (OME-Zarr, whose workers write their own chunks),
+    else locally and uploaded once complete (:func:`xafm.core.remote_output.staged`).
+    Returns the path written, or the URL.
+    """
     if isinstance(fmt, str):
         fmt = get(fmt, for_writing=True)
     if fmt.write is None:
         raise FormatError(f"xafm reads {fmt.description} but does not write it")
+    remote = sources.is_url(sources.local_path(os.fspath(path)))
+    native = "storage_options" in fmt.write_options()
+    if native:
+        options["storage_options"] = storage_options
+    elif storage_options is not None and not remote:
+        raise FormatError(f"storage_options are for URL destinations; {os.fspath(path)} is a local path")
     check_options(fmt.write, options, f"the {fmt.description} writer")
     _check_destination_name(fmt, path)
     # xafm's writers check this themselves (for direct calls too); here for a plugin's
     problem = refusal(da) if isinstance(da, xr.DataArray) else None
     if problem:
         raise StackError(f"the {fmt.description} writer refuses to write {os.fspath(path)}: {problem}")
-    return fmt.write(da, path, **options)
+    if not remote or native:
+        return fmt.write(da, path, **options)
+    return _write_staged(fmt, da, os.fspath(path), storage_options, options)
+
+
+def _write_staged(fmt: Format, da: Any, url: str, storage_options: dict[str, Any] | None, options: dict[str, Any]) -> str:
+    """A writer of local files to a URL: written locally, uploaded once complete."""
+    assert fmt.write is not None
+    writer = fmt.write
+    sources.remember_options(url, storage_options)
+    if "fsync" in fmt.write_options():
+        options["fsync"] = False  # a local temporary: the object store keeps the upload
+    overwrite = bool(options.get("overwrite", False))
+    return remote_output.staged(url, lambda local: writer(da, local, **options), overwrite=overwrite, folder=fmt.folder)
 
 
 def _check_destination_name(fmt: Format, path: str | os.PathLike[str]) -> None:

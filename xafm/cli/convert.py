@@ -20,7 +20,9 @@ def add_output_arguments(c: argparse.ArgumentParser) -> None:
 
     c.add_argument("--export", nargs="+", default=[], metavar="FMT",
                    help=f"formats, comma or space separated: {', '.join(registry.writable())} (hdf5, tiff too)")
-    c.add_argument("--output-folder", default="output")
+    c.add_argument("--output-folder", default="output", help="a folder, or a URL prefix (s3://bucket/run1) reached with --storage-options")
+    c.add_argument("--storage-options", type=spellings.storage_options, default=None, metavar="JSON",
+                   help='fsspec options for URLs, as JSON: \'{"anon": true}\', \'{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}\'')
     c.add_argument("--output-name", default=None, help="base name of the outputs (a suffix such as .h5 is dropped)")
     c.add_argument("--raw", action="store_true", help="export the raw layer (the data as read) instead of the processed data")
     c.add_argument("--channel", default=None)
@@ -99,18 +101,39 @@ def progress(on: bool) -> Iterator[None]:
         yield
 
 
-def write_animations(da: Any, out: Path, name: str, args: argparse.Namespace, render: Any, *, sequence_folder: Path | None = None, sequence_prefix: str = "frame") -> dict[str, Path]:
-    """GIF, videos and frame images as asked, all drawn with ``render``."""
-    from .. import animation
+def output_folder(args: argparse.Namespace) -> Path | str:
+    """``--output-folder``: a local folder, or a URL prefix (with ``--storage-options``
+    remembered for it, and for a URL input, as fsspec options)."""
+    from ..core import remote_output, sources
 
-    written: dict[str, Path] = {}
+    for where in (args.output_folder, getattr(args, "input", None)):
+        if isinstance(where, str) and sources.is_url(where):
+            sources.remember_options(where, args.storage_options)
+    return remote_output.local_or_url(args.output_folder)
+
+
+def member(out: Path | str, name: str) -> Path | str:
+    """``out/name`` for a folder or a URL prefix."""
+    from ..core import sources
+
+    return sources.join(out, name) if isinstance(out, str) else out / name
+
+
+def write_animations(da: Any, out: Path | str, name: str, args: argparse.Namespace, render: Any, *, sequence_folder: Path | str | None = None,
+                     sequence_prefix: str = "frame") -> dict[str, Path | str]:  # fmt: skip
+    """GIF, videos and frame images as asked, all drawn with ``render`` (through the
+    registry, so that a URL is written locally and uploaded once complete)."""
+    from .. import registry
+
+    common = {"overwrite": args.overwrite, "progress": args.progress, "render": render, "fsync": args.fsync}
+    written: dict[str, Path | str] = {}
     if args.make_gif:
-        written["gif"] = animation.to_gif(da, out / f"{name}.gif", fps=args.fps, compression=args.gif_compression, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
+        written["gif"] = registry.write("gif", da, member(out, f"{name}.gif"), fps=args.fps, compression=args.gif_compression, **common)
     for ext in video_formats(args.make_video):
-        written[ext] = animation.to_video(da, out / f"{name}.{ext}", fps=args.fps, quality=args.video_quality, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
+        written[ext] = registry.write(ext, da, member(out, f"{name}.{ext}"), fps=args.fps, quality=args.video_quality, **common)
     if args.make_sequence:
-        folder = sequence_folder or out / f"{name}_frames"
-        written["frames"] = animation.to_frames(da, folder, fmt=args.make_sequence, prefix=sequence_prefix, overwrite=args.overwrite, progress=args.progress, render=render, fsync=args.fsync)
+        folder = sequence_folder or member(out, f"{name}_frames")
+        written["frames"] = registry.write("png", da, folder, fmt=args.make_sequence, prefix=sequence_prefix, **common)
     return written
 
 
@@ -125,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
     render = render_options(args)  # every option checked before anything is read or written
     video_formats(args.make_video)
     # the preferred chunks: whole frames, ~32 MiB a chunk, so no file is ever loaded whole
+    out = output_folder(args)  # before the open: remembers --storage-options for a URL input
     da = xafm.open(args.input, chunks={}, channel=args.channel)
     name = spellings.output_name(args.output_name, args.input) if args.output_name else Path(args.input).name.split(".")[0]
-    out = Path(args.output_folder)
     with progress(args.progress):
         written = da.afm.export(out, name, formats, raw=args.raw, overwrite=args.overwrite, fsync=args.fsync) if formats else {}
     written.update(write_animations(da, out, name, args, render))

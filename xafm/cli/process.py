@@ -31,18 +31,18 @@ def run(args: argparse.Namespace) -> int:
 
     import xafm
 
+    out = convert.output_folder(args)  # before the open: remembers --storage-options for a URL input
     da = xafm.open(args.input, chunks={}, channel=args.channel)  # whole frames, a few at a time
     done = pipeline.run_pipeline(da, steps, keep_raw=True)
     filtered = any(step != pipeline.CLEAR and processing.get(step).kind != "mask" for step, _ in steps)
     out_name = f"{name}_filtered" if filtered else name
-    out = Path(args.output_folder)
-    written: dict[str, Path] = {}
+    written: dict[str, Path | str] = {}
     with convert.progress(args.progress):
         if formats:
             # --raw: the data as read (playNano's processed['raw']), under the plain name
             raw = args.raw and "raw" in done.afm.layers
             written.update(done.afm.export(out, name if args.raw else out_name, formats, raw=raw, overwrite=args.overwrite, fsync=args.fsync))
-    written.update(convert.write_animations(done, out, out_name, args, render, sequence_folder=out / out_name, sequence_prefix=out_name))
+    written.update(convert.write_animations(done, out, out_name, args, render, sequence_folder=convert.member(out, out_name), sequence_prefix=out_name))
     for step_name, params in steps:
         print(f"step: {step_name}" + (f" {params}" if params else ""))
     for fmt, path in written.items():

@@ -109,3 +109,16 @@ def output_name(name: str | None, input_path: str) -> str:
     if bad or base in (".", ".."):
         raise FormatError(f"--output-name must be a file name without {' '.join(INVALID_NAME_CHARS)}, got {name!r}")
     return base
+
+
+def storage_options(text: str) -> dict[str, Any]:
+    """``--storage-options '{"anon": true}'`` -> fsspec's options for the URLs of a command."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"give a JSON object, e.g. '{{\"anon\": true}}', not {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"give a JSON object, e.g. '{{\"anon\": true}}', not {text!r}")
+    return value

@@ -103,7 +103,7 @@ class Format:
     identify: Callable[[Probe], bool] | None = None
     read: Callable[..., Any] | None = None
     channels: Callable[[str], list[str]] | None = None
-    write: Callable[..., Path] | None = None
+    write: Callable[..., Path | str] | None = None  # str: a URL written
     module: str = ""
 
     @property

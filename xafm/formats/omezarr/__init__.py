@@ -42,7 +42,7 @@ from typing import Any
 
 import xarray as xr
 
-from ...core import conventions, durable, output
+from ...core import conventions, durable, output, remote_output, sources
 from ...core.contract import Format, Probe
 from ...exceptions import FormatError, StackError
 from . import append, geometry, ngff, reader, writer
@@ -106,8 +106,9 @@ def write(
     overwrite: bool | None = None,
     raw: bool = False,
     fsync: bool = True,
-) -> Path:
-    """Write (or append to) an OME-Zarr image; returns the path.
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
+    """Write (or append to) an OME-Zarr image; returns the path (or the URL).
 
     Parameters
     ----------
@@ -128,6 +129,10 @@ def write(
     fsync
         Make the store durable (every file and folder synced) before returning; False
         for scratch output.
+    storage_options
+        For a URL ``path`` (``s3://bucket/out.ome.zarr``): fsspec's options (credentials,
+        ``endpoint_url`` in ``client_kwargs``, ``anon=True``). Chunks are written where they
+        land, by dask's workers on a cluster; see :mod:`xafm.core.remote_output`.
     """
     spec = ngff.version_of(version)
     if overwrite and mode == "w-":
@@ -142,13 +147,15 @@ def write(
         raise FormatError(f"method must be one of {METHODS}, got {method!r}")
     if not is_int(levels) or isinstance(levels, bool) or levels < 1:
         raise FormatError(f"levels must be a positive int, got {levels!r}")
-    path = Path(path).expanduser()
+    path = remote_output.local_or_url(path)
+    if isinstance(path, str):
+        sources.remember_options(path, storage_options)
     content = writer.stack_content(da, raw, path)
     content["method"] = method
     n, ny, nx = (int(s) for s in content["data"].shape)
     shape = (n, ny, nx)
     output.recover(path)  # a replacement interrupted between its two renames
-    appending = mode == "a" and path.exists()
+    appending = mode == "a" and (remote_output.exists(path) if isinstance(path, str) else path.exists())
     if appending and append_dim is None:
         raise FormatError(f"{path} exists: mode='a' appends frames and needs append_dim='time' (or use mode='w' to replace it)")
     if not appending and min(shape[1], shape[2]) >> (levels - 1) < 1:
@@ -161,7 +168,7 @@ def write(
 
     if appending:
         append.append(content, path, da=da)
-        if fsync:
+        if fsync and isinstance(path, Path):
             durable.sync_tree(path)
         return path
     writer.write_new(content, path, chunks=ch, shards=sh, levels=levels, spec=spec, mode=mode, raw=raw, fsync=fsync)

@@ -24,7 +24,7 @@ from ...exceptions import CorruptFileError, FormatError, StackError, WriteError,
 from . import ngff
 from .display import Display
 from .layout import NAME, XAFM_KEY, join
-from .store import np_dtype, open_array, settle_io, zarr
+from .store import np_dtype, open_array, root_of, settle_io, store_of, zarr
 from .writer import displays, image_items, stored_origin, write_group_attrs, write_levels
 
 #: How far (in pixels) the new frames' origin may lie from the stored one: float rounding only.
@@ -64,12 +64,12 @@ def _problems(content: dict[str, Any], meta: dict[str, Any], g: Any, shape0: tup
     return problems
 
 
-def append(content: dict[str, Any], path: Path, *, da: xr.DataArray) -> None:
+def append(content: dict[str, Any], path: Path | str, *, da: xr.DataArray) -> None:
     """Append the frames of ``content`` (of the stack ``da``) to the store at ``path``."""
-    root = os.path.abspath(path)
+    root = root_of(path)
     zr = zarr()
     try:
-        g = zr.open_group(root, mode="r+")
+        g = zr.open_group(store_of(root, "r+"), mode="r+")
     except Exception as exc:
         raise FormatError(f"{path}: cannot append: not a Zarr group ({type(exc).__name__}: {exc})") from None
     attrs = g.attrs.asdict()

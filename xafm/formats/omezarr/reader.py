@@ -23,7 +23,7 @@ from . import ngff
 from .extents import check_extents
 from .geometry import is_int
 from .layout import NAME, join
-from .store import local_store, native, np_dtype, open_array, zarr
+from .store import native, note_format, np_dtype, open_array, options_of, root_of, store_of, zarr
 
 #: The reader named in the read records: the package's public ``read``.
 READER = __package__
@@ -44,6 +44,7 @@ class ZarrArraySource(LazyArray):
 
     def __init__(self, root: str, component: str, shape: tuple[int, ...], dtype: Any, *, layout: tuple | None = None, fixed: Mapping[int, int] | None = None, out_dtype: Any = None):
         self.path = os.fspath(root)
+        self.options = options_of(self.path)  # a URL's: a dask worker opens it with them
         self.component = component
         self.layout = tuple(range(len(shape))) if layout is None else tuple(layout)
         self.fixed = dict(fixed or {})
@@ -89,7 +90,7 @@ class ZarrArraySource(LazyArray):
                 if not is_int(k):
                     shape.append(len(np.arange(self.shape[o])[k]) if isinstance(k, slice) else len(k))
             return np.empty(shape, self.dtype)
-        arr = open_array(self.path, self.component)
+        arr = open_array(self.path, self.component, options=self.options)
         self._check_same_array(arr)
         data = np.asarray(arr.oindex[tuple(stored)])
         present = [ax for ax in range(self.stored_ndim) if not is_int(stored[ax])]
@@ -115,13 +116,14 @@ class ZarrArraySource(LazyArray):
 def open_image(path: str) -> tuple[Any, str, dict[str, Any], str | None, dict[str, Any]]:
     """(group, group path in the store, NGFF content, version, all attrs) of the image."""
     zr = zarr()
-    root = os.path.abspath(path)
+    root = root_of(path)
     try:
-        g = zr.open_group(local_store(root), mode="r")
+        g = zr.open_group(store_of(root), mode="r")
     except XafmError:
         raise
     except Exception as exc:
         raise CorruptFileError(path, f"not a readable Zarr group: {type(exc).__name__}: {exc}") from None
+    note_format(root, g)  # a URL's arrays are then opened with one request each
     attrs = g.attrs.asdict()
     ome, version = ngff.read_ome(attrs)
     prefix = ""
@@ -187,7 +189,7 @@ def check_meta(path: str, meta: Mapping[str, Any]) -> None:
 
 def read_xafm(path: str, g: Any, ome: dict[str, Any], meta: dict[str, Any], channel: str | None, level: int) -> xr.Dataset:
     """A store xafm wrote, as the stack it was written from (pyramid ``level``)."""
-    root = os.path.abspath(path)
+    root = root_of(path)
     check_meta(path, meta)
     name = conventions.safe_channel(str(meta.get("channel") or "height"))
     if channel is not None and channel not in (name, meta.get("channel")):
@@ -322,7 +324,7 @@ def read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: s
         dims.append(axes[i]["name"])
     layout += [iy, ix]
     dims += ["y", "x"]
-    root = os.path.abspath(path)
+    root = root_of(path)
     comp = join(prefix, lay["comp"])
     dtype = np_dtype(lay["arr"])
     src = ZarrArraySource(root, comp, shape, dtype, layout=tuple(layout), fixed=fixed)

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import functools
 import io
+import json
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ...core import blocks, tasks
+from ...core import blocks, sources, tasks
 from ...core.blocks import is_dask, raw_data
 from ...core.paths import open_regular
 from .geometry import aligned
@@ -123,10 +125,101 @@ def local_store(root: str, mode: str = "r") -> Any:
     return _regular_store_class()(root, read_only=(mode == "r"))
 
 
-def open_array(root: str, component: str, mode: str = "r") -> Any:
-    """One array of a local store; opened to write, it writes every chunk, also those
+def root_of(path: str | Path) -> str:
+    """Where a store is, as its readers and tasks keep it: an absolute path (dask workers
+    may run in another directory), or a URL as given (without a trailing ``/``)."""
+    text = sources.local_path(os.fspath(path))
+    if sources.is_url(text):
+        return text.rstrip("/")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def options_of(root: str) -> dict[str, Any] | None:
+    """The storage options a URL's store is opened with (None for a local path): kept
+    by every picklable handle, since a dask worker has none remembered of its own."""
+    return sources.storage_options(root) if sources.is_url(root) else None
+
+
+#: Stores opened in this process, by (process, URL, mode, options): a file system's session
+#: (its connection pool) is made once per process, never pickled into a dask graph.
+_url_stores: dict[tuple[int, str, str, str], Any] = {}
+_URL_STORES_KEPT = 32
+
+
+def _for_chunks(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options with s3fs told to GET a whole object in one request (unless the user
+    said otherwise): its default first asks for the size (a HEAD per chunk) to split
+    objects above 50 MiB into concurrent ranges, which a chunk or a metadata object
+    never needs. That halves the requests per frame read (a shard above 50 MiB is then
+    also uploaded in sequential parts rather than concurrent ones)."""
+    if sources.protocol(url) in ("s3", "s3a") and "max_concurrency" not in options:
+        return {**options, "max_concurrency": 1}
+    return options
+
+
+def url_store(url: str, mode: str = "r", options: dict[str, Any] | None = None) -> Any:
+    """zarr's own store for a URL (``s3://``, ``gs://``, ``https://``), through fsspec
+    with ``options`` (else those remembered for the URL). Tasks keep the URL and the
+    options; each process opens the store once and reuses it (see :data:`_url_stores`)."""
+    from zarr.storage import FsspecStore
+
+    opts = _for_chunks(url, sources.storage_options(url) if options is None else options)
+    key = (os.getpid(), url, "r" if mode == "r" else "w", json.dumps(opts, sort_keys=True, default=repr))
+    got = _url_stores.get(key)
+    if got is not None:
+        return got
+    try:
+        got = FsspecStore.from_url(url, storage_options=opts, read_only=(mode == "r"))
+    except ImportError as err:
+        package = sources.EXTRAS.get(sources.protocol(url), "the fsspec implementation of " + sources.protocol(url))
+        raise ImportError(f"opening {url} needs {package}: pip install 'xafm[remote]'") from err
+    if len(_url_stores) >= _URL_STORES_KEPT:
+        _url_stores.pop(next(iter(_url_stores)))
+    _url_stores[key] = got
+    return got
+
+
+def store_of(root: str, mode: str = "r", options: dict[str, Any] | None = None) -> Any:
+    """The store at ``root``: a URL's (:func:`url_store`) or a local folder's (:func:`local_store`)."""
+    if sources.is_url(root):
+        return url_store(root, mode, options)
+    return local_store(root, mode)
+
+
+#: The Zarr format of the stores at URLs opened in this process: told to zarr, it asks for
+#: one metadata object per open (``zarr.json``) instead of three (and ``.zarray``, ``.zattrs``).
+_url_formats: dict[str, int] = {}
+
+
+def note_format(root: str, node: Any) -> None:
+    """Remember the Zarr format of the store at a URL ``root`` from a group or array of it."""
+    if sources.is_url(root):
+        _url_formats[root] = int(node.metadata.zarr_format)
+
+
+def _open_url_array(root: str, component: str, mode: str, options: dict[str, Any] | None) -> Any:
+    """One array of a URL's store, with one metadata request when its format is known
+    (a store replaced by one of the other format is opened again without it)."""
+    zr = zarr()
+    store = store_of(root, mode, options)
+    known = _url_formats.get(root)
+    if known is not None:
+        try:
+            return zr.open_array(store=store, path=component, mode=mode, zarr_format=known)
+        except (FileNotFoundError, zr.errors.NodeNotFoundError, zr.errors.MetadataValidationError):
+            pass
+    arr = zr.open_array(store=store, path=component, mode=mode)
+    note_format(root, arr)
+    return arr
+
+
+def open_array(root: str, component: str, mode: str = "r", options: dict[str, Any] | None = None) -> Any:
+    """One array of a store; opened to write, it writes every chunk, also those
     equal to the fill value (a reader checks extents by the chunks present, :mod:`.extents`)."""
-    arr = zarr().open_array(store=local_store(root, mode), path=component, mode=mode)
+    if sources.is_url(root):
+        arr = _open_url_array(root, component, mode, options)
+    else:
+        arr = zarr().open_array(store=store_of(root, mode, options), path=component, mode=mode)
     return arr if mode == "r" else arr.with_config({"write_empty_chunks": True})
 
 
@@ -145,9 +238,13 @@ class Target:
 
     def __init__(self, root: str, component: str):
         self.root, self.component = root, component
+        self.options = options_of(root)  # a URL's: the worker opens it with them
+
+    def open(self) -> Any:
+        return open_array(self.root, self.component, "r+", self.options)
 
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
-        open_array(self.root, self.component, "r+")[region] = block
+        self.open()[region] = block
 
 
 def finite_range(block: np.ndarray) -> Range | None:
@@ -196,7 +293,7 @@ def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dt
 
 def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
     """Write a numpy- or lazily-backed stack block by block in this process."""
-    arr = open_array(target.root, target.component, "r+")
+    arr = target.open()
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * dtype.itemsize)
     per_block = max(unit[0], blocks.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
     ranges = []

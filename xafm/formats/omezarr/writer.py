@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from ...core import conventions, model, provenance
+from ...core import conventions, model, provenance, remote_output, sources
 from ...core.contract import Probe
 from ...core.output import OutputKind, atomic_output
 from ...core.writable import check_writable
@@ -27,7 +27,7 @@ from .display import Display, legacy, zscale_of
 from .geometry import level_geometry, level_shape
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_paths
 from .pyramid import build_level
-from .store import Target, native, settled_on_failure, store, zarr
+from .store import Target, native, settled_on_failure, store, store_of, zarr
 
 
 def stack_content(da: xr.DataArray, raw: bool, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def write_group_attrs(g: Any, spec: ngff.NgffVersion, levels: int, xafm_meta: di
 
 def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, record: dict) -> None:
     shape = tuple(content["data"].shape)
-    g = zarr().open_group(root, mode="w-", zarr_format=spec.zarr_format)
+    g = zarr().open_group(store_of(root, "w"), mode="w-", zarr_format=spec.zarr_format)
     items = image_items(content, content["mask_paths"], content["layer_paths"])
     for it in items:
         sub = g.require_group(it.prefix) if it.prefix else g  # creates labels/ and layers/ too
@@ -179,13 +179,23 @@ def _write_new(content: dict[str, Any], root: str, *, chunks: tuple, shards: tup
     write_group_attrs(g, spec, levels, xafm_meta)
 
 
-def is_ome_zarr(p: Path) -> bool:
-    """Whether the folder ``p`` is an OME-Zarr store (a Zarr group whose attributes carry
-    NGFF image metadata, as xafm and other tools write them): the only folder that
-    ``mode="w"`` replaces. A plain Zarr store or any other folder is left alone."""
+def _url_member(url: str, name: str) -> bytes | None:
+    """The bytes of the object ``name`` under ``url`` (None if absent)."""
+    fs, inner = sources.filesystem(url)
+    try:
+        return bytes(fs.cat_file(f"{inner.rstrip('/')}/{name}"))
+    except FileNotFoundError:
+        return None
+
+
+def is_ome_zarr(p: Path | str) -> bool:
+    """Whether the folder (or URL prefix) ``p`` is an OME-Zarr store (a Zarr group whose
+    attributes carry NGFF image metadata, as xafm and other tools write them): the only
+    folder that ``mode="w"`` replaces. A plain Zarr store or any other folder is left alone."""
     probe = Probe(p)
+    member = (lambda name: _url_member(p, name)) if isinstance(p, str) and sources.is_url(p) else probe.member
     for spec in ngff.PROBE_ORDER:
-        raw = probe.member(spec.attrs_file)
+        raw = member(spec.attrs_file)
         if raw is not None:
             try:
                 return spec.marks_image(spec.attributes_in(json.loads(raw)))
@@ -199,7 +209,7 @@ STORE = OutputKind("a Zarr store with OME-Zarr metadata", folder=True, owns=is_o
 
 
 def write_new(
-    content: dict[str, Any], path: Path, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, mode: str, raw: bool,
+    content: dict[str, Any], path: Path | str, *, chunks: tuple, shards: tuple | None, levels: int, spec: ngff.NgffVersion, mode: str, raw: bool,
     fsync: bool = True,
 ) -> None:
     """A new store at ``path`` (replacing an OME-Zarr store there with ``mode="w"``), atomically."""
@@ -209,6 +219,10 @@ def write_new(
     )
     content["mask_paths"] = node_paths(LABELS, content["masks"], path)
     content["layer_paths"] = node_paths(LAYERS, content["layers"], path)
+    if isinstance(path, str):  # a URL: written where it lands (no rename in object stores)
+        with remote_output.in_place(path, overwrite=(mode == "w"), owns=is_ome_zarr, noun=STORE.noun) as url, settled_on_failure():
+            _write_new(content, url, chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
+        return
     # on a failure, no write is in flight any more when atomic_output removes the temp
     with atomic_output(path, overwrite=(mode == "w"), kind=STORE, fsync=fsync) as tmp, settled_on_failure():
         _write_new(content, os.path.abspath(tmp), chunks=chunks, shards=shards, levels=levels, spec=spec, record=record)
