@@ -207,8 +207,6 @@ class S3Server:
             "secret": "testing",
             # no region_name: s3fs would send it as a location constraint, which us-east-1 refuses
             "client_kwargs": {"endpoint_url": self.endpoint_url},
-            # a fresh file system per call: moto's state, not an old client's cache, answers
-            "skip_instance_cache": True,
         }
 
     @property
