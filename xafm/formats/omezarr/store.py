@@ -28,8 +28,9 @@ from ...core import blocks, tasks
 from ...core.blocks import is_dask, raw_data
 from ...core.paths import open_regular
 from .geometry import aligned
+from .reduce import Range, downsample_block, finite_range
 
-Range = tuple[float, float]
+__all__ = ["Range", "Target", "finite_range", "merge_ranges", "store", "store_dask"]
 
 
 def zarr() -> Any:
@@ -141,24 +142,31 @@ def np_dtype(arr: Any) -> np.dtype:
 
 
 class Target:
-    """Picklable handle on one Zarr array: opened inside each task, never kept open."""
+    """Picklable handle on one Zarr array: opened inside each task, never kept open.
 
-    def __init__(self, root: str, component: str):
+    ``below`` names the arrays of the further pyramid levels built from every block
+    written, which must then be whole frames: level k gets the 2x2 ``method`` reduction
+    of level k-1's block (trimmed to even) at the same frames, so a level is made while
+    its frames are in memory instead of read back from the store (:func:`.pyramid.fused`).
+    """
+
+    def __init__(self, root: str, component: str, below: tuple[str, ...] = (), method: str = "mean"):
         self.root, self.component = root, component
+        self.below, self.method = tuple(below), method
+
+    def arrays(self) -> list[Any]:
+        return [open_array(self.root, c, "r+") for c in (self.component, *self.below)]
 
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
-        open_array(self.root, self.component, "r+")[region] = block
+        write_into(self.arrays(), region, block, self.method)
 
 
-def finite_range(block: np.ndarray) -> Range | None:
-    if block.dtype.kind == "f":
-        fin = block[np.isfinite(block)]
-        if fin.size == 0:
-            return None
-        return float(fin.min()), float(fin.max())
-    if block.size == 0:
-        return None
-    return float(block.min()), float(block.max())
+def write_into(arrays: list[Any], region: tuple[slice, ...], block: np.ndarray, method: str) -> None:
+    """Write ``block`` at ``region`` of ``arrays[0]`` and its reductions into the others."""
+    arrays[0][region] = block
+    for arr in arrays[1:]:
+        block = downsample_block(block[:, : block.shape[1] // 2 * 2, : block.shape[2] // 2 * 2], method, block.dtype)
+        arr[region[0]] = block
 
 
 def merge_ranges(ranges: Any) -> Range | None:
@@ -180,6 +188,8 @@ def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dt
     import dask
 
     n, ny, nx = arr.shape
+    if target.below:  # whole frames: each task writes every level of its frames
+        unit = (unit[0], ny, nx)
     arr = arr.rechunk((aligned(n, unit[0], t0), aligned(ny, unit[1]), aligned(nx, unit[2])))
     edges = [np.cumsum((0,) + c) for c in arr.chunks]
     writes = []
@@ -196,14 +206,14 @@ def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dt
 
 def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
     """Write a numpy- or lazily-backed stack block by block in this process."""
-    arr = open_array(target.root, target.component, "r+")
+    arrays = target.arrays()
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * dtype.itemsize)
     per_block = max(unit[0], blocks.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
     ranges = []
     a = 0
     for size in aligned(obj.shape[0], per_block, t0):
         block = np.asarray(obj[a : a + size].values).astype(dtype, copy=False)
-        arr[t0 + a : t0 + a + size] = block
+        write_into(arrays, (slice(t0 + a, t0 + a + size),), block, target.method)
         if stats:
             ranges.append(finite_range(block))
         a += size
