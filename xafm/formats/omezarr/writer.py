@@ -8,6 +8,7 @@ the group attributes: NGFF metadata (:mod:`.ngff`) and xafm's own beside it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ...core import conventions, model, provenance
-from ...core.blocks import is_dask
+from ...core.blocks import is_dask, raw_data
 from ...core.contract import Probe
 from ...core.output import OutputKind, atomic_output
 from ...core.writable import check_writable
@@ -104,9 +105,21 @@ def write_levels(root: str, items: list[Item], shape: tuple, chunks: tuple, shar
         below = tuple(join(it.prefix, str(k)) for k in range(1, levels))
         if not fused(shape, unit, levels, it.dtype.itemsize, is_dask(values)):
             below, rest = (), rest + [it]
-        rng = store(values, Target(root, component, below, it.method), t0, unit, it.dtype, stats=(it.kind != "mask"))
-        if it.kind != "mask":
-            shown["" if it.kind == "image" else it.name] = Display(zscale_of(values, root, component, t0, it.dtype), rng)
+        target = Target(root, component, below, it.method)
+        if it.kind == "mask":
+            store(values, target, t0, unit, it.dtype)
+            continue
+        # values in memory: their z-scale is computed while they are written (the writes wait on the disk)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xafm-zscale") as pool:
+            ahead = pool.submit(zscale_of, values, root, component, t0, it.dtype) if isinstance(raw_data(values), np.ndarray) else None
+            try:
+                written = store(values, target, t0, unit, it.dtype, stats=True, histogram=True)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            zscale = ahead.result() if ahead is not None else zscale_of(values, root, component, t0, it.dtype, written.histogram)
+        shown["" if it.kind == "image" else it.name] = Display(zscale, written.range)
     for k in range(1, levels):
         for it in rest:
             build_level(root, join(it.prefix, str(k - 1)), join(it.prefix, str(k)), k, shape, chunks, shards, it.method, it.dtype, t0, n)
