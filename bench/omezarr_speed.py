@@ -111,10 +111,22 @@ def xafm_write(da: Any, path: Path, levels: int) -> None:
     omezarr.write(da, path, levels=levels, fsync=False)
 
 
-def _timed(fn: Any) -> float:
+def _timed(fn: Any, *args: Any) -> float:
     t0 = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t0
+
+
+def xafm_read(path: Path) -> np.ndarray:
+    import xafm
+
+    return xafm.open(path).values
+
+
+def zarr_read(path: Path) -> np.ndarray:
+    import zarr
+
+    return zarr.open_array(str(path / "0"), mode="r")[:]
 
 
 _OPEN_XAFM = r"""
@@ -170,11 +182,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             data = real_stack(n, args.size) if name == "real" else synthetic_stack(n, args.size)
             chunks = default_chunks(data.shape, data.dtype)
             times = np.arange(n) * 0.01
-            inputs = {
-                "numpy": lambda: xafm.stack(data, pixel_size_nm=1.0, times=times),
-                "dask": lambda: xafm.stack(dsa.from_array(data, chunks=chunks), pixel_size_nm=1.0, times=times),
-            }
-            for kind, make in inputs.items():
+            for kind in ("numpy", "dask"):
                 best = {"xafm": np.inf, "zarr": np.inf}
                 for r in range(args.rounds):
                     order = ("xafm", "zarr") if r % 2 == 0 else ("zarr", "xafm")
@@ -182,12 +190,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         p = folder / f"{who}.ome.zarr"
                         shutil.rmtree(p, ignore_errors=True)
                         with dask.config.set(scheduler="threads"):
+                            src = data if kind == "numpy" else dsa.from_array(data, chunks=chunks)
                             if who == "xafm":
-                                da = make()
-                                s = _timed(lambda: xafm_write(da, p, args.levels))
+                                s = _timed(xafm_write, xafm.stack(src, pixel_size_nm=1.0, times=times), p, args.levels)
                             else:
-                                src = data if kind == "numpy" else dsa.from_array(data, chunks=chunks)
-                                s = _timed(lambda: zarr_write(src, p, chunks, args.levels))
+                                s = _timed(zarr_write, src, p, chunks, args.levels)
                         best[who] = min(best[who], s)
                         print(json.dumps({"stack": name, "work": f"write {kind}", "who": who, "round": r, "seconds": round(s, 3)}), flush=True)
                 rows.append({"stack": name, "work": f"write {kind} ({args.levels} levels)", **best})
@@ -198,10 +205,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for r in range(args.rounds):
                 order = ("xafm", "zarr") if r % 2 == 0 else ("zarr", "xafm")
                 for who in order:
-                    if who == "xafm":
-                        s = _timed(lambda: xafm.open(xp).values)
-                    else:
-                        s = _timed(lambda: zarr.open_array(str(xp / "0"), mode="r")[:])
+                    s = _timed(xafm_read if who == "xafm" else zarr_read, xp)
                     best[who] = min(best[who], s)
             rows.append({"stack": name, "work": "read level 0 whole", **best, "same_arrays_as_zarr": same})
             print(json.dumps(rows[-1]), flush=True)

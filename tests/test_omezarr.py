@@ -7,7 +7,6 @@ Every store a test writes is checked with two independent NGFF validators from P
 from __future__ import annotations
 
 import itertools
-
 import json
 import pickle
 import shutil

@@ -358,7 +358,7 @@ def block_histogram(block: np.ndarray, ref: float) -> tuple[np.ndarray, np.ndarr
 ANOTHER_PASS = _UNDECIDED
 
 
-def percentiles_of_histogram(parts: Iterable[tuple[np.ndarray, np.ndarray]], ref: float, qs: Iterable[float] = (1.0, 99.0)) -> list[float] | None | object:
+def percentiles_of_histogram(parts: Iterable[tuple[np.ndarray, np.ndarray]], ref: float, qs: Iterable[float] = (1.0, 99.0)) -> list[float] | object | None:
     """:func:`percentiles` from the :func:`block_histogram` parts of every block, when its
     first pass (centred on ``ref`` = :func:`centre` of the first block) would decide them:
     the same numbers, or None (no finite value); :data:`ANOTHER_PASS` when

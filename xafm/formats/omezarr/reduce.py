@@ -9,10 +9,12 @@ block). Both give exactly what the straightforward numpy expressions give:
   bytes, float64 otherwise (integers are then rounded half to even and clipped), the
   order numpy's ``reshape(t, h/2, 2, w/2, 2).mean(axis=(2, 4))`` sums in; where a level
   is one pixel wide numpy sums the four in memory order, ``((a00 + a01) + a10) + a11``,
-  and so does this (``tests/test_omezarr_speed.py`` checks both against numpy's mean);
+  and so does this; a zero sum is +0.0, as numpy's sum from its identity gives it
+  (``tests/test_omezarr_speed.py`` checks every case against numpy's mean, byte for byte);
 - max / min: NaN wins, as ``max`` does; nearest: the top-left pixel;
 - finite range: the min and max of the finite values, as ``block[isfinite(block)]``
-  gives them (None when nothing is finite).
+  gives them (None when nothing is finite); the masked pass still runs when a value is
+  infinite or an end of the range is zero (``fmin`` picks another signed zero than ``min``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def downsample_block(block: np.ndarray, method: str, dtype: np.dtype) -> np.ndar
         np.add(s, a11, out=s, dtype=acc)
     else:
         np.add(s, np.add(a10, a11, dtype=acc), out=s)
+    if dtype.kind == "f":
+        np.add(s, acc.type(0), out=s)  # numpy's sum starts at +0: four -0.0 give +0.0
     np.true_divide(s, acc.type(4), out=s)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -63,9 +67,9 @@ def finite_range(block: np.ndarray) -> Range | None:
     if block.dtype.kind != "f":
         return float(block.min()), float(block.max())
     lo, hi = np.fmin.reduce(block, axis=None), np.fmax.reduce(block, axis=None)  # NaN skipped
-    if np.isfinite(lo) and np.isfinite(hi):
+    if np.isfinite(lo) and np.isfinite(hi) and lo != 0 and hi != 0:
         return float(lo), float(hi)
-    fin = block[np.isfinite(block)]  # infinities (or only NaN): the masked pass
+    fin = block[np.isfinite(block)]  # infinities, only NaN, or a zero end (whose sign min/max pick otherwise)
     if fin.size == 0:
         return None
     return float(fin.min()), float(fin.max())

@@ -258,7 +258,7 @@ def _merged(results: list[tuple[Range | None, Any]]) -> tuple[Range | None, Any]
     return rng, (uniq, counts)
 
 
-def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
+def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Written:
     """Write a numpy- or lazily-backed stack block by block in this process.
 
     The writes go to one IO thread, in order, while this one reads the next block and
