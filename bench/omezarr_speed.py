@@ -8,7 +8,8 @@ Stacks (float32, ``--size`` px square frames, about ``--gib`` GiB each):
 * ``synthetic``: smooth random surfaces (cumulative sums of normal noise along x) plus noise.
 
 Work measured, each as xafm / zarr-python in the same round (rounds interleaved, the order
-of the two alternating, outputs removed outside the timings; best of the rounds):
+of the two alternating, outputs removed and ``os.sync()`` run outside the timings, so no
+call pays for another's write-back; best of the rounds):
 
 * ``write numpy`` / ``write dask``: ``levels`` pyramid levels, same codec (Blosc lz4 5
   shuffle), chunks, fill value and ``write_empty_chunks`` as xafm's; zarr-python writes
@@ -166,10 +167,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--levels", type=int, default=LEVELS)
     ap.add_argument("--stacks", default="real,synthetic")
     ap.add_argument("--folder", help="where the stores are written (default: a temporary folder)")
+    ap.add_argument("--zarrs", action="store_true", help="both sides on the zarrs codec pipeline (pip install zarrs)")
     args = ap.parse_args(argv)
     import dask
     import dask.array as dsa
     import zarr
+
+    if args.zarrs:
+        import zarrs  # noqa: F401  (MIT; Rust codecs, chunks encoded in parallel)
+
+        zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
 
     import xafm
     from xafm.formats.omezarr import default_chunks
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     for who in order:
                         p = folder / f"{who}.ome.zarr"
                         shutil.rmtree(p, ignore_errors=True)
+                        os.sync()  # untimed: no call pays for the write-back of another's pages
                         with dask.config.set(scheduler="threads"):
                             src = data if kind == "numpy" else dsa.from_array(data, chunks=chunks)
                             if who == "xafm":
@@ -222,7 +230,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\n{n} frames of {args.size}x{args.size} float32 ({n * args.size * args.size * 4 / 2**30:.2f} GiB), {args.rounds} rounds, "
-          f"{os.cpu_count()} cpus, Python {platform.python_version()}, zarr {zarr.__version__}")
+          f"{os.cpu_count()} cpus, Python {platform.python_version()}, zarr {zarr.__version__}"
+          + (" (zarrs codec pipeline)" if args.zarrs else ""))
     print("| stack | work | xafm (s) | zarr-python (s) | ratio |\n|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['stack']} | {row['work']} | {row['xafm']:.3f} | {row['zarr']:.3f} | {row['xafm'] / row['zarr']:.2f} |")

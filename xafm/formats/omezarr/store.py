@@ -143,7 +143,8 @@ def np_dtype(arr: Any) -> np.dtype:
 
 
 class Target:
-    """Picklable handle on one Zarr array: opened inside each task, never kept open.
+    """Picklable handle on one Zarr array, opened where the tasks run (a zarr array holds
+    no file open: each chunk is a file of its own, opened per read or write).
 
     ``below`` names the arrays of the further pyramid levels built from every block
     written, which must then be whole frames: level k gets the 2x2 ``method`` reduction
@@ -154,9 +155,18 @@ class Target:
     def __init__(self, root: str, component: str, below: tuple[str, ...] = (), method: str = "mean"):
         self.root, self.component = root, component
         self.below, self.method = tuple(below), method
+        self._opened: list[Any] | None = None
 
     def arrays(self) -> list[Any]:
-        return [open_array(self.root, c, "r+") for c in (self.component, *self.below)]
+        """The arrays, opened once per copy of this target (a task graph's tasks share
+        it in one process; a pickled copy opens them again where it runs)."""
+        opened = self._opened
+        if opened is None:
+            opened = self._opened = [open_array(self.root, c, "r+") for c in (self.component, *self.below)]
+        return opened
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}
 
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         write_into(self.arrays(), region, block, self.method)
