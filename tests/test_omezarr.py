@@ -6,6 +6,7 @@ Every store a test writes is checked with two independent NGFF validators from P
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import shutil
@@ -273,22 +274,35 @@ def test_pyramid_is_streamed_never_materialising_a_level(tmp_path):
     np.testing.assert_allclose(xafm.open(tmp_path / "s.ome.zarr", level=2).values, reference_level(arr.compute(), 2, "mean"), rtol=1e-6)
 
 
-def test_parallel_writes_are_chunk_aligned(tmp_path, monkeypatch, rng):
-    """Dask chunks that straddle Zarr chunks are rechunked: no two tasks write one chunk."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_parallel_writes_are_chunk_aligned(tmp_path, monkeypatch, rng, fused):
+    """Dask chunks that straddle Zarr chunks are rechunked: no two tasks write one chunk of
+    any level, whether each task builds every level of its frames or levels are read back."""
     regions = []
-    original = store.Target.write
-    monkeypatch.setattr(store.Target, "write", lambda self, region, block: regions.append((self.component, region)) or original(self, region, block))
+    original = store.write_into
+
+    def spy(arrays, region, block, method):
+        for k, arr in enumerate(arrays):
+            whole = tuple(slice(0, s) for s in arr.shape)
+            regions.append((arr.path.rsplit("/", 1)[-1], tuple(region) + whole[len(region) :] if k == 0 else (region[0],) + whole[1:]))
+        original(arrays, region, block, method)
+
+    monkeypatch.setattr(store, "write_into", spy)
+    if not fused:
+        monkeypatch.setattr(pyramid, "FUSED_TASK_BYTES", 0)
     data = rng.normal(size=(11, 50, 45)).astype(np.float32)
     da = xafm.stack(dsa.from_array(data, chunks=(3, 17, 50)), pixel_size_nm=1.0)
     omezarr.write(da, tmp_path / "s.ome.zarr", chunks=(4, 16, 16), shards=(4, 32, 32), levels=2)
     np.testing.assert_array_equal(xafm.open(tmp_path / "s.ome.zarr").values, data)
+    np.testing.assert_array_equal(xafm.open(tmp_path / "s.ome.zarr", level=1).values, reference_level(data, 1, "mean"))
     for comp in ("0", "1"):
         unit = (4, 32, 32)  # the shard: the smallest piece two writers must not share
         touched = []
         for c, region in regions:
             if c == comp:
-                assert all((s.stop - 1) // u == s.start // u for s, u in zip(region, unit)), region
-                touched.append(tuple(s.start // u for s, u in zip(region, unit)))
+                assert all((s.stop - 1) // u == s.start // u for s, u in zip(region, unit)) or fused, region
+                assert region[0].start % 4 == 0 and (region[0].stop % 4 == 0 or region[0].stop == 11), region
+                touched.extend(itertools.product(*(range(s.start // u, (s.stop - 1) // u + 1) for s, u in zip(region, unit))))
         assert len(touched) == len(set(touched)) > 1
 
 

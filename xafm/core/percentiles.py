@@ -326,3 +326,48 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> tuple[li
             if not complete:
                 return _UNDECIDED
     return result, finite
+
+
+# --------------------------------------------------------------------------------------
+# one pass split over tasks: each bins its block, the counts are summed where they meet
+# --------------------------------------------------------------------------------------
+def centre(block: np.ndarray) -> float:
+    """The centre the first pass of :func:`percentiles` puts its histogram on, from the
+    first block of a stack (its first frame only, so any blocking gives the same)."""
+    return _first_guess(block)
+
+
+def block_histogram(block: np.ndarray, ref: float) -> tuple[np.ndarray, np.ndarray]:
+    """The occupied bins (keys, counts) of ``block``'s histogram around ``ref``, in this
+    thread: summed over the blocks of a stack (any order, any blocking) they are the
+    histogram :func:`percentiles` makes in its first pass with that centre."""
+    hist = _Histogram(ref)
+    if block.flags.c_contiguous:
+        flats: Iterable[np.ndarray] = [block.reshape(-1)]
+    else:  # a strided view: one frame at a time, as _Histogram.add
+        flats = (np.ascontiguousarray(f).reshape(-1) for f in block.reshape((-1,) + block.shape[-2:]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for flat in flats:
+            for a in range(0, flat.size, _CHUNK):
+                hist.counts += _hist_chunk(flat[a : a + _CHUNK], ref)
+    keys = np.flatnonzero(hist.counts)
+    return keys.astype(np.uint32), hist.counts[keys]
+
+
+#: What :func:`percentiles_of_histogram` returns when another pass is needed.
+ANOTHER_PASS = _UNDECIDED
+
+
+def percentiles_of_histogram(parts: Iterable[tuple[np.ndarray, np.ndarray]], ref: float, qs: Iterable[float] = (1.0, 99.0)) -> list[float] | object | None:
+    """:func:`percentiles` from the :func:`block_histogram` parts of every block, when its
+    first pass (centred on ``ref`` = :func:`centre` of the first block) would decide them:
+    the same numbers, or None (no finite value); :data:`ANOTHER_PASS` when
+    :func:`percentiles` would make another pass (call it then)."""
+    hist = _Histogram(ref)
+    for keys, counts in parts:
+        hist.counts[keys] += counts
+    found = hist.quantiles([float(q) / 100.0 for q in qs])
+    if found is None:
+        return None
+    result, precise, _ = found
+    return result if precise else ANOTHER_PASS

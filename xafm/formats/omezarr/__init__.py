@@ -45,12 +45,12 @@ import xarray as xr
 from ...core import conventions, durable, output, remote_output, sources
 from ...core.contract import Format, Probe
 from ...exceptions import FormatError, StackError
-from . import append, geometry, ngff, reader, writer
+from . import geometry, ngff, reader
 from .geometry import CHUNK_BYTES, MAX_EDGE, default_chunks, is_int
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY
 from .ngff import MASK_COLOR, SPACE_NM, TIME_S, VERSIONS
-from .pyramid import METHODS
 from .reader import ZarrArraySource
+from .reduce import METHODS
 
 __all__ = [
     "CHUNK_BYTES", "FORMAT", "FORMAT_VERSION", "LABELS", "LAYERS", "MASK_COLOR", "MAX_EDGE", "METHODS", "MODES",
@@ -134,6 +134,8 @@ def write(
         ``endpoint_url`` in ``client_kwargs``, ``anon=True``). Chunks are written where they
         land, by dask's workers on a cluster; see :mod:`xafm.core.remote_output`.
     """
+    from . import append, writer  # not imported to read: the writer's modules cost the first open
+
     spec = ngff.version_of(version)
     if overwrite and mode == "w-":
         mode = "w"

@@ -24,7 +24,7 @@ from xarray.core import indexing
 
 from ...core import conventions
 from ...core.blocks import raw_data
-from ...core.percentiles import percentiles
+from ...core.percentiles import ANOTHER_PASS, percentiles, percentiles_of_histogram
 from .reader import ZarrArraySource
 from .store import Range, merge_ranges
 
@@ -93,9 +93,15 @@ def stored_frames(root: str, component: str, t0: int, shape: tuple[int, int, int
     return xr.DataArray(indexing.LazilyIndexedArray(source), dims=conventions.DIMS)[t0:]
 
 
-def zscale_of(values: xr.DataArray, root: str, component: str, t0: int, dtype: np.dtype) -> Range | None:
+def zscale_of(values: xr.DataArray, root: str, component: str, t0: int, dtype: np.dtype, histogram: Any = None) -> Range | None:
     """The auto z-scale of ``values``, just written to ``component`` from frame ``t0`` on:
-    from the values when they are a numpy array, else from the store."""
+    from the values when they are a numpy array, else from the histogram the write tasks
+    made (``histogram``: centre and parts, :class:`.store.Written`) when it decides them,
+    else from the store."""
+    if histogram is not None:
+        got = percentiles_of_histogram(histogram[1], histogram[0], QUANTILES)
+        if got is not ANOTHER_PASS:
+            return (float(got[0]), float(got[1])) if isinstance(got, list) else None
     if isinstance(raw_data(values), np.ndarray):
         source: xr.DataArray = values
     else:

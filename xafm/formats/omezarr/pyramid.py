@@ -1,5 +1,9 @@
-"""Pyramid levels: 2x2 reduction in y and x (mean, nearest, max, min), and building level
-k from level k-1 as it lies in the store, task by task, so no level is held in memory."""
+"""Pyramid levels: building level k from level k-1, so no level is held in memory.
+
+When level 0 is written in blocks of whole frames, every level is built from each block
+as it is written (:func:`fused`); otherwise level k is built from level k-1 as it lies
+in the store, task by task (:func:`build_level`). Both give the same bytes: the 2x2
+reductions (:mod:`.reduce`) of the same values, written in the same chunks."""
 
 from __future__ import annotations
 
@@ -11,24 +15,25 @@ import numpy as np
 from ...core.lazy import LazyArray
 from .geometry import aligned, is_int, level_geometry, level_shape
 from .reader import ZarrArraySource
+from .reduce import METHODS, downsample_block
 from .store import Target, store_dask
 
-METHODS = ("mean", "nearest", "max", "min")
+__all__ = ["FUSED_TASK_BYTES", "METHODS", "build_level", "downsample_block", "fused"]
+
+#: Largest block of whole frames a dask task holds to build every level of it at once.
+FUSED_TASK_BYTES = 64 * 2**20
 
 
-def downsample_block(block: np.ndarray, method: str, dtype: np.dtype) -> np.ndarray:
-    """2x2 reduction in y and x of one (t, 2a, 2b) block."""
-    if method == "nearest":
-        return np.ascontiguousarray(block[:, ::2, ::2])
-    t, h, w = block.shape
-    r = block.reshape(t, h // 2, 2, w // 2, 2)
-    if method == "mean":
-        out = r.mean(axis=(2, 4), dtype=np.float64 if dtype.itemsize > 4 or dtype.kind != "f" else np.float32)
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            out = np.clip(np.rint(out), info.min, info.max)
-        return out.astype(dtype)
-    return (r.max(axis=(2, 4)) if method == "max" else r.min(axis=(2, 4))).astype(dtype, copy=False)
+def fused(shape: tuple, unit: tuple, levels: int, itemsize: int, dask: bool) -> bool:
+    """Whether the levels above 0 are built from the blocks of level 0 as they are written
+    (:class:`.store.Target` ``below``): blocks of whole frames, which hold whole write units
+    of every level. A numpy or lazy stack is written in such blocks anyway; a dask stack's
+    tasks then each hold ``unit[0]`` whole frames, so only while those fit in
+    :data:`FUSED_TASK_BYTES`; else each level is read back from the one below
+    (:func:`build_level`)."""
+    if levels < 2:
+        return False
+    return not dask or unit[0] * shape[1] * shape[2] * itemsize <= FUSED_TASK_BYTES
 
 
 def build_level(root: str, src: str, dst: str, k: int, shape: tuple, chunks: tuple, shards: tuple | None, method: str, dtype: np.dtype, t0: int, n: int) -> None:

@@ -12,6 +12,7 @@ percentiles come from :mod:`.display`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import io
@@ -21,17 +22,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
-from ...core import blocks, sources, tasks
+from ...core import blocks, percentiles, sources, tasks
 from ...core.blocks import is_dask, raw_data
 from ...core.paths import open_regular
 from .geometry import aligned
+from .reduce import Range, downsample_block, finite_range
 
-Range = tuple[float, float]
+__all__ = ["Range", "Target", "Written", "finite_range", "merge_ranges", "store", "store_dask"]
 
 
 def zarr() -> Any:
@@ -234,28 +236,48 @@ def np_dtype(arr: Any) -> np.dtype:
 
 
 class Target:
-    """Picklable handle on one Zarr array: opened inside each task, never kept open."""
+    """Picklable handle on one Zarr array, opened where the tasks run (a zarr array holds
+    no file open: each chunk is a file of its own, opened per read or write).
 
-    def __init__(self, root: str, component: str):
+    ``below`` names the arrays of the further pyramid levels built from every block
+    written, which must then be whole frames: level k gets the 2x2 ``method`` reduction
+    of level k-1's block (trimmed to even) at the same frames, so a level is made while
+    its frames are in memory instead of read back from the store (:func:`.pyramid.fused`).
+    """
+
+    def __init__(self, root: str, component: str, below: tuple[str, ...] = (), method: str = "mean"):
         self.root, self.component = root, component
         self.options = options_of(root)  # a URL's: the worker opens it with them
+        self.below, self.method = tuple(below), method
+        self._opened: list[Any] | None = None
 
-    def open(self) -> Any:
-        return open_array(self.root, self.component, "r+", self.options)
+    def arrays(self) -> list[Any]:
+        """The arrays, opened once per copy of this target (a task graph's tasks share
+        it in one process; a pickled copy opens them again where it runs)."""
+        opened = self._opened
+        if opened is None:
+            opened = self._opened = [open_array(self.root, c, "r+", self.options) for c in (self.component, *self.below)]
+        return opened
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}
 
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
-        self.open()[region] = block
+        write_into(self.arrays(), region, block, self.method)
 
 
-def finite_range(block: np.ndarray) -> Range | None:
-    if block.dtype.kind == "f":
-        fin = block[np.isfinite(block)]
-        if fin.size == 0:
-            return None
-        return float(fin.min()), float(fin.max())
-    if block.size == 0:
-        return None
-    return float(block.min()), float(block.max())
+def write_into(arrays: list[Any], region: tuple[slice, ...], block: np.ndarray, method: str) -> None:
+    """Write ``block`` at ``region`` of ``arrays[0]`` and its reductions into the others."""
+    arrays[0][region] = block
+    for arr, lower in zip(arrays[1:], reductions(block, method)):
+        arr[region[0]] = lower
+
+
+def reductions(block: np.ndarray, method: str) -> Iterator[np.ndarray]:
+    """The 2x2 reductions of a block of whole frames, level after level (without end)."""
+    while True:
+        block = downsample_block(block[:, : block.shape[1] // 2 * 2, : block.shape[2] // 2 * 2], method, block.dtype)
+        yield block
 
 
 def merge_ranges(ranges: Any) -> Range | None:
@@ -265,51 +287,120 @@ def merge_ranges(ranges: Any) -> Range | None:
     return min(r[0] for r in got), max(r[1] for r in got)
 
 
-def _write_block(block: np.ndarray, target: Target, region: tuple[slice, ...], dtype: np.dtype, stats: bool):
-    """One dask task: write one chunk-aligned block; return its finite min/max if asked."""
+class Written(NamedTuple):
+    """What a write returns: the finite range of the values (when asked) and, when asked
+    and the tasks held whole frames, the histogram of the values made by the tasks
+    (centre, parts: :func:`xafm.core.percentiles.block_histogram`), for the z-scale."""
+
+    range: Range | None
+    histogram: tuple[float, list[tuple[np.ndarray, np.ndarray]]] | None = None
+
+
+def _write_block(block: np.ndarray, target: Target, region: tuple[slice, ...], dtype: np.dtype, stats: bool, centre: float | None = None) -> tuple[Range | None, Any]:
+    """One dask task: write one chunk-aligned block; return its finite min/max if asked,
+    and its histogram around ``centre`` if given."""
     block = np.asarray(block).astype(dtype, copy=False)
     target.write(region, block)
-    return finite_range(block) if stats else None
+    return (finite_range(block) if stats else None), (percentiles.block_histogram(block, centre) if centre is not None else None)
 
 
-def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
-    """Write a dask array at time offset ``t0``: one task per write unit (chunk or shard)."""
+def _centre(block: np.ndarray, dtype: np.dtype) -> float:
+    return percentiles.centre(np.asarray(block).astype(dtype, copy=False))
+
+
+def store_dask(arr: Any, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool, histogram: bool = False) -> Written:
+    """Write a dask array at time offset ``t0``: one task per write unit (chunk or shard),
+    or per ``unit[0]`` whole frames when the target builds further levels.
+
+    With ``histogram`` and tasks of whole frames, each task also bins its values around
+    the centre taken from the first block (a task of its own on that block, which is
+    computed once all the same), so the z-scale needs no pass of its own."""
     import dask
 
     n, ny, nx = arr.shape
+    if target.below:  # whole frames: each task writes every level of its frames
+        unit = (unit[0], ny, nx)
     arr = arr.rechunk((aligned(n, unit[0], t0), aligned(ny, unit[1]), aligned(nx, unit[2])))
     edges = [np.cumsum((0,) + c) for c in arr.chunks]
     writes = []
     pieces = arr.to_delayed()
+    centre = None
+    if histogram and pieces.size and pieces.shape[1:] == (1, 1):
+        centre = dask.delayed(_centre, pure=False)(pieces[0, 0, 0], dtype, dask_key_name=f"xafm-zarr-centre-{uuid.uuid4().hex}")
     for idx in np.ndindex(*pieces.shape):
         region = tuple(
             slice(int(e[i]) + (t0 if ax == 0 else 0), int(e[i + 1]) + (t0 if ax == 0 else 0))
             for ax, (e, i) in enumerate(zip(edges, idx))
         )
-        writes.append(dask.delayed(_write_block, pure=False)(pieces[idx], target, region, dtype, stats, dask_key_name=f"xafm-zarr-write-{uuid.uuid4().hex}"))
+        writes.append(dask.delayed(_write_block, pure=False)(pieces[idx], target, region, dtype, stats, centre, dask_key_name=f"xafm-zarr-write-{uuid.uuid4().hex}"))
+    if not writes:
+        return Written(None)
+    while len(writes) > 1:  # a tree of merges: the tasks' results are not all held at the end
+        writes = [dask.delayed(_merged, pure=False)(writes[i : i + _FAN_IN], dask_key_name=f"xafm-zarr-merge-{uuid.uuid4().hex}") for i in range(0, len(writes), _FAN_IN)]
     # waits for the running writes on any failure: none lands after the clean-up
-    return merge_ranges(tasks.compute(*writes)) if writes else None
+    done = tasks.compute(writes[0], *([centre] if centre is not None else []))
+    rng, hist = done[0]
+    return Written(rng if stats else None, (float(done[1]), [hist]) if centre is not None else None)
 
 
-def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Range | None:
-    """Write a numpy- or lazily-backed stack block by block in this process."""
-    arr = target.open()
+#: Results of write tasks merged by one task.
+_FAN_IN = 8
+
+
+def _merged(results: list[tuple[Range | None, Any]]) -> tuple[Range | None, Any]:
+    """The finite range and the histogram (occupied bins) of several write tasks' blocks."""
+    rng = merge_ranges(r for r, _ in results)
+    parts = [h for _, h in results if h is not None]
+    if not parts:
+        return rng, None
+    if len(parts) == 1:
+        return rng, parts[0]
+    keys = np.concatenate([k for k, _ in parts])
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    counts = np.zeros(uniq.size, np.int64)
+    np.add.at(counts, inverse, np.concatenate([c for _, c in parts]))
+    return rng, (uniq, counts)
+
+
+def _store_local(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool) -> Written:
+    """Write a numpy- or lazily-backed stack block by block in this process.
+
+    The writes go to one IO thread, in order, while this one reads the next block and
+    computes the reductions and the finite range: zarr's writes mostly wait on the disk.
+    At most two blocks are in flight; on a failure the writes not started are dropped and
+    the running one is waited for."""
+    arrays = target.arrays()
     frame_bytes = max(1, int(np.prod(obj.shape[1:])) * dtype.itemsize)
     per_block = max(unit[0], blocks.BLOCK_BYTES // frame_bytes // unit[0] * unit[0])
     ranges = []
     a = 0
-    for size in aligned(obj.shape[0], per_block, t0):
-        block = np.asarray(obj[a : a + size].values).astype(dtype, copy=False)
-        arr[t0 + a : t0 + a + size] = block
-        if stats:
-            ranges.append(finite_range(block))
-        a += size
-    return merge_ranges(ranges)
+    pending: list[concurrent.futures.Future[None]] = []
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xafm-zarr-write") as io_thread:
+        try:
+            for size in aligned(obj.shape[0], per_block, t0):
+                block = np.asarray(obj[a : a + size].values).astype(dtype, copy=False)
+                region = (slice(t0 + a, t0 + a + size),)
+                pending.append(io_thread.submit(arrays[0].__setitem__, region, block))
+                for arr, lower in zip(arrays[1:], reductions(block, target.method)):
+                    pending.append(io_thread.submit(arr.__setitem__, region, lower))
+                if stats:
+                    ranges.append(finite_range(block))
+                while len(pending) > 2 * len(arrays):  # the block before last is written
+                    pending.pop(0).result()
+                a += size
+            for f in pending:
+                f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    return Written(merge_ranges(ranges))
 
 
-def store(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool = False) -> Range | None:
+def store(obj: xr.DataArray, target: Target, t0: int, unit: tuple[int, int, int], dtype: np.dtype, stats: bool = False, histogram: bool = False) -> Written:
     """Write a stack into ``target`` from frame ``t0`` on, in write units ``unit``;
-    return the finite min/max of the values if ``stats``."""
+    return the finite min/max of the values if ``stats`` and, for a dask stack, their
+    histogram if ``histogram`` (see :func:`store_dask`)."""
     if is_dask(obj):
-        return store_dask(raw_data(obj), target, t0, unit, dtype, stats)
+        return store_dask(raw_data(obj), target, t0, unit, dtype, stats, histogram)
     return _store_local(obj, target, t0, unit, dtype, stats)

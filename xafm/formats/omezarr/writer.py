@@ -8,6 +8,7 @@ the group attributes: NGFF metadata (:mod:`.ngff`) and xafm's own beside it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ...core import conventions, model, provenance, remote_output, sources
+from ...core.blocks import is_dask, raw_data
 from ...core.contract import Probe
 from ...core.output import OutputKind, atomic_output
 from ...core.writable import check_writable
@@ -26,7 +28,7 @@ from . import ngff
 from .display import Display, legacy, zscale_of
 from .geometry import level_geometry, level_shape
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY, join, node_paths
-from .pyramid import build_level
+from .pyramid import build_level, fused
 from .store import Target, native, settled_on_failure, store, store_of, zarr
 
 
@@ -89,20 +91,37 @@ def image_items(content: dict[str, Any], masks: dict[str, str], layers: dict[str
 
 
 def write_levels(root: str, items: list[Item], shape: tuple, chunks: tuple, shards: tuple | None, levels: int, t0: int) -> dict[str, Display]:
-    """Level 0 of every image from the stack, then each further level from the one below;
+    """Level 0 of every image from the stack, each further level from the one below (as
+    level 0 is written when :func:`.pyramid.fused`, else read back from the store);
     returns the display window of the new frames of the stack (key ``""``) and of each
     layer (key: its name)."""
     shown: dict[str, Display] = {}
     n = shape[0] - t0
     unit = shards or chunks
+    rest: list[Item] = []  # the images whose further levels are read back from the store
     for it in items:
         values = it.values if it.values.dtype == it.dtype or it.dtype != np.uint8 else it.values.astype(np.uint8)
         component = join(it.prefix, "0")
-        rng = store(values, Target(root, component), t0, unit, it.dtype, stats=(it.kind != "mask"))
-        if it.kind != "mask":
-            shown["" if it.kind == "image" else it.name] = Display(zscale_of(values, root, component, t0, it.dtype), rng)
+        below = tuple(join(it.prefix, str(k)) for k in range(1, levels))
+        if not fused(shape, unit, levels, it.dtype.itemsize, is_dask(values)):
+            below, rest = (), rest + [it]
+        target = Target(root, component, below, it.method)
+        if it.kind == "mask":
+            store(values, target, t0, unit, it.dtype)
+            continue
+        # values in memory: their z-scale is computed while they are written (the writes wait on the disk)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xafm-zscale") as pool:
+            ahead = pool.submit(zscale_of, values, root, component, t0, it.dtype) if isinstance(raw_data(values), np.ndarray) else None
+            try:
+                written = store(values, target, t0, unit, it.dtype, stats=True, histogram=True)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            zscale = ahead.result() if ahead is not None else zscale_of(values, root, component, t0, it.dtype, written.histogram)
+        shown["" if it.kind == "image" else it.name] = Display(zscale, written.range)
     for k in range(1, levels):
-        for it in items:
+        for it in rest:
             build_level(root, join(it.prefix, str(k - 1)), join(it.prefix, str(k)), k, shape, chunks, shards, it.method, it.dtype, t0, n)
     return shown
 
