@@ -42,7 +42,7 @@ from ...core.contract import Format, Probe
 from ...exceptions import CorruptFileError
 from . import foreign, omexml, own, sets
 from .names import NAME, OTHER_TIFF_DIALECTS, TIFF_MAGIC
-from .pages import series_source
+from .pages import series_source, uniform_series
 from .writer import write
 
 
@@ -88,10 +88,11 @@ def _describe(path: str) -> dict[str, Any]:
             if the_set is not None:
                 return the_set.describe()
             images = root.findall(omexml.q("Image"))
-            if not images or len(tf.series) < 1:
+            fast = uniform_series(tf, path, images) if omexml.annotation(root) else None
+            if not images or (fast is None and len(tf.series) < 1):
                 raise CorruptFileError(path, "OME-XML describes no image")
-            info: dict[str, Any] = {"root": root, "images": images, "series": []}
-            for i in range(min(len(images), len(tf.series))):
+            info: dict[str, Any] = {"root": root, "images": images, "series": fast or []}
+            for i in range(0 if fast else min(len(images), len(tf.series))):
                 info["series"].append(series_source(tf, path, i))
             pix = images[0].find(omexml.q("Pixels"))
             if pix is None:
