@@ -161,7 +161,8 @@ def _check_strided(
     buf = np.frombuffer(fh.read(end - start), np.uint8)
     if buf.size != end - start:
         return None
-    rows = buf[(np.arange(m, dtype=np.int64) * stride)[:, None] + np.arange(table, dtype=np.int64)[None, :]]
+    # every page's IFD as one row, a view of the bytes read (the last row ends the buffer)
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(m, table), strides=(stride, 1), writeable=False)
     first_row = np.frombuffer(second.raw, np.uint8)
     ptr, bo = second.ptr, second.bo
     uint = np.dtype(f"{bo}u{ptr}")
