@@ -255,3 +255,94 @@ def test_lying_sizes_are_refused_before_reading(fake, rng):
             xafm.open(p)
     finally:
         FakeND2File.__init__ = orig
+
+
+# --------------------------------------------------------------------------------------
+# one parse of the metadata: frames read from their offsets, as nd2 reads them
+# --------------------------------------------------------------------------------------
+def _without_timestamps(da):
+    out = da.copy()
+    out.attrs.pop(conventions.PROVENANCE_ATTR)
+    return out
+
+
+def test_real_file_frames_read_from_offsets_equal_nd2s_own_reads(monkeypatch):
+    import nd2
+
+    path = shared_file(*SAMPLE)
+    offsets = nd2file._describe(str(path))["offsets"]
+    assert offsets is not None and offsets.shape == (30,) and np.all(np.diff(offsets) > 0)
+    fast, fast_lazy = xafm.open(path), xafm.open(path, chunks={})
+    # the same file read frame by frame through nd2.ND2File.read_frame
+    monkeypatch.setattr(nd2file, "_frame_offsets", lambda *a: None)
+    slow, slow_lazy = xafm.open(path), xafm.open(path, chunks={})
+    assert _without_timestamps(fast).identical(_without_timestamps(slow))
+    np.testing.assert_array_equal(fast.values, nd2.imread(str(path)))
+    sel = {"time": [2, 0], "z": slice(1, 8, 3), "channel": 1, "y": slice(5, 9), "x": [3, 1]}
+    np.testing.assert_array_equal(fast_lazy.isel(sel).values, slow_lazy.isel(sel).values)
+    np.testing.assert_array_equal(fast_lazy.isel(sel).values, nd2.imread(str(path))[[2, 0]][:, 1:8:3, 1, 5:9][..., [3, 1]])
+
+
+def test_real_file_reads_need_neither_nd2_nor_a_second_parse(monkeypatch):
+    path = shared_file(*SAMPLE)
+    want = xafm.open(path).values
+    lazy = xafm.open(path, chunks={})
+
+    def no_nd2():
+        raise AssertionError("a frame read went through nd2")
+
+    monkeypatch.setattr(nd2file, "_nd2", no_nd2)
+    np.testing.assert_array_equal(lazy.isel(time=1, channel=0).values, want[1, :, 0])
+    np.testing.assert_array_equal(lazy.values, want)
+
+
+def test_real_file_metadata_as_nd2_gives_it():
+    """The acquisition record holds nd2's dataclasses as ``dataclasses.asdict`` gives them."""
+    import dataclasses
+
+    import nd2
+
+    path = shared_file(*SAMPLE)
+    acq = json.loads(xafm.open(path).attrs[conventions.ACQUISITION_ATTR])
+    with nd2.ND2File(str(path)) as f:
+        want = {
+            "attributes": list(f.attributes),
+            "experiment": [dataclasses.asdict(e) for e in f.experiment],
+            "channel_meta": [dataclasses.asdict(c) for c in f.metadata.channels],
+            "text_info": dict(f.text_info),
+        }
+    for key, value in want.items():
+        assert acq[key] == json.loads(conventions.json_text(value)), key
+
+
+class FakeRawND2File(FakeND2File):
+    """A stand-in that also tells where each frame's bytes are, as nd2's reader does."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        _, n_ch, _, nx, n_comp = self.frames.shape
+        self.attributes.widthBytes = nx * n_ch * n_comp * self.dtype.itemsize
+        self.attributes.bitsPerComponentInMemory = 8 * self.dtype.itemsize
+        self._rdr = SimpleNamespace(_frame_offsets=self.spec["offsets"])
+
+
+def test_frames_from_offsets_missing_and_cut_frames_are_zeros_as_in_nd2(monkeypatch, tmp_path, rng):
+    frames = rng.integers(1, 60000, size=(4, 2, 3, 5, 1)).astype(np.uint16)  # seq over T=4, 2 channels
+    stored = [np.ascontiguousarray(fr.transpose(1, 2, 0, 3)).tobytes() for fr in frames]  # (y, x, c, comp) on disk
+    n = len(stored[0])
+    blob = bytearray(b"\xee" * 500)
+    offsets = {}
+    for seq in (2, 0, 1):  # frame 3 is missing from the map; frames in any order on disk
+        offsets[seq] = len(blob)
+        blob += stored[seq] + b"\xee" * 7
+    offsets[1] = len(blob) - n // 2  # a frame cut by the end of the file
+    p = tmp_path / "raw.nd2"
+    p.write_bytes(bytes(blob))
+    FakeND2File.spec = {"sizes": {"T": 4, "C": 2, "Y": 3, "X": 5}, "frames": frames, "names": ["a", "b"], "offsets": offsets}
+    monkeypatch.setattr(nd2file, "_nd2", lambda: SimpleNamespace(ND2File=FakeRawND2File))
+    assert nd2file._describe(str(p))["offsets"].tolist() == [offsets[0], offsets[1], offsets[2], -1]
+    da = xafm.open(p)
+    want = frames[..., 0].copy()
+    want[[1, 3]] = 0  # nd2 gives zeros for a frame it has no offset for, or one past the end
+    np.testing.assert_array_equal(da.values, want)
+    np.testing.assert_array_equal(xafm.open(p, chunks={}).isel(time=[2, 0], channel=1, x=slice(1, 4)).values, want[[2, 0], 1, :, 1:4])

@@ -15,6 +15,7 @@ from typing import Any
 
 import xarray as xr
 
+from . import _colormap_hook
 from . import accessor as _accessor  # noqa: F401  (registers the .afm accessor)
 from ._version import __version__
 from .core.model import stack
@@ -37,7 +38,10 @@ from .exceptions import (
     XafmError,
     XafmWarning,
 )
-from .render import colormaps as _colormaps  # noqa: F401  (registers xafm_afm, xafm_afm_uniform with matplotlib)
+
+# xafm_afm and xafm_afm_uniform are registered with matplotlib when matplotlib is imported
+# (now, if it already is): import xafm itself does not import it (docs/animation.md)
+_colormap_hook.install()
 
 __all__ = [
     "ChannelError",

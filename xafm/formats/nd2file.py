@@ -4,6 +4,10 @@ Each ND2 "sequence frame" holds every channel of one (time, position, z) point; 
 numbered in C order over the experiment loops (as ``nd2.ND2File.sizes`` lists them). The
 values are read per request by :class:`ND2FramesArray`, which opens the file for each read
 and keeps no handle (``nd2``'s own dask arrays keep an ``ND2File`` object in the graph).
+The metadata is parsed once, when the stack is opened: for the usual uncompressed,
+unpadded frames the array keeps the frame offsets ``nd2`` found and reads the bytes itself
+(as ``nd2``'s memory map does), so a read neither imports ``nd2`` nor parses the metadata
+again; compressed, padded and legacy files are read through ``nd2``.
 See docs/formats.md.
 """
 
@@ -43,10 +47,20 @@ def _nd2() -> Any:
 
 class ND2FramesArray(LazyArray):
     """ND2 image data with dims (loop dims..., [channel], [sample], y, x); the file is
-    opened for each read and closed after it."""
+    opened for each read and closed after it.
 
-    def __init__(self, path: str, *, loop_shape: tuple[int, ...], n_channels: int, n_comps: int, rgb: bool, ny: int, nx: int, dtype: Any):
+    ``offsets`` (one per sequence frame, -1 for a frame the file lacks) makes reads plain
+    file reads of ``ny * nx * channels * components`` values per frame; without it each
+    read opens the file with ``nd2``.
+    """
+
+    def __init__(
+        self, path: str, *, loop_shape: tuple[int, ...], n_channels: int, n_comps: int, rgb: bool, ny: int, nx: int, dtype: Any,
+        offsets: np.ndarray | None = None, file_size: int = 0,
+    ):
         self.path = path
+        self.offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64)
+        self.file_size = int(file_size)
         self.loop_shape = tuple(int(n) for n in loop_shape)
         self.n_channels, self.n_comps, self.rgb = int(n_channels), int(n_comps), bool(rgb)
         self.ny, self.nx = int(ny), int(nx)
@@ -61,6 +75,25 @@ class ND2FramesArray(LazyArray):
 
     def _frame(self, f: Any, seq: int) -> np.ndarray:
         raw = np.asarray(f.read_frame(int(seq))).reshape(self.n_channels, self.ny, self.nx, self.n_comps)
+        return self._arrange(raw)
+
+    def _raw_frame(self, fh: Any, seq: int) -> np.ndarray:
+        """One frame from its offset, stored (y, x, channel, component); zeros where ``nd2``
+        gives zeros: a frame the file lacks, or one reaching past its end."""
+        assert self.offsets is not None
+        shape = (self.ny, self.nx, self.n_channels, self.n_comps)
+        nbytes = math.prod(shape) * self.dtype.itemsize
+        offset = int(self.offsets[seq])
+        if offset < 0 or offset + nbytes > self.file_size:
+            return self._arrange(np.zeros(shape, self.dtype).transpose(2, 0, 1, 3))
+        fh.seek(offset)
+        data = fh.read(nbytes)
+        if len(data) < nbytes:
+            raise CorruptFileError(self.path, f"frame {seq} ends past the end of the file")
+        return self._arrange(np.frombuffer(data, self.dtype).reshape(shape).transpose(2, 0, 1, 3))
+
+    def _arrange(self, raw: np.ndarray) -> np.ndarray:
+        """(channel, y, x, component) as this array's frame dims."""
         out: np.ndarray
         if self.rgb:
             out = raw.transpose(0, 3, 1, 2)
@@ -75,7 +108,11 @@ class ND2FramesArray(LazyArray):
         frame_key = tuple(key[n:])
         frame_out = outer_index(np.empty(self.frame_shape, np.uint8), frame_key).shape
         out = np.empty((flat.size,) + frame_out, self.dtype)
-        if flat.size:
+        if flat.size and self.offsets is not None:
+            with open(self.path, "rb") as fh:
+                for i, seq in enumerate(flat):
+                    out[i] = outer_index(self._raw_frame(fh, int(seq)), frame_key)
+        elif flat.size:
             with _nd2().ND2File(self.path) as f:
                 for i, seq in enumerate(flat):
                     out[i] = outer_index(self._frame(f, int(seq)), frame_key)
@@ -83,10 +120,14 @@ class ND2FramesArray(LazyArray):
 
 
 def _asdict(obj: Any) -> Any:
+    """nd2's metadata dataclasses as the plain dicts and lists they hold (for JSON: what
+    ``dataclasses.asdict`` gives, without its deep copies of every value)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        return {fld.name: _asdict(getattr(obj, fld.name)) for fld in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [_asdict(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _asdict(v) for k, v in obj.items()}
     return obj
 
 
@@ -145,6 +186,8 @@ def _describe(path: str) -> dict[str, Any]:
         info["times"], info["recorded"], info["start_ms"] = _times(path, f, loop_axes, loop_shape)
         info["positions"] = _positions(f, sizes.get("P", 0))
         info["masks"] = _binary_masks(path, f, loop_shape, ny, nx)
+        info["offsets"] = _frame_offsets(f, n_frames, nx * n_comp_total * dtype.itemsize)
+        info["file_size"] = size
         info["acquisition"] = {
             "format": "Nikon ND2",
             "version": list(f.version),
@@ -160,6 +203,25 @@ def _describe(path: str) -> dict[str, Any]:
     return info
 
 
+def _frame_offsets(f: Any, n_frames: int, row_bytes: int) -> np.ndarray | None:
+    """Where each sequence frame's values start (-1: a frame the file lacks), as ``nd2``
+    reads them; None when the frames must go through ``nd2`` (compressed, padded rows,
+    legacy, or an ``nd2`` whose reader no longer exposes the offsets)."""
+    attrs = f.attributes
+    if f.is_legacy or attrs.compressionType or getattr(attrs, "widthBytes", None) != row_bytes:
+        return None
+    if getattr(attrs, "bitsPerComponentInMemory", None) != 8 * np.dtype(f.dtype).itemsize:
+        return None
+    found = getattr(getattr(f, "_rdr", None), "_frame_offsets", None)  # nd2's map of the ImageDataSeq chunks
+    if not isinstance(found, dict):
+        return None
+    offsets = np.full(n_frames, -1, dtype=np.int64)
+    for seq, offset in found.items():
+        if 0 <= int(seq) < n_frames:
+            offsets[int(seq)] = int(offset)
+    return offsets
+
+
 def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     """Frame times (s from the first) of the first frame of each time point."""
     if "T" not in loop_axes:
@@ -172,8 +234,7 @@ def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...])
         seqs.append(int(np.ravel_multi_index(index, loop_shape)))
     stamps: list[float] | None = None
     try:
-        events = f.events(orient="list")
-        col = events.get("Time [s]") if isinstance(events, dict) else None
+        col = _frame_times_s(f)
         if col is not None and len(col) > max(seqs):
             stamps = [float(col[s]) for s in seqs]
     except Exception:
@@ -191,6 +252,18 @@ def _times(path: str, f: Any, loop_axes: list[str], loop_shape: tuple[int, ...])
     recorded = np.asarray(stamps, dtype=np.float64)
     times, _ = model.times_or_index(path, recorded - recorded[0], n_t)
     return times, recorded, start_ms
+
+
+def _frame_times_s(f: Any) -> Any:
+    """Each sequence frame's acquisition time (s): the column "Time [s]" of ``nd2``'s
+    ``events``, which takes it from the frame times the file caches; read from that cache
+    directly where ``nd2``'s reader exposes it, which spares decoding every recorded
+    custom tag that ``events`` also returns."""
+    cached = getattr(getattr(f, "_rdr", None), "_cached_frame_times", None)
+    if callable(cached):
+        return [t / 1000 for t in cached()]
+    events = f.events(orient="list")
+    return events.get("Time [s]") if isinstance(events, dict) else None
 
 
 def _positions(f: Any, n: int) -> list[str] | None:
@@ -262,6 +335,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     base = ND2FramesArray(
         path, loop_shape=info["loop_shape"], n_channels=info["n_channels"], n_comps=info["n_comps"],
         rgb=info["rgb"], ny=info["ny"], nx=info["nx"], dtype=info["dtype"],
+        offsets=info["offsets"], file_size=info["file_size"],
     )
     frame_dims = []
     if len(names) > 1:

@@ -16,7 +16,6 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
 
 
 # --------------------------------------------------------------------------------------
@@ -181,6 +180,8 @@ def gaussian(block: np.ndarray, sigma: float, out: np.ndarray | None = None) -> 
     """scipy's Gaussian filter of every frame (``sigma`` in pixels, along y and x only;
     reflected edges, truncated at 4 sigma), the whole block in one call."""
     z = np.asarray(block, dtype=np.float64)
+    from scipy import ndimage  # at first use, not at import xafm: scipy.ndimage is slow to import
+
     return ndimage.gaussian_filter(z, sigma=(0.0, float(sigma), float(sigma)), output=out)
 
 

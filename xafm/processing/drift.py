@@ -18,9 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import dask
 import numpy as np
-import scipy.fft
 import xarray as xr
 
 from ..core import blocks, conventions, model, provenance
@@ -79,6 +77,8 @@ class _Correlator:
         # lags centre +- m are alias-free when n >= max(centre + m + h, hr - centre + m)
         ny = max(center[0] + self.my + h, hr - center[0] + self.my)
         nx = max(center[1] + self.mx + w, wr - center[1] + self.mx)
+        import scipy.fft  # at first use, not at import xafm (scipy is slow to import)
+
         self.n = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
         self.spectrum = scipy.fft.rfft2(_prepared(ref[None], sigma, demean)[0], s=self.n, workers=workers)
         self._local = threading.local()  # each thread's zero-padded FFT input
@@ -90,6 +90,8 @@ class _Correlator:
         self.outside = np.where(in_y[:, None] & in_x[None, :], np.float32(0), np.float32(-np.inf))
 
     def shifts(self, frames: np.ndarray) -> np.ndarray:
+        import scipy.fft
+
         out = np.empty((frames.shape[0], 2), dtype=np.float64)
         for a in range(0, frames.shape[0], _BATCH):
             f = _prepared(frames[a : a + _BATCH], self.sigma, self.demean)
@@ -195,6 +197,8 @@ def _raw_shifts(da: xr.DataArray, reference_frame: int, max_shift: int | None, s
     data = da.variable
     shape = (da.sizes[conventions.Y], da.sizes[conventions.X])
     if is_dask(da):
+        import dask  # a dask stack: dask is imported already
+
         arr = da.data.rechunk({1: -1, 2: -1})
 
         def measure(block: np.ndarray, ref: np.ndarray) -> np.ndarray:

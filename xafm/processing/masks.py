@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from ..core import conventions, model, provenance
 from ..core.blocks import is_dask
@@ -220,6 +219,8 @@ def mask_morphological(
     structure = np.ones((1, size, size), dtype=bool)  # frame by frame: nothing along time
 
     def kernel(block: np.ndarray) -> np.ndarray:
+        from scipy import ndimage  # at first use, not at import xafm: scipy.ndimage is slow to import
+
         # scipy's closing with its default border (outside the frame counts as unmasked)
         return np.asarray(ndimage.binary_closing(np.abs(block) > threshold, structure=structure))
 

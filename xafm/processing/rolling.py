@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -82,6 +81,8 @@ def rolling_shifts(da: xr.DataArray, window: int, max_shift: int | None, sigma: 
     """The rolling alignment's shifts: one pass in frame order (a chain of dask tasks, one compute)."""
     shape = (da.sizes[conventions.Y], da.sizes[conventions.X])
     if is_dask(da):
+        import dask  # a dask stack: dask is imported already
+
         arr = da.data.rechunk({1: -1, 2: -1})
         state: Any = dask.delayed(_Rolling, pure=False)(shape, window, max_shift, sigma, max_jump, subpixel)
         parts = []

@@ -42,7 +42,7 @@ from ...core.contract import Format, Probe
 from ...exceptions import CorruptFileError
 from . import foreign, omexml, own, sets
 from .names import NAME, OTHER_TIFF_DIALECTS, TIFF_MAGIC
-from .pages import series_source
+from .pages import series_source, uniform_series
 from .writer import write
 
 
@@ -88,10 +88,14 @@ def _describe(path: str) -> dict[str, Any]:
             if the_set is not None:
                 return the_set.describe()
             images = root.findall(omexml.q("Image"))
-            if not images or len(tf.series) < 1:
+            own = bool(omexml.annotation(root))
+            # xafm's own files: their pages, found without tifffile's series where they
+            # are uniform; other tools' files: nothing here (foreign.layout reads the series)
+            fast = uniform_series(tf, path, images) if own and images else None
+            if not images or (own and fast is None and len(tf.series) < 1):
                 raise CorruptFileError(path, "OME-XML describes no image")
-            info: dict[str, Any] = {"root": root, "images": images, "series": []}
-            for i in range(min(len(images), len(tf.series))):
+            info: dict[str, Any] = {"root": root, "images": images, "series": fast or []}
+            for i in range(0 if fast or not own else min(len(images), len(tf.series))):
                 info["series"].append(series_source(tf, path, i))
             pix = images[0].find(omexml.q("Pixels"))
             if pix is None:

@@ -100,6 +100,8 @@ def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None
     try:
         # _multifile=False: tifffile never opens files an OME-XML names (xafm's sets do, checked)
         with tifffile.TiffFile(path, _multifile=False) as tf:
+            if len(tf.series) < 1:
+                raise CorruptFileError(path, "OME-XML describes no image")
             if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
                 raise FormatError(f"{path}: no OME image {series!r}; the file holds {len(tf.series)} (series=0..{len(tf.series) - 1})")
             s = tf.series[series]

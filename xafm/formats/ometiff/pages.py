@@ -70,6 +70,33 @@ def series_source(tf: Any, path: str, index: int) -> tuple[LazyArray, str]:
     return arr, axes
 
 
+def uniform_series(tf: Any, path: str, images: list[Any]) -> list[tuple[LazyArray, str]] | None:
+    """Each OME image's planes as :func:`series_source` gives them, found without tifffile
+    reading every page: for files whose images each map one run of pages (``TiffData IFD=
+    PlaneCount=``, as xafm writes) that :func:`.uniform.runs_of` finds uniform and
+    contiguous, page by page. None for any other file (tifffile's series are then used)."""
+    from .omexml import q
+    from .uniform import runs_of
+
+    counts = []
+    for image in images:
+        pix = image.find(q("Pixels"))
+        data = [] if pix is None else pix.findall(q("TiffData"))
+        if len(data) != 1 or len(data[0]) or data[0].get("IFD") is None or data[0].get("PlaneCount") is None:
+            return None  # several TiffData, or one naming a file (UUID): tifffile's reading
+        try:
+            counts.append((int(data[0].get("IFD", "")), int(data[0].get("PlaneCount", ""))))
+        except ValueError:
+            return None
+    runs = runs_of(tf, path, counts)
+    if runs is None:
+        return None
+    return [
+        (RawFramesArray(path, offset=r.data_offset, n_frames=r.n, frame_shape=r.shape, raw_dtype=r.dtype), "TYX" if r.n > 1 else "YX")
+        for r in runs
+    ]
+
+
 class RawOrPages3D(LazyArray):
     """A 2-D series (one plane) seen as one frame."""
 
