@@ -11,7 +11,9 @@ turn), and the median over rounds of the time per fetch is printed:
   bytes, the same scaling) and no more;
 * ``open``: the raw library with the file kept open (memory map, open h5py dataset, ...);
 * ``lazy``: ``xafm.open(path, lazy=True)`` once, then ``da.isel(time=i).values``;
-* ``dask``: ``xafm.open(path, chunks={})`` once, then ``da.isel(time=i).values``.
+* ``dask``: ``xafm.open(path, chunks={})`` once, then ``da.isel(time=i).values``;
+* ``in memory``: ``xafm.open(path)`` (eager) once, then ``da.isel(time=i).values``: what
+  xarray's ``isel`` itself costs with every coordinate, the floor of any path through it.
 
 ``lazy/reopen`` is the issue's target (at most 2). ``first open`` is measured in a fresh
 process: ``import xafm`` then ``xafm.open(path, lazy=True)`` and the first frame.
@@ -259,10 +261,11 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
         warnings.simplefilter("ignore")
         lazy = xafm.open(path, lazy=True)
         dask = xafm.open(path, chunks={})
+        eager = xafm.open(path)
     if "time" not in lazy.dims:
         return {}
     lazy_extra = {d: 0 for d in lazy.dims if d not in ("time", "y", "x")}  # z, channel: the first
-    lazy, dask = lazy.isel(lazy_extra), dask.isel(lazy_extra)
+    lazy, dask, eager = lazy.isel(lazy_extra), dask.isel(lazy_extra), eager.isel(lazy_extra)
     n = lazy.sizes["time"]
     idx = [int(i) for i in rng.integers(0, n, n_fetch)]
     library, reopen, kept = raw_methods(path, lazy)
@@ -270,6 +273,7 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
         "reopen": reopen, "open": kept,
         "lazy": lambda i: lazy.isel(time=i).values,
         "dask": lambda i: dask.isel(time=i).values,
+        "eager": lambda i: eager.isel(time=i).values,  # xarray's own isel, values in memory: the floor
     }
     slow = {"reopen": 5} if "inflates" in library else {}  # inflating from the start: seconds a frame
     for name, fetch in methods.items():  # warm up, and check every method reads the same values
@@ -310,21 +314,21 @@ def main() -> None:
     if args.only:
         files = [f for f in files if os.path.basename(f) in args.only]
     print(f"# {machine()}; {args.frames} random frames, median of {args.rounds} interleaved rounds; ms per fetch")
-    print(f"| file | frames | raw library | reopen | open | lazy | dask | lazy/reopen | dask/reopen | first open (import+open, s) | first frame (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | dask/reopen | first open (import+open, s) | first frame (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(16)
     for path in files:
         r = bench_file(path, args.frames, args.rounds, rng)
         if not r:
             continue
 
-        def ms(k: str) -> str:
+        def ms(k: str, r: dict[str, Any] = r) -> str:
             return f"{r[k] * 1e3:.3f}" if k in r else "-"
 
-        def ratio(k: str) -> str:
+        def ratio(k: str, r: dict[str, Any] = r) -> str:
             return f"{r[k] / r['reopen']:.2f}" if "reopen" in r else "-"
 
-        print(f"| {os.path.basename(path)} | {r['frames']} | {r['library']} | {ms('reopen')} | {ms('open')} | {ms('lazy')} | {ms('dask')} "
+        print(f"| {os.path.basename(path)} | {r['frames']} | {r['library']} | {ms('reopen')} | {ms('open')} | {ms('lazy')} | {ms('dask')} | {ms('eager')} "
               f"| {ratio('lazy')} | {ratio('dask')} | {r['open_s']:.3f} | {r['first_s'] * 1e3:.1f} |", flush=True)
 
 

@@ -175,10 +175,10 @@ def test_a_changed_file_raises_on_the_next_fetch(fmt, how, tmp_path):
         with open(path, "r+b") as fh:
             fh.write(bytes(data) + b"\0" * 16)
     with pytest.raises(xafm.FileChangedError, match=os.path.basename(path)):
-        da.isel(time=2).values
+        _ = da.isel(time=2).values
     mask = next(c for c in da.coords if c.startswith("mask__"))
     with pytest.raises(xafm.FileChangedError):
-        da.isel(time=2).coords[mask].values
+        _ = da.isel(time=2).coords[mask].values
 
 
 # --------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_preview_of_a_lazy_stack_reads_only_the_frames_it_shows(tmp_path, reads,
     frame = 16 * 16
     shown = {int(f) for f in range(0, 60, 10)}
     read_frames = set()
-    for kind, key, size in reads:
+    for _kind, key, size in reads:
         assert size % frame == 0
         read_frames |= {int(f) for f in np.atleast_1d(np.arange(60)[key[0]])}
     assert read_frames == shown, sorted(read_frames)
