@@ -201,12 +201,19 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
         def page_of(i: int) -> int:
             return int(src.page_indices[i]) if kind == "TiffPagesArray" else src.page
 
+        def scaled(v: np.ndarray) -> np.ndarray:  # a JPK page's flip and linear scaling
+            if kind == "TiffPagesArray":
+                return v
+            out = np.multiply(v[::-1] if src.flip_y else v, src.multiplier, dtype=np.float64)
+            out += src.offset
+            return out
+
         def tiff_reopen(i: int) -> np.ndarray:
             with tifffile.TiffFile(src.path, _multifile=False) as tf:
-                return tf.pages[page_of(i)].asarray()
+                return scaled(tf.pages[page_of(i)].asarray())
 
         tf = tifffile.TiffFile(src.path, _multifile=False)
-        return "tifffile", tiff_reopen, lambda i: tf.pages[page_of(i)].asarray()
+        return "tifffile", tiff_reopen, lambda i: scaled(tf.pages[page_of(i)].asarray())
     if kind == "ZarrArraySource":
         import zarr
 
