@@ -6,7 +6,6 @@ per-frame coordinates sliced along lazily, and the file-identity guarantee kept.
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 
 import hypothesis.extra.numpy as hnp
@@ -158,6 +157,10 @@ def test_a_real_video_fetch_reads_one_frame(tmp_path, reads):
 @pytest.mark.parametrize("fmt", ["h5", "npz", "tif", "zarr"])
 @pytest.mark.parametrize("how", ["replaced", "rewritten"])
 def test_a_changed_file_raises_on_the_next_fetch(fmt, how, tmp_path):
+    if fmt == "zarr" and how == "rewritten":
+        # a store's chunks rewritten with the same metadata are not checked, and a folder
+        # deleted and made again may get the freed inode number back (docs/guarantees.md)
+        pytest.skip("not guaranteed for an OME-Zarr store rewritten in place")
     src = known_stack()
     suffix = registry.get(fmt).suffixes[0]
     path = registry.write(fmt, src, tmp_path / f"k{suffix}")
@@ -166,10 +169,11 @@ def test_a_changed_file_raises_on_the_next_fetch(fmt, how, tmp_path):
     other = src.copy(data=src.values + 100)
     if how == "replaced":
         new = registry.write(fmt, other, tmp_path / f"new{suffix}")
-        os.replace(new, path) if not os.path.isdir(new) else (shutil.rmtree(path), os.rename(new, path))
-    elif os.path.isdir(path):  # a store written anew in place: another folder
-        shutil.rmtree(path)
-        registry.write(fmt, other, path)
+        if os.path.isdir(new):  # a store: the old one moved aside, the new one in its place
+            os.rename(path, f"{path}.old")
+            os.rename(new, path)
+        else:
+            os.replace(new, path)
     else:  # rewritten in place: same inode, other bytes and time
         data = bytearray(path.read_bytes())
         with open(path, "r+b") as fh:
