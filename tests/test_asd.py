@@ -4,6 +4,7 @@ both channels, long lazy videos, damaged files, and a write -> read property tes
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import warnings
 
@@ -345,6 +346,16 @@ def io_counter(monkeypatch):
 
     monkeypatch.setattr(_lazy.RawFramesArray, "_read", counting_read)
     monkeypatch.setattr(np, "memmap", counting_memmap)
+
+    class CountingMmap:  # what RawFramesArray maps a read's frames with
+        ACCESS_READ, ALLOCATIONGRANULARITY = mmap.ACCESS_READ, mmap.ALLOCATIONGRANULARITY
+
+        @staticmethod
+        def mmap(*a, **k):
+            c.memmaps += 1
+            return mmap.mmap(*a, **k)
+
+    monkeypatch.setattr(_lazy, "mmap", CountingMmap)
     monkeypatch.setattr(asd, "open", lambda *a, **k: CountingFile(real_open(*a, **k)), raising=False)
     return c
 

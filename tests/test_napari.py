@@ -24,6 +24,7 @@ import xafm.napari_plugin
 from tests.samples import SAMPLES, known_stack
 from xafm import registry
 from xafm.core import lazy, model
+from xafm.napari_plugin.arrays import FrameArray
 from xafm.napari_plugin.reader import PATTERN_GLOBS, filename_patterns
 
 npe2 = pytest.importorskip("npe2", reason="npe2 (the test extra) reads through the plugin")
@@ -127,7 +128,7 @@ def test_every_sample_reads_as_layers(sample, pm, tmp_path):
     t = np.asarray(da.time.values, dtype=np.float64)
     for data, kw, _ in images:
         assert kw["name"].startswith(path.name.split(".")[0] + " ")
-        assert isinstance(data, dsa.Array), "napari must get the lazy array"
+        assert isinstance(data, FrameArray), "napari must get the lazily indexed array (no dask graph per frame)"
         assert kw["axis_labels"] == dims
         assert kw["units"][0] == "s" and kw["units"][-2:] == ["nm", "nm"]
         assert kw["translate"][-2:] == pytest.approx([float(da.y[0]), float(da.x[0])])
@@ -185,6 +186,35 @@ def test_a_long_video_reads_only_the_sampled_frames(pm, monkeypatch):
     frame = ref["shape"][1] * ref["shape"][2]
     assert 0 < sum(read_elements) <= 8 * frame < ref["frames"] * frame
     assert layer[1]["scale"] == pytest.approx([ref["frame_time_s"], ref["pixel_to_nm"], ref["pixel_to_nm"]])
+
+
+def test_napari_shows_a_frame_reading_that_frame_only(pm, monkeypatch):
+    """napari's own slicing (its ViewerModel, no Qt) of the reader's layer: the frame shown
+    is read alone, without dask, with the reader's contrast limits."""
+    components = pytest.importorskip("napari.components", reason="napari is not installed (pip install xafm[napari])")
+    from tests.helpers import shared_file
+
+    path = shared_file("afm", "asd_sample_0.asd")
+    eager = xafm.open(path)
+    (layer,) = _read(path)
+    read = []
+    real = lazy.LazyArray._read_checked
+
+    def counting(self, key):
+        out = real(self, key)
+        read.append(np.arange(eager.sizes["time"])[key[0]])
+        return out
+
+    monkeypatch.setattr(lazy.LazyArray, "_read_checked", counting)
+    monkeypatch.setattr(dsa, "from_array", lambda *a, **k: pytest.fail("a dask array was built"))
+    viewer = components.ViewerModel()
+    image = viewer.add_image(layer[0], **layer[1])
+    assert list(image.contrast_limits) == pytest.approx(layer[1]["contrast_limits"])
+    read.clear()
+    viewer.dims.set_current_step(0, 5)
+    assert [np.atleast_1d(r).tolist() for r in read] == [[5]]
+    np.testing.assert_array_equal(image._slice.image.raw, eager.values[5])
+    np.testing.assert_array_equal(layer[0][-1], eager.values[-1])
 
 
 @pytest.mark.parametrize("make", [

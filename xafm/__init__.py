@@ -70,7 +70,9 @@ __all__ = [
 ]
 
 
-def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | None = None, **options: Any) -> xr.DataArray:
+def open(
+    path: str | os.PathLike[str], *, chunks: Any = None, lazy: bool = False, channel: str | None = None, **options: Any
+) -> xr.DataArray:
     """Read any file xafm knows as a labeled stack.
 
     Parameters
@@ -78,9 +80,18 @@ def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | Non
     path
         A file (or, for frame-per-file videos and OME-Zarr, a folder).
     chunks
-        ``None`` reads the values now; anything else gives a dask-backed stack that reads
-        nothing until computed: ``{}`` takes the file's preferred chunks (whole frames, a
-        few tens of MiB per chunk), ``{"time": 16}`` or ``"auto"`` as in xarray.
+        ``None`` (with ``lazy=False``) reads the values now; anything else gives a
+        dask-backed stack that reads nothing until computed: ``{}`` takes the file's
+        preferred chunks (whole frames, a few tens of MiB per chunk), ``{"time": 16}`` or
+        ``"auto"`` as in xarray. For whole-stack work (processing, exports, reductions).
+    lazy
+        With ``chunks=None``: read nothing now and each selection when its values are
+        asked for, through xarray's lazy indexing without dask (as ``xr.open_dataarray``
+        without ``chunks``): ``da.isel(time=i).values`` reads frame ``i`` only, in about
+        the time the file's own library takes, where dask adds a graph per fetch. For
+        interactive access (notebooks, viewers); nothing is cached, ``da.load()`` keeps
+        the values. Ignored when ``chunks`` is given. ``docs/data-model.md``, "Eager,
+        lazy and dask".
     channel
         The channel to read (``xafm.channels(path)`` lists them).
     **options
@@ -88,8 +99,9 @@ def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | Non
         ``UnknownOptionError`` naming them.
 
     A file that another process replaces or rewrites while it is read is read again, so
-    that ``chunks=None`` gives values and coordinates all of one version; a lazy stack
-    raises ``FileChangedError`` when its file changed (``docs/guarantees.md``).
+    that an eager open gives values and coordinates all of one version; a lazy stack (dask
+    or ``lazy=True``) raises ``FileChangedError`` when its file changed
+    (``docs/guarantees.md``).
     """
     from .core.file_identity import one_version
     from .xarray_plugin import XafmBackendEntrypoint
@@ -104,7 +116,7 @@ def open(path: str | os.PathLike[str], *, chunks: Any = None, channel: str | Non
             warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks", category=UserWarning)
             da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **options)
         # eager: the metadata pass and this data pass must be of one version (retried if not)
-        return da.load() if chunks is None else da
+        return da.load() if chunks is None and not lazy else da
 
     da = one_version(path, attempt)
     if chunks is not None:

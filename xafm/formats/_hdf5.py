@@ -97,9 +97,17 @@ class H5DatasetArray(LazyArray):
         bounds, rel = bounding_box(key, self.shape)
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
+        if _strided(key):  # every k-th frame (a preview): HDF5 selects them, not their span
+            bounds = tuple(slice(*k.indices(n)) for k, n in zip(key, self.shape))
+            rel = (slice(None),) * len(key)
         with HDF5_LOCK, open_raw(self.path) as f:
             block = open_dataset(f, self.name, self.path, self.stored_shape)[bounds]
         return np.asarray(outer_index(block, rel), dtype=self.dtype)
+
+
+def _strided(key: tuple[Any, ...]) -> bool:
+    """Slices only, one of them with a step above 1 (which HDF5's hyperslabs take as they are)."""
+    return all(isinstance(k, slice) and (k.step or 1) >= 1 for k in key) and any((k.step or 1) > 1 for k in key)
 
 
 def stored_chunks(ds: Any, dims: tuple[str, ...]) -> dict[str, int] | None:

@@ -94,14 +94,18 @@ class FolderFramesArray(LazyArray):
 
     ``members`` holds each file's identity from before its metadata was read: a frame
     whose file was replaced, rewritten or truncated since raises ``FileChangedError``.
+    ``sources`` are the files' lazy stacks from the open (a frame is then read through
+    its own, without parsing its file's metadata again: a frame fetch costs what its
+    format's read costs); without them each read opens the file with its reader.
     """
 
     def __init__(
         self, folder: str, fmt: str, paths: list[str], channel: str | None, frame_shape: tuple[int, int], dtype: np.dtype,
-        members: dict[str, FileIdentity | None] | None = None,
+        members: dict[str, FileIdentity | None] | None = None, sources: list[xr.Variable] | None = None,
     ):
         self.path, self.fmt, self.paths, self.channel = folder, fmt, paths, channel
         self.members = dict(members) if members is not None else {p: FileIdentity.of(p) for p in paths}
+        self.sources = sources
         self.shape = (len(paths),) + tuple(frame_shape)
         self.dtype = np.dtype(dtype)
 
@@ -113,8 +117,11 @@ class FolderFramesArray(LazyArray):
         for i in np.atleast_1d(idx):
             file = self.paths[int(i)]
             with unchanged_while(file, self.members.get(file)):
-                ds = read(file, channel=self.channel)
-                values = np.asarray(next(iter(ds.data_vars.values())).values)
+                if self.sources is not None:
+                    values = np.asarray(self.sources[int(i)].values)
+                else:
+                    ds = read(file, channel=self.channel)
+                    values = np.asarray(next(iter(ds.data_vars.values())).values)
             if values.shape[1:] != self.shape[1:]:
                 raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
             frames.append(values[0])
@@ -160,7 +167,8 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         times = (np.asarray([fm["start_epoch_ms"] for fm in frames_meta], dtype=np.float64) - frames_meta[0]["start_epoch_ms"]) / 1000.0
     else:
         times = np.arange(len(infos), dtype=np.float64)
-    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype, members)
+    sources = [var.variable for _, _, var in infos]
+    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype, members, sources)
     recs = [provenance.make_record("read", path=folder, format=NAME, reader=__name__, frame_format=fmt, files=len(infos), channel=channel)]
     attrs = model.user_attrs(var0)
     return model.assemble(

@@ -4,8 +4,9 @@ Labels layer per mask), lazily, in nm and s.
 napari calls :func:`get_reader` with a path; it answers None for what xafm cannot read
 (the registry's content check, never an exception for a foreign file) and otherwise a
 function returning layer-data tuples ``(data, kwargs, layer_type)``. The data are the
-dask arrays of ``xafm.open(path, chunks={})``, so napari reads a frame when it shows it;
-only the contrast limits look at values, in a few sampled frames.
+stacks of ``xafm.open(path, lazy=True)`` as :class:`~xafm.napari_plugin.arrays.FrameArray`
+(lazy indexing without dask: no graph per fetch), so napari reads a frame when it shows
+it; only the contrast limits look at values, in a few sampled frames.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import xarray as xr
 
 from ..core import conventions, model
+from ..core.blocks import is_dask
+from .arrays import FrameArray
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -126,13 +129,21 @@ def image_layer(da: xr.DataArray, *, name: str, channel: str, path: str = "", fo
             },
         },
     }
-    return da.data, kwargs, "image"
+    return _layer_data(da), kwargs, "image"
 
 
 def labels_layer(da: xr.DataArray, mask: xr.DataArray, *, name: str) -> LayerData:
     """A mask as a Labels layer (1 inside, 0 outside) on the stack's grid."""
     mask = mask.transpose(*[d for d in da.dims if d in mask.dims])
-    return mask.data.astype(np.uint8), {**_geometry(da, mask.dims), "name": name}, "labels"
+    return _layer_data(mask, np.uint8), {**_geometry(da, mask.dims), "name": name}, "labels"
+
+
+def _layer_data(da: xr.DataArray, dtype: Any = None) -> Any:
+    """What napari indexes: a dask stack's dask array (given by a caller), else a
+    :class:`FrameArray` that reads each frame napari asks for, and nothing before."""
+    if is_dask(da):
+        return da.data if dtype is None else da.data.astype(dtype)
+    return FrameArray(da, dtype)
 
 
 def frame_interval(times: np.ndarray) -> tuple[float, bool]:
@@ -187,17 +198,19 @@ def _sampled(da: xr.DataArray) -> xr.DataArray:
 
 
 def _channel_stacks(path: str) -> list[tuple[str, xr.DataArray, xr.DataArray]]:
-    """(channel name, dask stack, the same without dask) for every channel: a ``channel``
-    dim split into its positions, else each channel the file lists opened on its own.
+    """(channel name, stack, stack) for every channel: a ``channel`` dim split into its
+    positions, else each channel the file lists opened on its own; the stack twice (the
+    layer's and the contrast limits' sample), for callers of the earlier (dask, sample)
+    pair.
 
-    The dask stack is what ``xafm.open(path, chunks={})`` gives (the file's preferred
-    chunks). dask reads a whole chunk (often the whole file) for any frame of it; the
-    stack without dask (xarray's lazy indexing of xafm's readers) reads just the frames
-    asked for, which is what the contrast limits need. Each channel is opened once."""
+    The stack is what ``xafm.open(path, lazy=True)`` gives: xarray's lazy indexing of
+    xafm's readers, which reads just the frames asked for (dask would read a whole chunk,
+    often the whole file, for any frame of it, and build a graph per fetch). Each channel
+    is opened once."""
     import xafm
 
     indexed = _indexed(path, {})
-    first = _chunked(indexed)
+    first = indexed  # napari indexes it per frame (FrameArray): no dask graph per fetch
     if "channel" in first.dims:
         names = [str(v) for v in first.coords["channel"].values] if "channel" in first.coords else [str(i) for i in range(first.sizes["channel"])]
         return [(name, first.isel(channel=i), indexed.isel(channel=i)) for i, name in enumerate(names)]
@@ -208,7 +221,7 @@ def _channel_stacks(path: str) -> list[tuple[str, xr.DataArray, xr.DataArray]]:
             out.append((channel, first, indexed))
         else:
             other = _indexed(path, {"channel": channel})
-            out.append((channel, _chunked(other), other))
+            out.append((channel, other, other))
     if not any(channel == default for channel, _, _ in out):  # a reader whose default is not listed
         out.insert(0, (default, first, indexed))
     return out
@@ -216,14 +229,9 @@ def _channel_stacks(path: str) -> list[tuple[str, xr.DataArray, xr.DataArray]]:
 
 def _indexed(path: str, options: dict[str, Any]) -> xr.DataArray:
     """The stack through xarray's lazy indexing (no dask, nothing read yet)."""
-    from ..xarray_plugin import XafmBackendEntrypoint
+    import xafm
 
-    return xr.open_dataarray(path, engine=XafmBackendEntrypoint, cache=False, **options)
-
-
-def _chunked(indexed: xr.DataArray) -> xr.DataArray:
-    """The dask stack in the file's preferred chunks, as ``xafm.open(path, chunks={})``."""
-    return indexed.chunk(indexed.encoding.get("preferred_chunks") or {})
+    return xafm.open(path, lazy=True, **options)
 
 
 def _stem(path: str, suffix_length: int) -> str:

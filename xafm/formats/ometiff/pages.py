@@ -117,11 +117,15 @@ class Reshaped(LazyArray):
         self.reads_through(base)
         self.dtype = base.dtype
         self.shape = tuple(lead[i] for i in order) + tuple(base.shape[1:])
+        #: plane number by leading index (one int per plane: made once, not per read)
+        self.grid = np.arange(int(np.prod(lead))).reshape(lead).transpose(order)
 
     def _read(self, key: tuple) -> np.ndarray:
         n = len(self.lead)
-        grid = np.arange(int(np.prod(self.lead))).reshape(self.lead).transpose(self.order)
-        sel = outer_index(grid, key[:n])
+        if all(isinstance(k, (int, np.integer)) for k in key[:n]):  # one plane: a frame fetch
+            got = self.base._read((int(self.grid[tuple(key[:n])]),) + tuple(key[n:]))
+            return np.asarray(got)
+        sel = outer_index(self.grid, key[:n])
         flat = np.asarray(sel).reshape(-1)
         if flat.size == 0:
             return np.empty(np.shape(sel) + outer_index(np.empty(self.base.shape[1:], np.uint8), key[n:]).shape, self.dtype)
