@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import spellings
+from . import remote, spellings
 
 
 def add_output_arguments(c: argparse.ArgumentParser) -> None:
@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise FormatError("nothing to do: give --export FMT ... and/or --make-gif / --make-video / --make-sequence")
     render = render_options(args)  # every option checked before anything is read or written
     video_formats(args.make_video)
+    remote.remember(args, args.input, args.output_folder)
     # the preferred chunks: whole frames, ~32 MiB a chunk, so no file is ever loaded whole
     da = xafm.open(args.input, chunks={}, channel=args.channel)
     name = spellings.output_name(args.output_name, args.input) if args.output_name else Path(args.input).name.split(".")[0]
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     c = sub.add_parser("convert", help="convert a file to other formats, without processing")
-    c.add_argument("input")
+    c.add_argument("input", help="a file or a URL (s3://, gs://, https://)")
     add_output_arguments(c)
+    remote.add_arguments(c)
     c.set_defaults(func=run)
