@@ -315,7 +315,7 @@ def io_counter(monkeypatch):
     c = _Counter()
     real_read = _lazy.RawFramesArray._read
     real_memmap = np.memmap
-    real_open = open
+    real_open = asd.sources.open_binary
 
     def counting_read(self, key):
         c.frames_reads += 1
@@ -345,7 +345,7 @@ def io_counter(monkeypatch):
 
     monkeypatch.setattr(_lazy.RawFramesArray, "_read", counting_read)
     monkeypatch.setattr(np, "memmap", counting_memmap)
-    monkeypatch.setattr(asd, "open", lambda *a, **k: CountingFile(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(asd.sources, "open_binary", lambda *a, **k: CountingFile(real_open(*a, **k)))
     return c
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
@@ -146,8 +146,9 @@ def read_header(path: str) -> Header:
     Everything that later decides offsets or sizes is checked here, so a lying header gives
     a clear ``CorruptFileError`` rather than a huge allocation or a wrong read.
     """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    # a URL: read in ranges, the first 64 KiB holding any header xafm has met
+    with sources.open_binary(path, block_size=2**16) as fh:
+        size = sources.file_size(fh)
         if size == 0:
             raise CorruptFileError(path, "the file is empty")
         if size < 4:
