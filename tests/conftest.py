@@ -38,3 +38,22 @@ def no_leaked_files():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (tests/servers.py), one for the session: it takes
+    about a second to start. Tests make their own buckets (names unique per test)."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("moto[server] runs the local S3 server (pip install -e '.[test,remote]')")
+    from tests.servers import S3Server
+
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -169,7 +169,8 @@ def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attem
             before = FileIdentity.of(path)
             remote = _OPENING.set((key, before)) if sources.is_url(key) else None
             try:
-                result = attempt()
+                with sources.known_size(key, before.size if before is not None else None):
+                    result = attempt()
             except FileChangedError:
                 if last:
                     raise

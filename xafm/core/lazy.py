@@ -109,8 +109,9 @@ class LazyArray(BackendArray):
         file that changed since the array was made (before the read, or during it: checked
         after) a ``FileChangedError``."""
         self.check_unchanged()
+        size = self.opened.size if self.opened is not None else None
         try:
-            with reading(self.path, "reading data"):
+            with reading(self.path, "reading data"), sources.known_size(self.path, size):
                 out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
         except Exception:
             self.check_unchanged()  # a read that failed because the file changed says so
@@ -251,6 +252,8 @@ class RawFramesArray(LazyArray):
         if need > size:
             raise CorruptFileError(self.path, f"file is {size} bytes; frame {last} ends at byte {need}")
         runs = frame_runs(wanted, self.frame_stride, self.frame_bytes)
+        if len(runs) > MAX_RUNS and (runs[-1][1] - runs[0][0]) * self.frame_stride <= MAX_SPAN:
+            runs = [(runs[0][0], runs[-1][1])]  # many small pieces (per-frame headers): one GET
         ranges = [(self.offset + int(a) * self.frame_stride, self.offset + int(b - 1) * self.frame_stride + self.frame_bytes) for a, b in runs]
         blobs = sources.read_ranges(self.path, ranges)
         ny, nx = self.frame_shape
@@ -279,6 +282,9 @@ class RawFramesArray(LazyArray):
 #: Bytes between two wanted frames of a URL below which one ranged GET fetches both (and
 #: what lies between): a request costs about as much as this many bytes.
 MERGE_GAP = 2**16
+#: More runs than this within :data:`MAX_SPAN` bytes are fetched as one range instead.
+MAX_RUNS = 32
+MAX_SPAN = 2**26
 
 
 def frame_runs(wanted: np.ndarray, stride: int, frame_bytes: int) -> list[tuple[int, int]]:

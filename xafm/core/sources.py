@@ -15,6 +15,7 @@ used; a missing one is an ``ImportError`` saying which extra installs it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import os
 import re
@@ -163,6 +164,23 @@ def remote_errors(url: str) -> Iterator[None]:
 DEFAULT_BLOCK = 2**18
 
 
+_KNOWN_SIZE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("xafm_known_size", default=None)
+
+
+@contextlib.contextmanager
+def known_size(url: str, nbytes: int | None) -> Iterator[None]:
+    """While the block runs, a :class:`RemoteFile` on ``url`` takes its size to be
+    ``nbytes`` (what the version check just asked the store) instead of asking again."""
+    if nbytes is None or not is_url(url):
+        yield
+        return
+    token = _KNOWN_SIZE.set((url, int(nbytes)))
+    try:
+        yield
+    finally:
+        _KNOWN_SIZE.reset(token)
+
+
 class RemoteFile(io.RawIOBase):
     """A URL read as a seekable binary file, in byte ranges (fsspec's file and cache).
 
@@ -185,8 +203,16 @@ class RemoteFile(io.RawIOBase):
     def _file(self) -> Any:
         if self._fh is None or self._pid != os.getpid():
             fs, inner = filesystem(self.url)
+            kwargs: dict[str, Any] = {"block_size": self._block, "cache_type": self._cache_type}
+            known = _KNOWN_SIZE.get()
+            if known is not None and known[0] == self.url:
+                kwargs["size"] = known[1]  # no HEAD request of its own
             with remote_errors(self.url):
-                self._fh = fs.open(inner, "rb", block_size=self._block, cache_type=self._cache_type)
+                try:
+                    self._fh = fs.open(inner, "rb", **kwargs)
+                except TypeError:  # a file system whose files take no size
+                    kwargs.pop("size", None)
+                    self._fh = fs.open(inner, "rb", **kwargs)
             self._pid = os.getpid()
             self._size = int(self._fh.size)
         return self._fh
@@ -213,25 +239,31 @@ class RemoteFile(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
+    def _read_at(self, nbytes: int) -> bytes:
+        """``nbytes`` from the position: small reads through fsspec's cache (metadata,
+        headers: neighbours come in one block), a read of a block or more as one ranged
+        GET of just those bytes (a frame, a chunk), past no cache."""
+        fh = self._file()
+        nbytes = max(0, min(nbytes, self.size - self._pos))
+        with remote_errors(self.url):
+            if nbytes >= self._block:
+                data = bytes(fh.fs.cat_file(fh.path, start=self._pos, end=self._pos + nbytes))
+            else:
+                fh.seek(self._pos)
+                data = bytes(fh.read(nbytes))
+        self._pos += len(data)
+        return data
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        fh = self._file()
-        with remote_errors(self.url):
-            fh.seek(self._pos)
-            data = fh.read(len(view))
+        data = self._read_at(len(view))
         view[: len(data)] = data
-        self._pos += len(data)
         return len(data)
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            size = max(0, self.size - self._pos)
-        fh = self._file()
-        with remote_errors(self.url):
-            fh.seek(self._pos)
-            data = bytes(fh.read(size))
-        self._pos += len(data)
-        return data
+            size = self.size - self._pos
+        return self._read_at(size)
 
     def close(self) -> None:
         if self._fh is not None and self._pid == os.getpid():
