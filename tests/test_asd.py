@@ -316,7 +316,7 @@ def io_counter(monkeypatch):
     c = _Counter()
     real_read = _lazy.RawFramesArray._read
     real_memmap = np.memmap
-    real_open = open
+    real_open = asd.sources.open_binary
 
     def counting_read(self, key):
         c.frames_reads += 1
@@ -356,7 +356,7 @@ def io_counter(monkeypatch):
             return mmap.mmap(*a, **k)
 
     monkeypatch.setattr(_lazy, "mmap", CountingMmap)
-    monkeypatch.setattr(asd, "open", lambda *a, **k: CountingFile(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(asd.sources, "open_binary", lambda *a, **k: CountingFile(real_open(*a, **k)))
     return c
 
 

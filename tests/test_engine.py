@@ -97,7 +97,7 @@ def test_backend_declares_what_xarray_asks():
     assert be.description and be.url.startswith("https://")
     declared = set(be.open_dataset_parameters)
     options = {name for f in xafm.registry.readable() for name in f.read_options()}
-    assert declared == {"filename_or_obj", "drop_variables"} | options
+    assert declared == {"filename_or_obj", "drop_variables", "storage_options"} | options
     assert {"channel", "on_truncated", "series", "level"} <= declared
 
 

@@ -400,7 +400,8 @@ def test_random_and_sequential_reads_resume_from_checkpoints(big_bundles, monkey
     path, block, last = big_bundles["large"]  # 201 frames
     da = xr.open_dataarray(path, engine="xafm")
     _inflate.clear_checkpoints()
-    monkeypatch.setattr(_inflate, "open", lambda p, mode="rb": CountingFile(open(p, mode)), raising=False)
+    real_open = _inflate.sources.open_binary
+    monkeypatch.setattr(_inflate.sources, "open_binary", lambda p, **k: CountingFile(real_open(p, **k)))
     compressed = zipfile.ZipFile(path).getinfo("data.npy")
     ratio = compressed.compress_size / compressed.file_size
     frame = FRAME[0] * FRAME[1] * 4

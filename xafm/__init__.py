@@ -71,14 +71,22 @@ __all__ = [
 
 
 def open(
-    path: str | os.PathLike[str], *, chunks: Any = None, lazy: bool = False, channel: str | None = None, **options: Any
+    path: str | os.PathLike[str],
+    *,
+    chunks: Any = None,
+    lazy: bool = False,
+    channel: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> xr.DataArray:
     """Read any file xafm knows as a labeled stack.
 
     Parameters
     ----------
     path
-        A file (or, for frame-per-file videos and OME-Zarr, a folder).
+        A file (or, for frame-per-file videos and OME-Zarr, a folder), or a URL of one
+        (``s3://bucket/video.asd``, ``https://host/store.ome.zarr``, ``gs://``, ``file://``),
+        read in byte ranges where the format allows (``docs/formats.md``).
     chunks
         ``None`` (with ``lazy=False``) reads the values now; anything else gives a
         dask-backed stack that reads nothing until computed: ``{}`` takes the file's
@@ -94,6 +102,10 @@ def open(
         lazy and dask".
     channel
         The channel to read (``xafm.channels(path)`` lists them).
+    storage_options
+        For a URL: fsspec's options for its file system (credentials, ``anon=True``,
+        ``client_kwargs={"endpoint_url": ...}``), used for this URL and everything below
+        it, also by dask workers that read the lazy stack.
     **options
         The options the file's reader declares (``docs/formats.md``); any other is an
         ``UnknownOptionError`` naming them.
@@ -106,6 +118,7 @@ def open(
     from .core.file_identity import one_version
     from .xarray_plugin import XafmBackendEntrypoint
 
+    _remember(path, storage_options)
     if channel is not None:
         options["channel"] = channel
 
@@ -141,10 +154,23 @@ def _warn_if_split(da: xr.DataArray, path: str | os.PathLike[str]) -> None:
             return
 
 
-def channels(path: str | os.PathLike[str]) -> list[str]:
-    """The channel names a file holds."""
+def _remember(path: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> None:
+    """Keep a URL's storage options for every later read of it (``core.sources``)."""
+    from .core import sources
+
+    if storage_options is None:
+        return
+    text = sources.local_path(path)
+    if not sources.is_url(text):
+        raise TypeError(f"storage_options are for URLs (s3://, gs://, https://, ...), not the path {text!r}")
+    sources.remember_options(text, storage_options)
+
+
+def channels(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The channel names a file (or a URL, with its fsspec ``storage_options``) holds."""
     from . import registry
 
+    _remember(path, storage_options)
     return registry.channels(path)
 
 

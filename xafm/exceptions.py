@@ -97,6 +97,15 @@ class OutputExistsError(FileError, FileExistsError):
     """The destination exists and ``overwrite`` was not given."""
 
 
+class RemoteError(FileError):
+    """A URL could not be read: the server refused the request (credentials, permissions),
+    failed, or could not be reached. The message names the URL and the cause."""
+
+
+class ObjectNotFoundError(UnknownFormatError, FileNotFoundError):
+    """No object (or no bucket) at a URL: what a missing local file is, for a URL."""
+
+
 class WriteError(FileError):
     """Writing failed; the destination was left as it was."""
 

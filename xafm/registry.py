@@ -165,7 +165,8 @@ def read_option_names() -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------
 def named(path: str | os.PathLike[str]) -> list[Format]:
     """Readable formats whose suffixes or patterns fit the file name, best fit first."""
-    name = os.path.basename(os.fspath(path).rstrip("/\\")).lower()
+    text = sources.local_path(path)
+    name = (sources.name(text) if sources.is_url(text) else os.path.basename(text.rstrip("/\\"))).lower()
     scored = [(f.name_match(name), i, f) for i, f in enumerate(readable())]
     return [f for score, _, f in sorted(scored, key=lambda t: (-t[0], t[1])) if score]
 
@@ -189,7 +190,8 @@ def identify(path: str | os.PathLike[str]) -> Format | None:
     or, for a name no format claims, among all. None otherwise (never raises for odd
     files, never opens a FIFO or a device): this is what the xarray engine's
     ``guess_can_open`` asks."""
-    if is_special(path):
+    path = sources.local_path(path)
+    if not sources.is_url(path) and is_special(path):
         return None
     probe = Probe(path)
     by_name = named(path)
@@ -206,11 +208,17 @@ def find(path: str | os.PathLike[str]) -> Format:
     device or a socket (also through a symlink) raises :class:`SpecialFileError`: every
     entry point comes through here, so none of them ever waits on one.
     """
-    p = Path(path)
-    if not (p.exists() or p.is_symlink()):
-        raise UnknownFormatError(p, "no such file or folder")
-    check_openable(p)  # a FIFO, device or socket: refused before anything opens it
-    probe = Probe(p)
+    text = sources.local_path(path)
+    p: Any
+    if sources.is_url(text):
+        p = text  # not a Path: that would fold the '//' of the URL
+        probe = Probe(p, info=sources.info(text))  # ObjectNotFoundError / RemoteError naming the URL
+    else:
+        p = Path(text)
+        if not (p.exists() or p.is_symlink()):
+            raise UnknownFormatError(p, "no such file or folder")
+        check_openable(p)  # a FIFO, device or socket: refused before anything opens it
+        probe = Probe(p)
     by_name = named(p)
     for fmt in by_name:
         if confirms(fmt, probe):
@@ -252,7 +260,7 @@ def _open_dataset(path: str | os.PathLike[str], **options: Any) -> xr.Dataset:
     check_options(fmt.read, options, f"the {fmt.description} reader")
     # absolute: lazy arrays keep the path, and dask workers may run in another directory
     with reading(path, f"reading as {fmt.description}"):
-        ds = fmt.read(os.path.abspath(path), **options)
+        ds = fmt.read(_absolute(path), **options)
     if not isinstance(ds, xr.Dataset) or len(ds.data_vars) != 1:
         raise FormatError(f"the {fmt.name} reader ({fmt.module}) must return a one-variable Dataset, got {type(ds).__name__}")
     return chunks.declare(ds)
@@ -263,7 +271,13 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
     fmt = find(path)
     assert fmt.channels is not None
     with reading(path, "listing channels"):
-        return [str(c) for c in fmt.channels(os.path.abspath(path))]
+        return [str(c) for c in fmt.channels(_absolute(path))]
+
+
+def _absolute(path: str | os.PathLike[str]) -> str:
+    """An absolute path (what lazy arrays keep), or a URL as given (``file://`` as its path)."""
+    text = sources.local_path(path)
+    return text if sources.is_url(text) else os.path.abspath(text)
 
 
 def write(fmt: Format | str, da: Any, /, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None, **options: Any) -> Path | str:

@@ -67,6 +67,10 @@ def describe(da: Any, path: str = "") -> str:
 def _cmd_info(args: argparse.Namespace) -> int:
     import xafm
 
+    from . import remote
+
+    remote.remember(args, args.file)
+
     da = xafm.open(args.file, chunks={}, channel=args.channel)
     print(describe(da, args.file))
     try:
@@ -79,7 +83,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import convert, index, process
+    from . import convert, index, process, remote
     from .messages import Parser
 
     p = Parser(prog="xafm", description="AFM stacks and HS-AFM videos as labeled arrays")
@@ -92,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=128)
     d.set_defaults(func=_cmd_demo)
 
-    i = sub.add_parser("info", help="describe any readable file")
+    i = sub.add_parser("info", help="describe any readable file (a path or a URL)")
     i.add_argument("file")
     i.add_argument("--channel", default=None)
+    remote.add_arguments(i)
     i.set_defaults(func=_cmd_info)
 
     process.add_parser(sub)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import spellings
+from . import remote, spellings
 
 
 def add_output_arguments(c: argparse.ArgumentParser) -> None:
@@ -21,8 +21,6 @@ def add_output_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--export", nargs="+", default=[], metavar="FMT",
                    help=f"formats, comma or space separated: {', '.join(registry.writable())} (hdf5, tiff too)")
     c.add_argument("--output-folder", default="output", help="a folder, or a URL prefix (s3://bucket/run1) reached with --storage-options")
-    c.add_argument("--storage-options", type=spellings.storage_options, default=None, metavar="JSON",
-                   help='fsspec options for URLs, as JSON: \'{"anon": true}\', \'{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}\'')
     c.add_argument("--output-name", default=None, help="base name of the outputs (a suffix such as .h5 is dropped)")
     c.add_argument("--raw", action="store_true", help="export the raw layer (the data as read) instead of the processed data")
     c.add_argument("--channel", default=None)
@@ -104,11 +102,9 @@ def progress(on: bool) -> Iterator[None]:
 def output_folder(args: argparse.Namespace) -> Path | str:
     """``--output-folder``: a local folder, or a URL prefix (with ``--storage-options``
     remembered for it, and for a URL input, as fsspec options)."""
-    from ..core import remote_output, sources
+    from ..core import remote_output
 
-    for where in (args.output_folder, getattr(args, "input", None)):
-        if isinstance(where, str) and sources.is_url(where):
-            sources.remember_options(where, args.storage_options)
+    remote.remember(args, getattr(args, "input", None), args.output_folder)
     return remote_output.local_or_url(args.output_folder)
 
 
@@ -161,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     c = sub.add_parser("convert", help="convert a file to other formats, without processing")
-    c.add_argument("input")
+    c.add_argument("input", help="a file or a URL (s3://, gs://, https://)")
     add_output_arguments(c)
+    remote.add_arguments(c)
     c.set_defaults(func=run)

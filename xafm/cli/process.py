@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import convert, spellings
+from . import convert, remote, spellings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,4 +62,5 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--processing", default=None, metavar="STEPS", help='"step; step:key=value,key=value; ..." (playNano\'s syntax; clear ends the mask)')
     group.add_argument("--processing-file", default=None, metavar="FILE", help="a YAML (or JSON) file: filters: [- name: STEP, key: value ...]")
     convert.add_output_arguments(p)
+    remote.add_arguments(p)
     p.set_defaults(func=run)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import UnknownOptionError
+from . import sources
 from .paths import open_regular
 
 #: Bytes a content check sees of a file.
@@ -45,17 +46,39 @@ MEMBER_BYTES = 2**20
 
 class Probe:
     """What a content check looks at: the path, and the first bytes of a file, read once
-    for every format that is asked."""
+    for every format that is asked.
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = os.fspath(path)
+    ``path`` may be a URL (:mod:`.sources`): then whether it is an object or a prefix
+    ("folder") costs one request to the store, the first bytes one ranged GET of
+    :data:`HEAD_BYTES`, and a folder member one GET; a store that cannot be reached is
+    simply nothing any format confirms.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, info: dict[str, Any] | None = None):
+        self.path = sources.local_path(path)
+        self.is_url = sources.is_url(self.path)
+        if info is not None:  # what the store already said of the URL (sources.info)
+            self.__dict__["_remote_info"] = info
+
+    @cached_property
+    def _remote_info(self) -> dict[str, Any] | None:
+        try:
+            return sources.info(self.path)
+        except OSError:  # missing, refused, unreachable: nothing to confirm
+            return None
 
     @cached_property
     def is_dir(self) -> bool:
+        if self.is_url:
+            info = self._remote_info
+            return bool(info) and info.get("type") == "directory"  # type: ignore[union-attr]
         return os.path.isdir(self.path)
 
     @cached_property
     def is_file(self) -> bool:
+        if self.is_url:
+            info = self._remote_info
+            return bool(info) and info.get("type") == "file"  # type: ignore[union-attr]
         return os.path.isfile(self.path)
 
     @cached_property
@@ -64,6 +87,8 @@ class Probe:
         if not self.is_file:
             return b""
         try:
+            if self.is_url:
+                return sources.head(self.path, HEAD_BYTES)
             with open_regular(self.path) as fh:  # never waits on a FIFO put in its place
                 return fh.read(HEAD_BYTES)
         except OSError:  # SpecialFileError included: not a file any format reads
@@ -73,8 +98,13 @@ class Probe:
         """The bytes of a small file inside a folder (None if absent or too large)."""
         if not self.is_dir:
             return None
-        p = os.path.join(self.path, *parts)
+        p = sources.join(self.path, *parts)
         try:
+            if self.is_url:
+                found = sources.info(p)
+                if found.get("type") != "file" or int(found.get("size") or 0) > MEMBER_BYTES:
+                    return None
+                return sources.head(p, MEMBER_BYTES)
             if not os.path.isfile(p) or os.path.getsize(p) > MEMBER_BYTES:
                 return None
             with open_regular(p) as fh:

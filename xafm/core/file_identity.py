@@ -15,6 +15,11 @@ error. A :class:`FileIdentity` is what tells the versions apart with one ``stat`
 The device number is left out: the clients of a network file system (the workers of a
 ``dask.distributed`` cluster) may number the same mount differently, while the inode
 number, size and time come from the server and agree.
+
+- a URL (``s3://``, ``https://``, ...): what the store says of the object (``fs.info``,
+  one HEAD request): its size and its version (the version id, else the ETag, else the
+  last-modified time, as the store gives them). An overwritten object has another ETag
+  (or version id, or time); a prefix ("folder") is only checked to still exist.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..exceptions import FileChangedError, is_own_bug
+from ..exceptions import FileChangedError, ObjectNotFoundError, is_own_bug
+from . import sources
 
 T = TypeVar("T")
 
@@ -43,10 +49,17 @@ class FileIdentity:
     inode: int
     size: int | None  # None for a folder
     mtime_ns: int | None  # None for a folder
+    #: A URL's object version: ``"VersionId x"``, ``"ETag x"`` or ``"LastModified x"`` (None: a path)
+    version: str | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> FileIdentity | None:
-        """The identity of what is at ``path`` now (None when nothing is)."""
+        """The identity of what is at ``path`` now (None when nothing is). For a URL, a
+        store that cannot be asked raises its :class:`~xafm.exceptions.RemoteError`: not
+        knowing is not "nothing is there"."""
+        path = sources.local_path(path)
+        if sources.is_url(path):
+            return cls._of_url(path)
         try:
             st = os.stat(path)
         except (OSError, ValueError):
@@ -54,6 +67,21 @@ class FileIdentity:
         if stat.S_ISDIR(st.st_mode):
             return cls(st.st_ino, None, None)
         return cls(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+    @classmethod
+    def _of_url(cls, url: str) -> FileIdentity | None:
+        try:
+            info = sources.info(url)
+        except ObjectNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            return cls(0, None, None, "prefix")
+        for key in ("VersionId", "ETag", "etag", "LastModified", "Last-Modified", "mtime", "updated"):
+            value = info.get(key)
+            if value:
+                return cls(0, int(info.get("size") or 0), None, f"{key} {value}")
+        return cls(0, int(info.get("size") or 0), None, "")
 
 
 def _when(ns: int | None) -> str:
@@ -69,6 +97,8 @@ def change(recorded: FileIdentity, now: FileIdentity | None) -> str | None:
         return None
     if now is None:
         return "it is no longer at this path (deleted or moved, or not visible from this machine)"
+    if now.version != recorded.version and recorded.version is not None:
+        return f"the object was overwritten ({recorded.version or 'size ' + str(recorded.size)}, now {now.version or 'size ' + str(now.size)})"
     if now.inode != recorded.inode:
         return f"it was replaced by another file (inode {recorded.inode}, now {now.inode})"
     if recorded.size is not None and now.size is not None and now.size < recorded.size:
@@ -102,6 +132,19 @@ def unchanged_while(path: str, recorded: FileIdentity | None) -> Iterator[None]:
 
 
 _IN_ONE_VERSION: contextvars.ContextVar[bool] = contextvars.ContextVar("xafm_in_one_version", default=False)
+#: The URL an open (:func:`one_version`) is reading and the identity it took before.
+_OPENING: contextvars.ContextVar[tuple[str, FileIdentity | None] | None] = contextvars.ContextVar("xafm_opening", default=None)
+
+
+def recorded(path: str | os.PathLike[str]) -> FileIdentity | None:
+    """The identity a lazy array made now records for ``path``: for the URL an open is
+    reading, the one the open took before it began (and checks again when it ends), so
+    that the arrays of one open cost no request each; otherwise :meth:`FileIdentity.of`."""
+    key = sources.local_path(path)
+    opening = _OPENING.get()
+    if opening is not None and opening[0] == key:
+        return opening[1]
+    return FileIdentity.of(key)
 
 
 def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attempts: int = OPEN_ATTEMPTS) -> T:
@@ -113,6 +156,10 @@ def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attem
     changed under it, the whole attempt is run again, up to ``attempts`` times, then
     :class:`FileChangedError` is raised. Nested calls leave the retrying to the outermost.
     """
+    key = sources.local_path(path)
+    opening = _OPENING.get()
+    if opening is not None and opening[0] == key:
+        return attempt()  # a URL the outer open checks before and after already
     if _IN_ONE_VERSION.get():
         attempts = 1
     token = _IN_ONE_VERSION.set(True)
@@ -120,8 +167,10 @@ def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attem
         for i in range(attempts):
             last = i == attempts - 1
             before = FileIdentity.of(path)
+            remote = _OPENING.set((key, before)) if sources.is_url(key) else None
             try:
-                result = attempt()
+                with sources.known_size(key, before.size if before is not None else None):
+                    result = attempt()
             except FileChangedError:
                 if last:
                     raise
@@ -133,6 +182,9 @@ def one_version(path: str | os.PathLike[str], attempt: Callable[[], T], *, attem
                 if last:
                     raise FileChangedError(path, f"the file changed while it was being read ({change(before, after)}), and the read failed: {exc}") from exc
                 continue
+            finally:
+                if remote is not None:
+                    _OPENING.reset(remote)
             after = FileIdentity.of(path)
             if after == before or before is None:
                 return result

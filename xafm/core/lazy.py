@@ -7,6 +7,9 @@ the file is reopened by path, the array also keeps the file's identity from when
 made (``core.file_identity``) and checks it before and after every read, so a file
 replaced, rewritten or truncated meanwhile raises ``FileChangedError`` instead of mixing
 two versions.
+A URL (``s3://``, ``https://``, ...) is kept with its storage options
+(:mod:`.sources`), which travel with the array when it is pickled: a dask worker that
+unpickles it reads the URL itself, with the same credentials and endpoint.
 They implement xarray's ``BackendArray`` protocol (explicit, outer indexing) and plain
 ``arr[slices]`` indexing for ``dask.array.from_array``.
 """
@@ -22,7 +25,8 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..exceptions import CorruptFileError, reading
-from .file_identity import FileIdentity, check_unchanged
+from . import sources
+from .file_identity import FileIdentity, check_unchanged, recorded
 
 #: An outer index: one int, slice or integer array per dimension.
 Key = tuple[Any, ...]
@@ -66,6 +70,8 @@ class LazyArray(BackendArray):
     opened: FileIdentity | None = None
     #: The array this one reads through (:meth:`reads_through`), which does the checking.
     _through: LazyArray | None = None
+    #: A URL's storage options, remembered again where the array is unpickled.
+    _storage_options: dict[str, Any] | None = None
 
     @property
     def path(self) -> str:
@@ -73,12 +79,22 @@ class LazyArray(BackendArray):
 
     @path.setter
     def path(self, value: str | os.PathLike[str]) -> None:
-        self._path = os.fspath(value)
-        self.opened = FileIdentity.of(self._path)
+        self._path = sources.local_path(value)
+        if sources.is_url(self._path):
+            self._storage_options = sources.storage_options(self._path)
+        self.opened = recorded(self._path)
 
     def reads_through(self, base: LazyArray) -> None:
         """Read ``base``'s file as ``base`` knows it: its path, and its check of what changed."""
         self._path, self.opened, self._through = base.path, base.opened, base
+        self._storage_options = base._storage_options
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        options = state.get("_storage_options")
+        if options is not None and sources.is_url(state.get("_path")):
+            # a worker (or a fresh process) reads the URL with the options it was opened with
+            sources.remember_options(state["_path"], options)
 
     def check_unchanged(self) -> None:
         """Raise ``FileChangedError`` if the file is no longer the one the array was made on."""
@@ -110,8 +126,9 @@ class LazyArray(BackendArray):
         file that changed since the array was made (before the read, or during it: checked
         after) a ``FileChangedError``."""
         self.check_unchanged()
+        size = self.opened.size if self.opened is not None else None
         try:
-            with reading(self.path, "reading data"):
+            with reading(self.path, "reading data"), sources.known_size(self.path, size):
                 out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
         except Exception:
             self.check_unchanged()  # a read that failed because the file changed says so
@@ -215,6 +232,11 @@ class RawFramesArray(LazyArray):
     def _read(self, key: Key) -> np.ndarray:
         kt = key[0]
         rel: Any
+        if sources.is_url(self.path):  # byte ranges of the frames asked for
+            frames = np.arange(self.shape[0])[kt]
+            if np.size(frames) == 0:
+                return np.empty(outer_index(np.empty((0,) + self.frame_shape, np.uint8), key).shape, self.dtype)
+            return self._read_ranges(key, np.atleast_1d(frames))
         if isinstance(kt, (int, np.integer)) and 0 <= kt < self.shape[0]:
             lo, hi, rel = int(kt), int(kt) + 1, 0  # one frame (the usual fetch): no index arrays
         else:
@@ -251,6 +273,64 @@ class RawFramesArray(LazyArray):
             result = self._convert(outer_index(view, key))
             del view, mm
         return result
+
+
+    def _read_ranges(self, key: Key, frames: np.ndarray) -> np.ndarray:
+        """A URL's frames, fetched as byte ranges: one ranged GET per run of frames that
+        lie together (frames further apart than :data:`MERGE_GAP` are fetched apart), all
+        sent at once; nothing else of the object is read."""
+        wanted = np.unique(frames)
+        last = int(wanted[-1])
+        need = self.offset + last * self.frame_stride + self.frame_bytes
+        size = self.opened.size if self.opened is not None and self.opened.size is not None else sources.size(self.path)
+        if need > size:
+            raise CorruptFileError(self.path, f"file is {size} bytes; frame {last} ends at byte {need}")
+        runs = frame_runs(wanted, self.frame_stride, self.frame_bytes)
+        if len(runs) > MAX_RUNS and (runs[-1][1] - runs[0][0]) * self.frame_stride <= MAX_SPAN:
+            runs = [(runs[0][0], runs[-1][1])]  # many small pieces (per-frame headers): one GET
+        ranges = [(self.offset + int(a) * self.frame_stride, self.offset + int(b - 1) * self.frame_stride + self.frame_bytes) for a, b in runs]
+        blobs = sources.read_ranges(self.path, ranges)
+        ny, nx = self.frame_shape
+        item = self.raw_dtype.itemsize
+        buf = np.empty((wanted.size, ny, nx), dtype=self.raw_dtype)
+        at = 0
+        for (a, b), blob in zip(runs, blobs):
+            n = int(b - a)
+            if len(blob) != (n - 1) * self.frame_stride + self.frame_bytes:
+                raise CorruptFileError(self.path, f"the server sent {len(blob)} bytes for frames {a}..{b - 1}")
+            got = np.ndarray((n, ny, nx), dtype=self.raw_dtype, buffer=blob, strides=(self.frame_stride, nx * item, item))
+            run = np.arange(a, b)
+            keep = np.isin(run, wanted)
+            buf[at : at + int(keep.sum())] = got[keep]
+            at += int(keep.sum())
+        view: np.ndarray = buf
+        if self.flip_y:
+            view = view[:, ::-1, :]
+        if self.flip_x:
+            view = view[:, :, ::-1]
+        pos = np.searchsorted(wanted, frames)
+        first: Any = int(pos[0]) if isinstance(key[0], (int, np.integer)) else pos
+        return self._convert(outer_index(view, (first,) + tuple(key[1:])))
+
+
+#: Bytes between two wanted frames of a URL below which one ranged GET fetches both (and
+#: what lies between): a request costs about as much as this many bytes.
+MERGE_GAP = 2**16
+#: More runs than this within :data:`MAX_SPAN` bytes are fetched as one range instead.
+MAX_RUNS = 32
+MAX_SPAN = 2**26
+
+
+def frame_runs(wanted: np.ndarray, stride: int, frame_bytes: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of the sorted frame numbers ``wanted`` that one ranged read
+    fetches each: neighbours whose bytes lie less than :data:`MERGE_GAP` apart."""
+    runs: list[tuple[int, int]] = []
+    for f in wanted.tolist():
+        if runs and (f - runs[-1][1]) * stride + (stride - frame_bytes) <= MERGE_GAP:
+            runs[-1] = (runs[-1][0], f + 1)
+        else:
+            runs.append((f, f + 1))
+    return runs
 
 
 class InMemoryArray(LazyArray):

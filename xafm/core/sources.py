@@ -14,12 +14,16 @@ used; a missing one is an ``ImportError`` saying which extra installs it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..exceptions import FileError, ObjectNotFoundError, RemoteError, XafmError
 from .paths import open_regular
 
 if TYPE_CHECKING:
@@ -95,17 +99,239 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         raise ImportError(f"reading {url} needs {package}: pip install 'xafm[remote]'") from err
 
 
-def open_binary(path: str | os.PathLike[str], *, block_size: int | None = None) -> BinaryIO:
+# --------------------------------------------------------------------------------------
+# what a failure of the store means
+# --------------------------------------------------------------------------------------
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _unreachable(exc: BaseException) -> BaseException | None:
+    """The connection failure behind ``exc`` (refused, timed out, no such host), if any."""
+    for e in _causes(exc):
+        name = type(e).__name__
+        if isinstance(e, (ConnectionError, TimeoutError)) or name in (
+            "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ServerTimeoutError",
+            "ClientConnectionError", "ServerDisconnectedError", "ClientOSError",
+        ):
+            return e
+    return None
+
+
+def remote_error(url: str, exc: BaseException) -> FileError:
+    """The xafm error that a failure ``exc`` of the store reading ``url`` becomes: a
+    missing object or bucket is an :class:`ObjectNotFoundError`, anything else (access
+    denied, missing credentials, a server error, an unreachable endpoint) a
+    :class:`RemoteError`, each naming the URL and the cause."""
+    if isinstance(exc, XafmError) and isinstance(exc, FileError):
+        return exc
+    down = _unreachable(exc)
+    if down is not None:
+        return RemoteError(url, f"cannot reach the server ({type(down).__name__}: {down}); check the URL and the endpoint")
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFoundError(url, "no such object (or bucket) on the server")
+    if isinstance(exc, PermissionError):
+        return RemoteError(url, f"access denied ({exc}); check the credentials given in storage_options")
+    name = type(exc).__name__
+    if "Credential" in name or "Credentials" in str(exc)[:200]:
+        return RemoteError(url, f"no usable credentials ({name}: {exc}); give them in storage_options (or anon=True)")
+    return RemoteError(url, f"the server failed the request ({name}: {exc})")
+
+
+@contextlib.contextmanager
+def remote_errors(url: str) -> Iterator[None]:
+    """Turn a failure of the store (but not xafm's own errors or interrupts) into
+    :func:`remote_error`'s xafm error."""
+    try:
+        yield
+    except (XafmError, ImportError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, (AttributeError, NameError, AssertionError, NotImplementedError)):
+            raise
+        raise remote_error(url, exc) from exc
+
+
+# --------------------------------------------------------------------------------------
+# reading bytes
+# --------------------------------------------------------------------------------------
+#: How much a remote file object fetches at least per request when read sequentially.
+DEFAULT_BLOCK = 2**18
+
+
+_KNOWN_SIZE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("xafm_known_size", default=None)
+
+
+@contextlib.contextmanager
+def known_size(url: str, nbytes: int | None) -> Iterator[None]:
+    """While the block runs, a :class:`RemoteFile` on ``url`` takes its size to be
+    ``nbytes`` (what the version check just asked the store) instead of asking again."""
+    if nbytes is None or not is_url(url):
+        yield
+        return
+    token = _KNOWN_SIZE.set((url, int(nbytes)))
+    try:
+        yield
+    finally:
+        _KNOWN_SIZE.reset(token)
+
+
+class RemoteFile(io.RawIOBase):
+    """A URL read as a seekable binary file, in byte ranges (fsspec's file and cache).
+
+    Failures of the store become xafm errors naming the URL (:func:`remote_error`). After
+    a fork (HDF5 heap values are read in a forked child), the child opens the URL anew
+    instead of using the parent's connection, which belongs to the parent's event loop.
+    """
+
+    def __init__(self, url: str, *, block_size: int | None = None, cache_type: str = "readahead"):
+        super().__init__()
+        self.url = url
+        self._block = block_size or DEFAULT_BLOCK
+        self._cache_type = cache_type
+        self._pos = 0
+        self._fh: Any = None
+        self._pid = -1
+        self._size: int | None = None
+        self._file()  # open now: a missing object fails here, not at the first read
+
+    def _file(self) -> Any:
+        if self._fh is None or self._pid != os.getpid():
+            fs, inner = filesystem(self.url)
+            kwargs: dict[str, Any] = {"block_size": self._block, "cache_type": self._cache_type}
+            known = _KNOWN_SIZE.get()
+            if known is not None and known[0] == self.url:
+                kwargs["size"] = known[1]  # no HEAD request of its own
+            with remote_errors(self.url):
+                try:
+                    self._fh = fs.open(inner, "rb", **kwargs)
+                except TypeError:  # a file system whose files take no size
+                    kwargs.pop("size", None)
+                    self._fh = fs.open(inner, "rb", **kwargs)
+            self._pid = os.getpid()
+            self._size = int(self._fh.size)
+        return self._fh
+
+    @property
+    def size(self) -> int:
+        self._file()
+        assert self._size is not None
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"{self.url}: seek to a negative position")
+        self._pos = base + offset
+        return self._pos
+
+    def _read_at(self, nbytes: int) -> bytes:
+        """``nbytes`` from the position: small reads through fsspec's cache (metadata,
+        headers: neighbours come in one block), a read of a block or more as one ranged
+        GET of just those bytes (a frame, a chunk), past no cache."""
+        fh = self._file()
+        nbytes = max(0, min(nbytes, self.size - self._pos))
+        with remote_errors(self.url):
+            if nbytes >= self._block:
+                data = bytes(fh.fs.cat_file(fh.path, start=self._pos, end=self._pos + nbytes))
+            else:
+                fh.seek(self._pos)
+                data = bytes(fh.read(nbytes))
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._read_at(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.size - self._pos
+        return self._read_at(size)
+
+    def close(self) -> None:
+        if self._fh is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                self._fh.close()
+        self._fh = None
+        super().close()
+
+
+def open_binary(path: str | os.PathLike[str], *, block_size: int | None = None, cache_type: str = "readahead") -> BinaryIO:
     """A file object reading ``path``: a regular local file (:func:`open_regular`), or
-    a URL read in byte ranges of ``block_size`` (fsspec's default if None) as asked."""
+    a URL (:class:`RemoteFile`) read in byte ranges of at least ``block_size`` bytes
+    (:data:`DEFAULT_BLOCK` if None) as asked, cached as fsspec's ``cache_type`` says
+    (``"readahead"`` for reads that move forward, ``"blockcache"`` for formats such as
+    HDF5 that jump between a few places)."""
     text = local_path(path)
     if not is_url(text):
         return open_regular(text)
+    return RemoteFile(text, block_size=block_size, cache_type=cache_type)  # type: ignore[return-value]
+
+
+def file_size(fh: Any) -> int:
+    """The size of an open file from :func:`open_binary` (no further request for a URL)."""
+    if isinstance(fh, RemoteFile):
+        return fh.size
+    return os.fstat(fh.fileno()).st_size
+
+
+def head(path: str | os.PathLike[str], nbytes: int) -> bytes:
+    """The first ``nbytes`` of a file or object (fewer if it is shorter): one ranged GET
+    for a URL, not the whole object."""
+    text = local_path(path)
+    if not is_url(text):
+        with open_regular(text) as fh:
+            return fh.read(nbytes)
     fs, inner = filesystem(text)
-    kwargs: dict[str, Any] = {"cache_type": "readahead"}
-    if block_size is not None:
-        kwargs["block_size"] = block_size
-    return fs.open(inner, "rb", **kwargs)  # type: ignore[no-any-return]
+    with remote_errors(text):
+        return bytes(fs.cat_file(inner, start=0, end=nbytes))
+
+
+def read_ranges(path: str | os.PathLike[str], ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """The bytes ``[start, stop)`` of each range of a file: for a URL one ranged GET per
+    range, sent together (fsspec's ``cat_ranges``), so callers merge adjacent ranges first."""
+    if not ranges:
+        return []
+    text = local_path(path)
+    if not is_url(text):
+        out = []
+        with open_regular(text) as fh:
+            for start, stop in ranges:
+                fh.seek(start)
+                out.append(fh.read(stop - start))
+        return out
+    fs, inner = filesystem(text)
+    with remote_errors(text):
+        got = fs.cat_ranges([inner] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges], on_error="raise")
+    return [bytes(g) for g in got]
+
+
+def info(url: str) -> dict[str, Any]:
+    """The store's current description of an object or prefix (``fs.info``: size, type,
+    ETag, last-modified, version id as the store gives them), never from a cache.
+    Raises :class:`ObjectNotFoundError` when nothing is there."""
+    fs, inner = filesystem(url)
+    with remote_errors(url):
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(inner)
+        return dict(fs.info(inner))
 
 
 def size(path: str | os.PathLike[str]) -> int:
@@ -114,7 +340,8 @@ def size(path: str | os.PathLike[str]) -> int:
     if not is_url(text):
         return os.path.getsize(text)
     fs, inner = filesystem(text)
-    return int(fs.size(inner))
+    with remote_errors(text):
+        return int(fs.size(inner))
 
 
 def isdir(path: str | os.PathLike[str]) -> bool:
@@ -122,7 +349,8 @@ def isdir(path: str | os.PathLike[str]) -> bool:
     if not is_url(text):
         return os.path.isdir(text)
     fs, inner = filesystem(text)
-    return bool(fs.isdir(inner))
+    with remote_errors(text):
+        return bool(fs.isdir(inner))
 
 
 def isfile(path: str | os.PathLike[str]) -> bool:
@@ -130,7 +358,8 @@ def isfile(path: str | os.PathLike[str]) -> bool:
     if not is_url(text):
         return os.path.isfile(text)
     fs, inner = filesystem(text)
-    return bool(fs.isfile(inner))
+    with remote_errors(text):
+        return bool(fs.isfile(inner))
 
 
 def listdir(path: str | os.PathLike[str]) -> list[str]:
@@ -139,7 +368,8 @@ def listdir(path: str | os.PathLike[str]) -> list[str]:
     if not is_url(text):
         return sorted(os.listdir(text))
     fs, inner = filesystem(text)
-    return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False))
+    with remote_errors(text):
+        return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False))
 
 
 def join(base: str | os.PathLike[str], *parts: str) -> str:
@@ -151,6 +381,10 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
 
 
 def name(path: str | os.PathLike[str]) -> str:
-    """The last part of a path or URL (``video.asd``)."""
+    """The last part of a path or URL (``video.asd``; an HTTP URL's query left out)."""
     text = os.fspath(path).rstrip("/")
-    return text.rsplit("/", 1)[-1] if is_url(text) else os.path.basename(text)
+    if not is_url(text):
+        return os.path.basename(text)
+    if protocol(text) in ("http", "https"):
+        text = text.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return text.rsplit("/", 1)[-1]

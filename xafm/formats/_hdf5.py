@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import sources
 from ..core.contract import Probe
 from ..core.lazy import LazyArray, bounding_box, outer_index
 from ..exceptions import CorruptFileError, FileChangedError, XafmError
@@ -39,17 +40,53 @@ def has_member(group: Any, name: str) -> bool:
     return group.get(name, getlink=True) is not None
 
 
+#: A URL's HDF5 file is read in blocks of this many bytes (fsspec's block cache keeps the
+#: last 32): HDF5 reads its metadata in many small pieces near each other, and one block
+#: holds the superblock, root group and heaps of a small file in one request.
+REMOTE_BLOCK = 2**16
+
+
+class _RemoteH5(contextlib.AbstractContextManager["_RemoteH5"]):
+    """An ``h5py.File`` on a URL's file object, closing both (h5py leaves a Python file
+    object it was given open)."""
+
+    def __init__(self, path: str):
+        import h5py
+
+        self.fh = sources.open_binary(path, block_size=REMOTE_BLOCK, cache_type="blockcache")
+        try:
+            self.file = h5py.File(self.fh, "r")
+        except BaseException:
+            self.fh.close()
+            raise
+
+    def __enter__(self) -> Any:
+        return self.file
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.file.close()
+        finally:
+            self.fh.close()
+
+
 def open_raw(path: str) -> Any:
-    """``h5py.File(path, "r")``, a file HDF5 cannot open becoming a ``CorruptFileError``.
-    Readers use :func:`open_h5`; lazy reads reopen with this and reach their one dataset
-    with :func:`open_dataset`."""
+    """``h5py.File(path, "r")``, a file HDF5 cannot open becoming a ``CorruptFileError``;
+    a URL through its file object (:func:`~xafm.core.sources.open_binary`), read in
+    byte ranges. Use it as a context manager. Readers use :func:`open_h5`; lazy reads
+    reopen with this and reach their one dataset with :func:`open_dataset`."""
     import h5py
 
     try:
+        if sources.is_url(path):
+            return _RemoteH5(path)
         return h5py.File(path, "r")
     except OSError as exc:
         if isinstance(exc, XafmError):
             raise
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, XafmError):  # a store failure under h5py's own error
+            raise cause from None
         raise CorruptFileError(path, f"not a readable HDF5 file (cannot read as HDF5): {exc}") from None
 
 

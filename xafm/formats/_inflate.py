@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core import sources
+from ..core.file_identity import FileIdentity
 from ..core.lazy import Key, LazyArray, outer_index
 from ..exceptions import CorruptFileError
 from ._zipmember import MemberLayout, corrupt_size
@@ -105,15 +107,22 @@ def clear_checkpoints() -> None:
         _checkpoints.clear()
 
 
-def read_spans(path: str, layout: MemberLayout, spans: list[tuple[int, int]], out: np.ndarray) -> None:
+def read_spans(path: str, layout: MemberLayout, spans: list[tuple[int, int]], out: np.ndarray, *, identity: FileIdentity | None = None) -> None:
     """Inflate the member's bytes ``[start, stop)`` of each span (sorted, disjoint) into
-    ``out`` (a flat uint8 array as long as all spans together), in bounded memory."""
+    ``out`` (a flat uint8 array as long as all spans together), in bounded memory.
+
+    A URL is read from the checkpoint on in ranges of ``INPUT_CHUNK``; its checkpoints are
+    kept for the object version ``identity`` (the one the lazy array checks)."""
     if not spans:
         return
     dest = out.reshape(-1).view(np.uint8)
-    with open(path, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, layout.data_offset, layout.compress_size, layout.file_size)
+    with sources.open_binary(path, block_size=INPUT_CHUNK) as fh:
+        if isinstance(fh, sources.RemoteFile):
+            version: tuple[Any, ...] = ("url", identity)
+        else:
+            st = os.fstat(fh.fileno())
+            version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (path, *version, layout.data_offset, layout.compress_size, layout.file_size)
         points = _member_checkpoints(key)
         with _lock:
             start = points.best(spans[0][0])
@@ -219,7 +228,7 @@ class DeflatedFramesArray(LazyArray):
             else:
                 spans.append((a, a + self.frame_bytes))
         if self.frame_bytes:
-            read_spans(self.path, self.layout, spans, buf)
+            read_spans(self.path, self.layout, spans, buf, identity=self.opened)
         pos = np.searchsorted(wanted, frames)
         first: Any = int(pos[0]) if isinstance(key[0], (int, np.integer)) else pos
         return np.asarray(outer_index(buf, (first,) + tuple(key[1:])), dtype=self.dtype)  # buf is ours: no copy

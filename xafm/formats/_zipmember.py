@@ -13,13 +13,13 @@ goes on past, the size the member claims.
 
 from __future__ import annotations
 
-import os
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..core.sources import file_size
 from ..exceptions import CorruptFileError
 
 #: Deflate's largest possible expansion: at best a 258-byte match costs two bits, so a
@@ -64,7 +64,7 @@ def _end_record(fh: BinaryIO, size: int) -> tuple[int, int, int] | None:
 def check_archive(fh: BinaryIO, path: str) -> None:
     """Refuse an end record whose member count or central directory does not fit the file
     (or xafm's bounds) before ``zipfile`` reads and parses the directory."""
-    size = os.fstat(fh.fileno()).st_size
+    size = file_size(fh)
     claims = _end_record(fh, size)
     fh.seek(0)
     if claims is None:
@@ -105,7 +105,7 @@ def member_layout(fh: BinaryIO, info: zipfile.ZipInfo, path: str) -> MemberLayou
     """A member's data offset (from its local header) and sizes, each claim checked
     against the file: the data lies inside the file, a stored member's two sizes agree, and
     a deflated member's uncompressed size is reachable from its compressed size."""
-    size = os.fstat(fh.fileno()).st_size
+    size = file_size(fh)
     name = info.filename
     if info.flag_bits & 0x1:
         raise CorruptFileError(path, f"member {name!r} is encrypted")

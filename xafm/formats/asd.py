@@ -14,6 +14,7 @@ import datetime as _dt
 import math
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, FormatError, TruncatedFileWarning, XafmWarning
@@ -146,8 +147,9 @@ def read_header(path: str) -> Header:
     Everything that later decides offsets or sizes is checked here, so a lying header gives
     a clear ``CorruptFileError`` rather than a huge allocation or a wrong read.
     """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    # a URL: read in ranges, the first 64 KiB holding any header xafm has met
+    with sources.open_binary(path, block_size=2**16) as fh:
+        size = sources.file_size(fh)
         if size == 0:
             raise CorruptFileError(path, "the file is empty")
         if size < 4:
@@ -337,11 +339,51 @@ def _epoch_ms(f: dict[str, Any]) -> tuple[str | None, float | None]:
     return d.strftime("%Y-%m-%d %H:%M:%S"), d.timestamp() * 1000.0
 
 
-class _FrameHeaderField(LazyArray):
-    """One frame-header field of every frame, read (strided, via memmap) only when asked for."""
+class _FrameHeaders:
+    """The 32-byte frame headers of a URL's frames, fetched once for all five per-frame
+    coordinates (one ranged GET per frame run) and kept for the version they were read
+    from; a local file's fields are memory-mapped instead (no cache needed)."""
 
-    def __init__(self, path: str, *, channel_offset: int, n_frames: int, stride: int, name: str):
+    #: Most frame headers kept (32 bytes each).
+    MAX_KEPT = 2**17
+
+    def __init__(self, path: str, *, channel_offset: int, n_frames: int, stride: int):
+        self.base = RawFramesArray(
+            path, offset=channel_offset, n_frames=n_frames, frame_shape=(1, FRAME_HEADER_SIZE),
+            raw_dtype=np.uint8, frame_stride=stride,
+        )
+        self._kept: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"base": self.base}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.base, self._kept, self._lock = state["base"], {}, threading.Lock()
+
+    def rows(self, frames: np.ndarray) -> np.ndarray:
+        """The headers of ``frames`` as records of :data:`FRAME_HEADER_DTYPE`."""
+        with self._lock:
+            missing = sorted({int(f) for f in frames.tolist()} - set(self._kept))
+        if missing:
+            got = self.base._read((np.asarray(missing, dtype=np.intp), 0, slice(None)))
+            with self._lock:
+                if len(self._kept) + len(missing) > self.MAX_KEPT:
+                    self._kept.clear()
+                self._kept.update(zip(missing, got))
+        with self._lock:
+            out = np.stack([self._kept[int(f)] for f in frames.tolist()]) if frames.size else np.empty((0, FRAME_HEADER_SIZE), np.uint8)
+        return np.ascontiguousarray(out).view(FRAME_HEADER_DTYPE).reshape(-1)
+
+
+class _FrameHeaderField(LazyArray):
+    """One frame-header field of every frame, read (strided, via memmap; for a URL from the
+    shared :class:`_FrameHeaders`) only when asked for."""
+
+    def __init__(self, path: str, *, channel_offset: int, n_frames: int, stride: int, name: str, headers: _FrameHeaders | None = None):
         raw, at = _HEADER_FIELDS[name]
+        self.name = name
+        self.headers = headers
         self.base = RawFramesArray(
             path, offset=channel_offset + at, n_frames=n_frames,
             frame_shape=(1, 1), raw_dtype=raw, frame_stride=stride,
@@ -351,7 +393,11 @@ class _FrameHeaderField(LazyArray):
         self.reads_through(self.base)
 
     def _read(self, key: tuple) -> np.ndarray:
-        return self.base._read((key[0], 0, 0))
+        if self.headers is None:
+            return self.base._read((key[0], 0, 0))
+        frames = np.arange(self.shape[0])[key[0]]
+        values = self.headers.rows(np.atleast_1d(frames))[self.name].astype(self.dtype)
+        return values[0] if np.ndim(frames) == 0 else values
 
 
 # --------------------------------------------------------------------------------------
@@ -480,8 +526,9 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncat
         "line_rate": xr.Variable(("time",), nan.copy() if period is None else np.full(n_read, h.y_pixels / period)),
         "start_epoch_ms": xr.Variable(("time",), nan.copy() if t0 is None or period is None else t0 + k * period * 1000.0),
     }
+    headers = _FrameHeaders(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride) if sources.is_url(path) else None
     for coord, fname in FRAME_FIELDS.items():
-        src = _FrameHeaderField(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride, name=fname)
+        src = _FrameHeaderField(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride, name=fname, headers=headers)
         coords[coord] = model.as_variable(("time",), src, {"long_name": f"frame header {fname} (as stored)"})
     return ds.assign_coords(coords)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions
+from ..core import conventions, sources
 from ..core.blocks import iter_blocks
 from ..core.contract import Format, Probe
 from ..core.lazy import InMemoryArray, LazyArray, RawFramesArray
@@ -185,17 +185,23 @@ def _members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
 
 
+def _open(path: str | os.PathLike[str]) -> Any:
+    """The archive as a file: a URL in byte ranges (the end record and central directory
+    first, then each member's header), never whole."""
+    return sources.open_binary(path, block_size=2**16)
+
+
 def identify(probe: Probe) -> bool:
     """A zip archive holding the bundle's members (not any ``.npz``)."""
     if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return False
-    with open(probe.path, "rb") as fh, _zipmember.open_archive(fh, os.fspath(probe.path)) as zf:
+    with _open(probe.path) as fh, _zipmember.open_archive(fh, os.fspath(probe.path)) as zf:
         return all(k in _members(zf) for k in REQUIRED)
 
 
 def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
-    with open(path, "rb") as fh, _zipmember.open_archive(fh, path) as zf:
+    with _open(path) as fh, _zipmember.open_archive(fh, path) as zf:
         infos = _members(zf)
         value = _read_small(fh, infos["channel"], path, _text_limit()) if "channel" in infos else None
     return [conventions.safe_channel(_bundle.text(value) or "height")]
@@ -214,7 +220,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh, _zipmember.open_archive(fh, path) as zf:
+        with _open(path) as fh, _zipmember.open_archive(fh, path) as zf:
             infos = _members(zf)
             for key in REQUIRED:
                 if key not in infos:
