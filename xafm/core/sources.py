@@ -14,10 +14,13 @@ used; a missing one is an ``ImportError`` saying which extra installs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .paths import open_regular
@@ -154,3 +157,84 @@ def name(path: str | os.PathLike[str]) -> str:
     """The last part of a path or URL (``video.asd``)."""
     text = os.fspath(path).rstrip("/")
     return text.rsplit("/", 1)[-1] if is_url(text) else os.path.basename(text)
+
+
+#: Block size of the reads of headers and pages of a URL: a header or an IFD is a few
+#: kB, so one small block is one request, and a frame is read in ranges of its own size.
+SMALL_BLOCK = 2**16
+
+
+def handle_size(fh: BinaryIO) -> int:
+    """The size in bytes of the file open as ``fh`` (a local file or an fsspec file)."""
+    known = getattr(fh, "size", None)
+    if isinstance(known, int):
+        return known
+    return os.fstat(fh.fileno()).st_size
+
+
+def read_range(path: str | os.PathLike[str], start: int, stop: int) -> bytes:
+    """Bytes ``start`` to ``stop`` (exclusive) of a file or object: for a URL one range
+    request (no size look-up first), for a path one seek and read. Shorter at the end."""
+    text = local_path(path)
+    if stop <= start:
+        return b""
+    if not is_url(text):
+        with open_regular(text) as fh:
+            fh.seek(start)
+            return fh.read(stop - start)
+    fs, inner = filesystem(text)
+    return bytes(fs.cat_file(inner, start=start, end=stop))
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``os.path.abspath`` of a path; a URL unchanged (it is absolute)."""
+    text = local_path(path)
+    return text if is_url(text) else os.path.abspath(text)
+
+
+def parent(path: str | os.PathLike[str]) -> str:
+    """The folder holding a file (absolute), or the URL prefix one level up."""
+    text = local_path(path)
+    if not is_url(text):
+        return os.path.dirname(os.path.abspath(text))
+    return text.rstrip("/").rsplit("/", 1)[0]
+
+
+@contextlib.contextmanager
+def local_copy(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[str]:
+    """A local path to read ``path`` from, for libraries that take only paths: the path
+    itself, or a URL downloaded whole into a temporary file removed afterwards (also when
+    the block raises)."""
+    text = local_path(path)
+    if not is_url(text):
+        yield text
+        return
+    fs, inner = filesystem(text)
+    fd, tmp = tempfile.mkstemp(prefix="xafm-", suffix=suffix or os.path.splitext(name(text))[1])
+    try:
+        with os.fdopen(fd, "wb") as out, fs.open(inner, "rb", block_size=2**22) as src:
+            shutil.copyfileobj(src, out, 2**22)
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
+def scan(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(name, kind)`` of each entry of a folder or URL prefix, sorted by name; kind is
+    ``"file"``, ``"dir"`` or ``"other"`` (a FIFO, a device, a broken link). One listing
+    request for a URL, where a prefix below is a ``"dir"``."""
+    text = local_path(path)
+    if not is_url(text):
+        out = []
+        with os.scandir(text) as entries:
+            for entry in entries:
+                kind = "dir" if entry.is_dir() else "file" if entry.is_file() else "other"
+                out.append((entry.name, kind))
+        return sorted(out)
+    fs, inner = filesystem(text)
+    listed = fs.ls(inner, detail=True)
+    return sorted(
+        (str(e["name"]).rstrip("/").rsplit("/", 1)[-1], "dir" if e.get("type") == "directory" else "file")
+        for e in listed
+        if str(e["name"]).rstrip("/") != inner.rstrip("/")
+    )

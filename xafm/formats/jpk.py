@@ -24,6 +24,7 @@ from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, outer_index
 from ..exceptions import CorruptFileError, passes_through, reading
 from ._channels import pick_channel
+from ._tiffsource import open_tiff
 
 NAME = "jpk"
 
@@ -267,10 +268,8 @@ class Layout:
 
 
 def _open(path: str):
-    import tifffile
-
     try:
-        return tifffile.TiffFile(path, _multifile=False)
+        return open_tiff(path)
     except Exception as exc:  # tifffile raises several types on damaged headers
         if passes_through(exc):
             raise
@@ -281,15 +280,13 @@ def identify(probe: Probe) -> bool:
     """A TIFF whose first page carries JPK's grid tag (32834)."""
     if not probe.head.startswith((b"MM\x00*", b"II*\x00", b"MM\x00+", b"II+\x00")):
         return False
-    import tifffile
-
-    with tifffile.TiffFile(probe.path, _multifile=False) as tif:
+    with open_tiff(probe.path) as tif:
         return tif.pages.first.tags.get(TAG_GRID_ULENGTH) is not None
 
 
 def layout(tif: Any, path: str) -> Layout:
     """Channels and file tags; reads tags only, never pixel data."""
-    size = os.path.getsize(path)
+    size = tif.filehandle.size
     pages = tif.pages
     if len(pages) == 0:
         raise CorruptFileError(path, "the TIFF has no readable pages: not a JPK image")
@@ -350,9 +347,7 @@ class JPKPageArray(LazyArray):
         self.flip_y = bool(flip_y)
 
     def _read(self, key: tuple) -> np.ndarray:
-        import tifffile
-
-        with tifffile.TiffFile(self.path, _multifile=False) as tif:
+        with open_tiff(self.path) as tif:
             if self.page >= len(tif.pages):
                 raise CorruptFileError(self.path, f"page {self.page} is missing")
             raw = tif.pages[self.page].asarray()
