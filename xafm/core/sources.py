@@ -14,13 +14,10 @@ used; a missing one is an ``ImportError`` saying which extra installs it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .paths import open_regular
@@ -164,26 +161,12 @@ def name(path: str | os.PathLike[str]) -> str:
 SMALL_BLOCK = 2**16
 
 
-def handle_size(fh: BinaryIO) -> int:
+def file_size(fh: BinaryIO) -> int:
     """The size in bytes of the file open as ``fh`` (a local file or an fsspec file)."""
     known = getattr(fh, "size", None)
     if isinstance(known, int):
         return known
     return os.fstat(fh.fileno()).st_size
-
-
-def read_range(path: str | os.PathLike[str], start: int, stop: int) -> bytes:
-    """Bytes ``start`` to ``stop`` (exclusive) of a file or object: for a URL one range
-    request (no size look-up first), for a path one seek and read. Shorter at the end."""
-    text = local_path(path)
-    if stop <= start:
-        return b""
-    if not is_url(text):
-        with open_regular(text) as fh:
-            fh.seek(start)
-            return fh.read(stop - start)
-    fs, inner = filesystem(text)
-    return bytes(fs.cat_file(inner, start=start, end=stop))
 
 
 def absolute(path: str | os.PathLike[str]) -> str:
@@ -198,25 +181,6 @@ def parent(path: str | os.PathLike[str]) -> str:
     if not is_url(text):
         return os.path.dirname(os.path.abspath(text))
     return text.rstrip("/").rsplit("/", 1)[0]
-
-
-@contextlib.contextmanager
-def local_copy(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[str]:
-    """A local path to read ``path`` from, for libraries that take only paths: the path
-    itself, or a URL downloaded whole into a temporary file removed afterwards (also when
-    the block raises)."""
-    text = local_path(path)
-    if not is_url(text):
-        yield text
-        return
-    fs, inner = filesystem(text)
-    fd, tmp = tempfile.mkstemp(prefix="xafm-", suffix=suffix or os.path.splitext(name(text))[1])
-    try:
-        with os.fdopen(fd, "wb") as out, fs.open(inner, "rb", block_size=2**22) as src:
-            shutil.copyfileobj(src, out, 2**22)
-        yield tmp
-    finally:
-        os.unlink(tmp)
 
 
 def scan(path: str | os.PathLike[str]) -> list[tuple[str, str]]:

@@ -146,7 +146,7 @@ def read_contents(path: str) -> Contents:
     """Walk the frames of ``path`` and describe its images; raise CorruptFileError when the
     file header or a frame claims more than the file holds."""
     with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
-        size = sources.handle_size(fh)
+        size = sources.file_size(fh)
         head = fh.read(FILE_HEADER)
         if not head.startswith(MAGIC):
             raise CorruptFileError(path, "not an NT-MDT file (no magic bytes 01 B0 93 FF at the start)")

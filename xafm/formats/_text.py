@@ -15,7 +15,7 @@ def read_until(
     the first chunk when the file does not begin with one of ``starts`` (not this format).
     """
     with sources.open_binary(path, block_size=chunk) as fh:
-        size = sources.handle_size(fh)
+        size = sources.file_size(fh)
         buf = bytearray()
         pos = -1
         while len(buf) < min(size, limit):

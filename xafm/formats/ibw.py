@@ -58,7 +58,7 @@ def _headers(path: str) -> dict[str, Any]:
     """Parse and check the v5 headers ourselves, so igor2 never sees a lying file, and refuse
     a sound wave that is not an image (:func:`not_an_image`) before its data are touched."""
     with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
-        size = sources.handle_size(fh)
+        size = sources.file_size(fh)
         head = fh.read(HEADERS_SIZE)
         if len(head) < 2:
             raise CorruptFileError(path, f"file is {size} bytes, too short for an Igor binary wave")

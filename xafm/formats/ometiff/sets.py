@@ -264,7 +264,7 @@ def _read_document(origin: str, path: str) -> tuple[ET.Element, str | None]:
     if not sources.isfile(path):
         raise CorruptFileError(origin, f"the metadata file of this OME-TIFF set is missing (no file {path})")
     with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
-        size = sources.handle_size(fh)
+        size = sources.file_size(fh)
         head = fh.read(4)
         if head not in TIFF_MAGIC:
             if size > MAX_COMPANION_BYTES:
