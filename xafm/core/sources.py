@@ -95,14 +95,16 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         raise ImportError(f"reading {url} needs {package}: pip install 'xafm[remote]'") from err
 
 
-def open_binary(path: str | os.PathLike[str], *, block_size: int | None = None) -> BinaryIO:
+def open_binary(path: str | os.PathLike[str], *, block_size: int | None = None, cache_type: str = "readahead") -> BinaryIO:
     """A file object reading ``path``: a regular local file (:func:`open_regular`), or
-    a URL read in byte ranges of ``block_size`` (fsspec's default if None) as asked."""
+    a URL read in byte ranges of ``block_size`` (fsspec's default if None) as asked,
+    cached as fsspec's ``cache_type`` says (``"readahead"`` for reads that move forward,
+    ``"blockcache"`` for formats that jump between a few places, such as TIFF's IFDs)."""
     text = local_path(path)
     if not is_url(text):
         return open_regular(text)
     fs, inner = filesystem(text)
-    kwargs: dict[str, Any] = {"cache_type": "readahead"}
+    kwargs: dict[str, Any] = {"cache_type": cache_type}
     if block_size is not None:
         kwargs["block_size"] = block_size
     return fs.open(inner, "rb", **kwargs)  # type: ignore[no-any-return]

@@ -26,7 +26,8 @@ class _Opener:
         self.path = url
 
     def open(self) -> BinaryIO:
-        return sources.open_binary(self.path, block_size=sources.SMALL_BLOCK)
+        # blocks kept: tifffile goes back and forth between an IFD and its tag values
+        return sources.open_binary(self.path, block_size=sources.SMALL_BLOCK, cache_type="blockcache")
 
 
 def open_tiff(path: str | os.PathLike[str]) -> Any:

@@ -334,12 +334,18 @@ def _select(lay: Layout, channel: str | None, path: str) -> Channel:
 # the lazy image
 # --------------------------------------------------------------------------------------
 class JPKPageArray(LazyArray):
-    """One TIFF page as a (1, y, x) stack, read with tifffile on each access."""
+    """One TIFF page as a (1, y, x) stack, read with tifffile on each access.
+
+    ``ifd_offset`` (where the page's IFD lies, found at open) lets a read parse that IFD
+    alone instead of walking the chain of every page before it: for a URL, the header,
+    the IFD and the pixels, a few requests instead of one per page of the file.
+    """
 
     def __init__(self, path: str | os.PathLike, page: int, *, shape: tuple[int, int], multiplier: float,
-                 offset: float, flip_y: bool = True):
+                 offset: float, flip_y: bool = True, ifd_offset: int | None = None):
         self.path = os.fspath(path)
         self.page = int(page)
+        self.ifd_offset = None if ifd_offset is None else int(ifd_offset)
         self.shape = (1, int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(np.float64)
         self.multiplier = float(multiplier)
@@ -347,10 +353,19 @@ class JPKPageArray(LazyArray):
         self.flip_y = bool(flip_y)
 
     def _read(self, key: tuple) -> np.ndarray:
+        import tifffile
+
         with open_tiff(self.path) as tif:
-            if self.page >= len(tif.pages):
+            if self.ifd_offset is not None:
+                if self.ifd_offset >= tif.filehandle.size:
+                    raise CorruptFileError(self.path, f"page {self.page} is missing (its IFD at byte {self.ifd_offset} is past the end)")
+                tif.filehandle.seek(self.ifd_offset)
+                page = tifffile.TiffPage(tif, index=self.page)
+            elif self.page >= len(tif.pages):
                 raise CorruptFileError(self.path, f"page {self.page} is missing")
-            raw = tif.pages[self.page].asarray()
+            else:
+                page = tif.pages[self.page]
+            raw = page.asarray()
         if raw.shape != self.shape[1:]:
             raise CorruptFileError(self.path, f"page {self.page} is {raw.shape}, expected {self.shape[1:]}")
         if self.flip_y:
@@ -372,6 +387,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         chan = _select(lay, channel, path)
         page = tif.pages[chan.page]
         channel_info = _tag(page, TAG_CHANNEL_INFO)
+        ifd_offset = int(page.offset)
     tags = lay.file_tags
     rows, cols = chan.shape
     ulength, vlength = _float(tags["grid_ulength_m"]), _float(tags["grid_vlength_m"])
@@ -408,7 +424,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         "tags": lay.private_tags,
     })
     data = JPKPageArray(path, chan.page, shape=chan.shape, multiplier=chan.multiplier * scale,
-                        offset=chan.offset * scale, flip_y=not reflect)
+                        offset=chan.offset * scale, flip_y=not reflect, ifd_offset=ifd_offset)
     return model.assemble(
         data,
         pixel_size_nm=(dy, dx) if not math.isclose(dy, dx, rel_tol=1e-12) else dx,

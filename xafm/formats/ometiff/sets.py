@@ -50,7 +50,7 @@ def looks_like_companion(head: bytes) -> bool:
 def is_companion_file(path: str) -> bool:
     """A file that is not a TIFF and is an OME-XML document by content or by its name."""
     try:
-        with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
+        with sources.open_binary(path, block_size=4096) as fh:  # a URL: its first 8 kB
             head = fh.read(4096)
     except OSError:
         return False
