@@ -198,6 +198,7 @@ def scan(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
                 out.append((entry.name, kind))
         return sorted(out)
     fs, inner = filesystem(text)
+    fs.invalidate_cache(inner)  # what is there now, not what a cached listing said
     listed = fs.ls(inner, detail=True)
     return sorted(
         (str(e["name"]).rstrip("/").rsplit("/", 1)[-1], "dir" if e.get("type") == "directory" else "file")
