@@ -349,6 +349,7 @@ def io_counter(monkeypatch):
 
     class CountingMmap:  # what RawFramesArray maps a read's frames with
         ACCESS_READ, ALLOCATIONGRANULARITY = mmap.ACCESS_READ, mmap.ALLOCATIONGRANULARITY
+        MADV_RANDOM, MADV_WILLNEED = mmap.MADV_RANDOM, mmap.MADV_WILLNEED
 
         @staticmethod
         def mmap(*a, **k):

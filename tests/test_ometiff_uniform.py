@@ -4,6 +4,7 @@ disagrees with the others."""
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -95,3 +96,43 @@ def test_chain_longer_than_the_xml_says_is_not_a_run(tmp_path, rng):
         assert uniform.runs_of(tf, str(path), [(0, 12), (12, 12), (24, 11)]) is None  # pages left over
         assert uniform.runs_of(tf, str(path), [(0, 12), (12, 12)]) is None
         assert uniform.runs_of(tf, str(path), [(0, 13), (13, 12), (25, 11)]) is None  # runs across images
+
+
+def _disk_reads() -> int:
+    with open("/proc/self/io") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("read_bytes"))
+
+
+def _evict(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io") or not hasattr(os, "posix_fadvise"), reason="counts disk reads through Linux's /proc/self/io")
+def test_a_lazy_open_and_a_frame_read_touch_only_their_bytes_on_disk(tmp_path):
+    """The IFDs lie between the frames: finding them must not read the frames (a lazy open
+    of a 10 GB stack would read 10 GB), and a frame read must read that frame, not the
+    megabytes the kernel's read-ahead would add."""
+    frames = np.random.default_rng(1).normal(size=(160, 256, 256)).astype("float32")
+    path = tmp_path / "big.ome.tif"
+    xafm.stack(frames, pixel_size_nm=1.0).afm.to_ome_tiff(path, fsync=False)
+    size = os.path.getsize(path)
+    _evict(path)
+    before = _disk_reads()
+    with open(path, "rb") as fh:  # the measure itself: reading the file is seen as disk reads
+        fh.read()
+    if _disk_reads() - before < size // 2:
+        pytest.skip(f"{tmp_path} is not on a disk whose reads /proc/self/io counts (tmpfs?)")
+    _evict(path)
+    before = _disk_reads()
+    da = xafm.open(path, lazy=True)
+    opened = _disk_reads() - before
+    assert opened < size // 20, f"the open read {opened} of {size} bytes"
+    frame_bytes = frames[0].nbytes
+    before = _disk_reads()
+    np.testing.assert_array_equal(da.isel(time=80).values, frames[80])
+    assert _disk_reads() - before <= 2 * frame_bytes + 2**16

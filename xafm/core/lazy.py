@@ -259,6 +259,12 @@ class RawFramesArray(LazyArray):
             start = self.offset + lo * self.frame_stride
             base = start - start % mmap.ALLOCATIONGRANULARITY
             mm = mmap.mmap(fh.fileno(), need - base, access=mmap.ACCESS_READ, offset=base) if need > base else b""
+            if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+                # the kernel's read-ahead around a fault reads megabytes past a frame: only the
+                # pages touched are read, and all of the span at once when it is all asked for
+                mm.madvise(mmap.MADV_RANDOM)
+                if isinstance(rel, int) or (isinstance(rel, slice) and rel.step in (None, 1)):
+                    mm.madvise(mmap.MADV_WILLNEED)
             ny, nx = self.frame_shape
             item = self.raw_dtype.itemsize
             view = np.ndarray(
@@ -273,7 +279,6 @@ class RawFramesArray(LazyArray):
             result = self._convert(outer_index(view, key))
             del view, mm
         return result
-
 
     def _read_ranges(self, key: Key, frames: np.ndarray) -> np.ndarray:
         """A URL's frames, fetched as byte ranges: one ranged GET per run of frames that

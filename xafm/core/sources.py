@@ -388,3 +388,46 @@ def name(path: str | os.PathLike[str]) -> str:
     if protocol(text) in ("http", "https"):
         text = text.split("?", 1)[0].split("#", 1)[0].rstrip("/")
     return text.rsplit("/", 1)[-1]
+
+
+#: Block size of the reads of headers and pages of a URL: a header or an IFD is a few
+#: kB, so one small block is one request, and a frame is read in ranges of its own size.
+SMALL_BLOCK = 2**16
+
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``os.path.abspath`` of a path; a URL unchanged (it is absolute)."""
+    text = local_path(path)
+    return text if is_url(text) else os.path.abspath(text)
+
+
+def parent(path: str | os.PathLike[str]) -> str:
+    """The folder holding a file (absolute), or the URL prefix one level up."""
+    text = local_path(path)
+    if not is_url(text):
+        return os.path.dirname(os.path.abspath(text))
+    return text.rstrip("/").rsplit("/", 1)[0]
+
+
+def scan(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(name, kind)`` of each entry of a folder or URL prefix, sorted by name; kind is
+    ``"file"``, ``"dir"`` or ``"other"`` (a FIFO, a device, a broken link). One listing
+    request for a URL, where a prefix below is a ``"dir"``."""
+    text = local_path(path)
+    if not is_url(text):
+        out = []
+        with os.scandir(text) as entries:
+            for entry in entries:
+                kind = "dir" if entry.is_dir() else "file" if entry.is_file() else "other"
+                out.append((entry.name, kind))
+        return sorted(out)
+    fs, inner = filesystem(text)
+    with remote_errors(text):
+        fs.invalidate_cache(inner)  # what is there now, not what a cached listing said
+        listed = fs.ls(inner, detail=True)
+    return sorted(
+        (str(e["name"]).rstrip("/").rsplit("/", 1)[-1], "dir" if e.get("type") == "directory" else "file")
+        for e in listed
+        if str(e["name"]).rstrip("/") != inner.rstrip("/")
+    )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..core import sources
 from ..exceptions import CorruptFileError
 from ._units import length_unit_nm
 
@@ -145,8 +145,8 @@ def _epoch_ms(year: int, month: int, day: int, hour: int, minute: int, second: i
 def read_contents(path: str) -> Contents:
     """Walk the frames of ``path`` and describe its images; raise CorruptFileError when the
     file header or a frame claims more than the file holds."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
+        size = sources.file_size(fh)
         head = fh.read(FILE_HEADER)
         if not head.startswith(MAGIC):
             raise CorruptFileError(path, "not an NT-MDT file (no magic bytes 01 B0 93 FF at the start)")

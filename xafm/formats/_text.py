@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from ..core import sources
 
 
 def read_until(
@@ -14,8 +14,8 @@ def read_until(
     Returns (bytes, marker position or -1, file size); stops after ``limit`` bytes, or after
     the first chunk when the file does not begin with one of ``starts`` (not this format).
     """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    with sources.open_binary(path, block_size=chunk) as fh:
+        size = sources.file_size(fh)
         buf = bytearray()
         pos = -1
         while len(buf) < min(size, limit):

@@ -13,13 +13,12 @@ import math
 import os
 import re
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.file_identity import FileIdentity, unchanged_while
 from ..core.lazy import LazyArray, outer_index
@@ -31,8 +30,8 @@ NAME = "folder"
 FRAME_FORMATS = ("jpk", "nanoscope")
 
 
-def _natural_key(p: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+def _natural_key(p: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", sources.name(p))]
 
 
 def _frame_format(name: str) -> Format:
@@ -41,27 +40,30 @@ def _frame_format(name: str) -> Format:
     return registry.get(name)
 
 
-def _files_by_format(folder: Path, *, strict: bool = True) -> dict[str, list[Path]]:
-    """Frame files by format; ``strict``: a special file named as a frame is refused
-    (:class:`SpecialFileError`), else left out (the content check reads nothing)."""
+def _files_by_format(folder: str, *, strict: bool = True) -> dict[str, list[str]]:
+    """Frame files by format (their paths or URLs); ``strict``: a special file named as a
+    frame is refused (:class:`SpecialFileError`), else left out (the content check reads
+    nothing). A URL prefix is listed with one request."""
     from .. import registry
 
-    found: dict[str, list[Path]] = {}
-    for p in folder.iterdir():
-        if p.name.startswith(".") or p.is_dir():
+    found: dict[str, list[str]] = {}
+    for name, kind in sources.scan(folder):
+        if name.startswith(".") or kind == "dir":
             continue
-        fmt = next(iter(registry.named(p)), None)
+        p = sources.join(folder, name)
+        fmt = next(iter(registry.named(name)), None)
         if fmt is not None and fmt.name in FRAME_FORMATS:
             if strict:
                 check_openable(p)  # a FIFO named as a frame: refused, not waited on or skipped
-            if p.is_file():
+            if kind == "file":
                 found.setdefault(fmt.name, []).append(p)
     return found
 
 
-def frame_files(folder: str | os.PathLike[str]) -> tuple[str, list[Path]]:
-    """The frame files in ``folder`` and their format; refuses folders that mix formats."""
-    folder = Path(folder)
+def frame_files(folder: str | os.PathLike[str]) -> tuple[str, list[str]]:
+    """The frame files in ``folder`` (a path or URL prefix) and their format; refuses
+    folders that mix formats."""
+    folder = os.fspath(folder)
     found = _files_by_format(folder)
     if not found:
         kinds = ", ".join(s for n in FRAME_FORMATS for s in _frame_format(n).suffixes)
@@ -74,7 +76,7 @@ def frame_files(folder: str | os.PathLike[str]) -> tuple[str, list[Path]]:
 
 def identify(probe: Probe) -> bool:
     """A folder whose frame files are of one format, the first confirmed by its content."""
-    found = _files_by_format(Path(probe.path), strict=False)
+    found = _files_by_format(probe.path, strict=False)
     if len(found) != 1:
         return False
     ((name, files),) = found.items()
@@ -86,7 +88,7 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
     name, files = frame_files(path)
     fmt = _frame_format(name)
     assert fmt.channels is not None
-    return list(fmt.channels(str(files[0])))
+    return list(fmt.channels(files[0]))
 
 
 class FolderFramesArray(LazyArray):
@@ -94,18 +96,18 @@ class FolderFramesArray(LazyArray):
 
     ``members`` holds each file's identity from before its metadata was read: a frame
     whose file was replaced, rewritten or truncated since raises ``FileChangedError``.
-    ``sources`` are the files' lazy stacks from the open (a frame is then read through
+    ``stacks`` are the files' lazy stacks from the open (a frame is then read through
     its own, without parsing its file's metadata again: a frame fetch costs what its
     format's read costs); without them each read opens the file with its reader.
     """
 
     def __init__(
         self, folder: str, fmt: str, paths: list[str], channel: str | None, frame_shape: tuple[int, int], dtype: np.dtype,
-        members: dict[str, FileIdentity | None] | None = None, sources: list[xr.Variable] | None = None,
+        members: dict[str, FileIdentity | None] | None = None, stacks: list[xr.Variable] | None = None,
     ):
         self.path, self.fmt, self.paths, self.channel = folder, fmt, paths, channel
         self.members = dict(members) if members is not None else {p: FileIdentity.of(p) for p in paths}
-        self.sources = sources
+        self.stacks = stacks
         self.shape = (len(paths),) + tuple(frame_shape)
         self.dtype = np.dtype(dtype)
 
@@ -117,8 +119,8 @@ class FolderFramesArray(LazyArray):
         for i in np.atleast_1d(idx):
             file = self.paths[int(i)]
             with unchanged_while(file, self.members.get(file)):
-                if self.sources is not None:
-                    values = np.asarray(self.sources[int(i)].values)
+                if self.stacks is not None:
+                    values = np.asarray(self.stacks[int(i)].values)
                 else:
                     ds = read(file, channel=self.channel)
                     values = np.asarray(next(iter(ds.data_vars.values())).values)
@@ -136,10 +138,10 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     fmt, files = frame_files(folder)
     frame_read = _frame_format(fmt).read
     assert frame_read is not None
-    members = {str(p): FileIdentity.of(p) for p in files}  # before any is read
+    members = {p: FileIdentity.of(p) for p in files}  # before any is read
     infos = []
     for p in files:
-        ds = frame_read(str(p), channel=channel)
+        ds = frame_read(p, channel=channel)
         var = next(iter(ds.data_vars.values()))
         if var.dims != conventions.DIMS or var.sizes["time"] != 1:
             raise CorruptFileError(p, f"expected one frame, found dims {dict(var.sizes)}")
@@ -148,13 +150,13 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
     shape0, px0 = var0.shape[1:], model.pixel_size_nm(var0)
     for p, _, var in infos[1:]:
         if var.shape[1:] != shape0:
-            raise CorruptFileError(p, f"frame size {var.shape[1:]} differs from {files[0].name}'s {shape0}: not one video")
+            raise CorruptFileError(p, f"frame size {var.shape[1:]} differs from {sources.name(files[0])}'s {shape0}: not one video")
         if not np.allclose(model.pixel_size_nm(var), px0, rtol=1e-6):
-            raise CorruptFileError(p, f"pixel size {model.pixel_size_nm(var)} nm differs from {files[0].name}'s {px0} nm")
+            raise CorruptFileError(p, f"pixel size {model.pixel_size_nm(var)} nm differs from {sources.name(files[0])}'s {px0} nm")
     frames_meta = []
     for p, _, var in infos:
         fm = model.frame_metadata(var, with_timestamp=False)[0]
-        fm["source_file"] = p.name
+        fm["source_file"] = sources.name(p)
         frames_meta.append(fm)
     starts = [fm.get("start_epoch_ms") for fm in frames_meta]
     usable = all(isinstance(s, (int, float)) and math.isfinite(s) for s in starts) and len(set(starts)) == len(starts)
@@ -167,8 +169,8 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         times = (np.asarray([fm["start_epoch_ms"] for fm in frames_meta], dtype=np.float64) - frames_meta[0]["start_epoch_ms"]) / 1000.0
     else:
         times = np.arange(len(infos), dtype=np.float64)
-    sources = [var.variable for _, _, var in infos]
-    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype, members, sources)
+    stacks = [var.variable for _, _, var in infos]
+    data = FolderFramesArray(folder, fmt, [str(p) for p, _, _ in infos], channel, shape0, var0.dtype, members, stacks)
     recs = [provenance.make_record("read", path=folder, format=NAME, reader=__name__, frame_format=fmt, files=len(infos), channel=channel)]
     attrs = model.user_attrs(var0)
     return model.assemble(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.lazy import InMemoryArray
 from ..exceptions import ChannelError, CorruptFileError, XafmWarning
@@ -114,7 +114,7 @@ def _check_object(path: str, buf: bytes, pos: int, limit: int, depth: int) -> in
 def _load(path: str) -> Any:
     from gwyfile.objects import GwyObject
 
-    with open(path, "rb") as fh:
+    with sources.open_binary(path) as fh:  # read whole: one request for a URL
         buf = fh.read()
     check_structure(path, buf)
     try:

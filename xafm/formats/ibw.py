@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.lazy import RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, NotAnImageError
@@ -57,8 +57,8 @@ def _igor2() -> Any:
 def _headers(path: str) -> dict[str, Any]:
     """Parse and check the v5 headers ourselves, so igor2 never sees a lying file, and refuse
     a sound wave that is not an image (:func:`not_an_image`) before its data are touched."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
+        size = sources.file_size(fh)
         head = fh.read(HEADERS_SIZE)
         if len(head) < 2:
             raise CorruptFileError(path, f"file is {size} bytes, too short for an Igor binary wave")
@@ -262,7 +262,8 @@ def _describe(path: str) -> dict[str, Any]:
     hdr = _headers(path)
     binarywave = _igor2()
     try:
-        wave = binarywave.load(path)["wave"]
+        with sources.open_binary(path) as fh:  # igor2 parses it whole, data and all
+            wave = binarywave.load(fh)["wave"]
     except (ValueError, struct.error, AssertionError, IndexError, KeyError) as exc:
         raise CorruptFileError(path, f"igor2 could not parse the wave: {type(exc).__name__}: {exc}") from None
     wh = wave["wave_header"]

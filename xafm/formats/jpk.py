@@ -24,6 +24,7 @@ from ..core.contract import Format, Probe
 from ..core.lazy import LazyArray, outer_index
 from ..exceptions import CorruptFileError, passes_through, reading
 from ._channels import pick_channel
+from ._tiffsource import open_tiff
 
 NAME = "jpk"
 
@@ -267,10 +268,8 @@ class Layout:
 
 
 def _open(path: str):
-    import tifffile
-
     try:
-        return tifffile.TiffFile(path, _multifile=False)
+        return open_tiff(path)
     except Exception as exc:  # tifffile raises several types on damaged headers
         if passes_through(exc):
             raise
@@ -281,15 +280,13 @@ def identify(probe: Probe) -> bool:
     """A TIFF whose first page carries JPK's grid tag (32834)."""
     if not probe.head.startswith((b"MM\x00*", b"II*\x00", b"MM\x00+", b"II+\x00")):
         return False
-    import tifffile
-
-    with tifffile.TiffFile(probe.path, _multifile=False) as tif:
+    with open_tiff(probe.path) as tif:
         return tif.pages.first.tags.get(TAG_GRID_ULENGTH) is not None
 
 
 def layout(tif: Any, path: str) -> Layout:
     """Channels and file tags; reads tags only, never pixel data."""
-    size = os.path.getsize(path)
+    size = tif.filehandle.size
     pages = tif.pages
     if len(pages) == 0:
         raise CorruptFileError(path, "the TIFF has no readable pages: not a JPK image")
@@ -337,12 +334,18 @@ def _select(lay: Layout, channel: str | None, path: str) -> Channel:
 # the lazy image
 # --------------------------------------------------------------------------------------
 class JPKPageArray(LazyArray):
-    """One TIFF page as a (1, y, x) stack, read with tifffile on each access."""
+    """One TIFF page as a (1, y, x) stack, read with tifffile on each access.
+
+    ``ifd_offset`` (where the page's IFD lies, found at open) lets a read parse that IFD
+    alone instead of walking the chain of every page before it: for a URL, the header,
+    the IFD and the pixels, a few requests instead of one per page of the file.
+    """
 
     def __init__(self, path: str | os.PathLike, page: int, *, shape: tuple[int, int], multiplier: float,
-                 offset: float, flip_y: bool = True):
+                 offset: float, flip_y: bool = True, ifd_offset: int | None = None):
         self.path = os.fspath(path)
         self.page = int(page)
+        self.ifd_offset = None if ifd_offset is None else int(ifd_offset)
         self.shape = (1, int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(np.float64)
         self.multiplier = float(multiplier)
@@ -352,10 +355,17 @@ class JPKPageArray(LazyArray):
     def _read(self, key: tuple) -> np.ndarray:
         import tifffile
 
-        with tifffile.TiffFile(self.path, _multifile=False) as tif:
-            if self.page >= len(tif.pages):
+        with open_tiff(self.path) as tif:
+            if self.ifd_offset is not None:
+                if self.ifd_offset >= tif.filehandle.size:
+                    raise CorruptFileError(self.path, f"page {self.page} is missing (its IFD at byte {self.ifd_offset} is past the end)")
+                tif.filehandle.seek(self.ifd_offset)
+                page = tifffile.TiffPage(tif, index=self.page)
+            elif self.page >= len(tif.pages):
                 raise CorruptFileError(self.path, f"page {self.page} is missing")
-            raw = tif.pages[self.page].asarray()
+            else:
+                page = tif.pages[self.page]
+            raw = page.asarray()
         if raw.shape != self.shape[1:]:
             raise CorruptFileError(self.path, f"page {self.page} is {raw.shape}, expected {self.shape[1:]}")
         if self.flip_y:
@@ -377,6 +387,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         chan = _select(lay, channel, path)
         page = tif.pages[chan.page]
         channel_info = _tag(page, TAG_CHANNEL_INFO)
+        ifd_offset = int(page.offset)
     tags = lay.file_tags
     rows, cols = chan.shape
     ulength, vlength = _float(tags["grid_ulength_m"]), _float(tags["grid_vlength_m"])
@@ -413,7 +424,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         "tags": lay.private_tags,
     })
     data = JPKPageArray(path, chan.page, shape=chan.shape, multiplier=chan.multiplier * scale,
-                        offset=chan.offset * scale, flip_y=not reflect)
+                        offset=chan.offset * scale, flip_y=not reflect, ifd_offset=ifd_offset)
     return model.assemble(
         data,
         pixel_size_nm=(dy, dx) if not math.isclose(dy, dx, rel_tol=1e-12) else dx,

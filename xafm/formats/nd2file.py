@@ -13,16 +13,18 @@ See docs/formats.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
 from ..core.lazy import DimView, InMemoryArray, LazyArray, outer_index
 from ..exceptions import ChannelError, CorruptFileError, XafmWarning
@@ -109,11 +111,11 @@ class ND2FramesArray(LazyArray):
         frame_out = outer_index(np.empty(self.frame_shape, np.uint8), frame_key).shape
         out = np.empty((flat.size,) + frame_out, self.dtype)
         if flat.size and self.offsets is not None:
-            with open(self.path, "rb") as fh:
+            with sources.open_binary(self.path) as fh:
                 for i, seq in enumerate(flat):
                     out[i] = outer_index(self._raw_frame(fh, int(seq)), frame_key)
         elif flat.size:
-            with _nd2().ND2File(self.path) as f:
+            with _open(self.path) as f:
                 for i, seq in enumerate(flat):
                     out[i] = outer_index(self._frame(f, int(seq)), frame_key)
         return out.reshape(np.shape(grid) + frame_out)
@@ -131,19 +133,28 @@ def _asdict(obj: Any) -> Any:
     return obj
 
 
-def _open(path: str) -> Any:
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[Any]:
+    """``nd2.ND2File`` of a path, or of a URL's file object (``nd2`` reads file objects:
+    the chunk map, the metadata chunks and the frames asked for, each in byte ranges)."""
     nd2 = _nd2()
+    fh = sources.open_binary(path, block_size=sources.SMALL_BLOCK) if sources.is_url(path) else None
     try:
-        return nd2.ND2File(path)
-    except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as exc:
-        raise CorruptFileError(path, f"not a readable ND2 file: {type(exc).__name__}: {exc}") from None
+        try:
+            f = nd2.ND2File(fh if fh is not None else sources.local_path(path))
+        except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as exc:
+            raise CorruptFileError(path, f"not a readable ND2 file: {type(exc).__name__}: {exc}") from None
+        with f:
+            yield f
+    finally:
+        if fh is not None:  # nd2 leaves a file object it was given open
+            fh.close()
 
 
 def _describe(path: str) -> dict[str, Any]:
     """Everything the reader needs from the file's metadata (no image data is read)."""
-    size = os.path.getsize(path)
-    f = _open(path)
-    with f:
+    size = sources.size(path)
+    with _open(path) as f:
         attrs = f.attributes
         sizes = dict(f.sizes)
         dtype = np.dtype(f.dtype)

@@ -32,6 +32,7 @@ from ..core import conventions, model, provenance
 from ..core.contract import HEAD_BYTES, Format, Probe
 from ..core.lazy import RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, NotAnImageError, XafmWarning
+from ._tiffsource import open_tiff
 from ._units import length_unit_nm
 from .ometiff.names import TIFF_MAGIC
 from .tiff import first_ifd_codes
@@ -176,9 +177,7 @@ def identify(probe: Probe) -> bool:
     entry = _first_ifd_entry(head, TAG_MAGIC)
     if entry is not None:
         return entry[1] == 1 and entry[2] == MAGIC
-    import tifffile  # the IFD lies past the first bytes (or a BigTIFF)
-
-    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
+    with open_tiff(probe.path) as tf:  # the IFD lies past the first bytes (or a BigTIFF)
         tag = tf.pages.first.tags.get(TAG_MAGIC)
         return tag is not None and tag.value == MAGIC
 
@@ -246,7 +245,7 @@ def layout(path: str) -> dict[str, Any]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path, _multifile=False) as tf:
+        with open_tiff(path) as tf:
             fh = tf.filehandle
             size = int(fh.size)
             fh.seek(0)

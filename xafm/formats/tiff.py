@@ -32,6 +32,7 @@ from ..core import conventions, model, provenance
 from ..core.contract import HEAD_BYTES, Format, Probe
 from ..core.lazy import DimView, LazyArray, RawFramesArray
 from ..exceptions import ChannelError, CorruptFileError, FormatError, XafmError, XafmWarning
+from ._tiffsource import open_tiff
 from .ometiff.foreign import AXIS_NAMES, series_planes
 from .ometiff.names import OTHER_TIFF_DIALECTS, TIFF_MAGIC
 from .ometiff.omexml import LENGTH_NM
@@ -99,9 +100,7 @@ def identify(probe: Probe) -> bool:
     """A TIFF that no other format claims by its own tags or OME-XML."""
     if not probe.head.startswith(TIFF_MAGIC):
         return False
-    import tifffile
-
-    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
+    with open_tiff(probe.path) as tf:
         return len(tf.pages) > 0 and dialect(tf, probe.head) is None
 
 
@@ -235,7 +234,7 @@ def layout(path: str, series: int = 0) -> dict[str, Any]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path, _multifile=False) as tf:  # never files an OME-XML names
+        with open_tiff(path) as tf:  # never files an OME-XML names
             if len(tf.pages) == 0:
                 raise CorruptFileError(path, "the TIFF has no pages")
             tf.filehandle.seek(0)

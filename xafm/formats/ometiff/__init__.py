@@ -40,6 +40,7 @@ import xarray as xr
 
 from ...core.contract import Format, Probe
 from ...exceptions import CorruptFileError
+from .._tiffsource import open_tiff
 from . import foreign, omexml, own, sets
 from .names import NAME, OTHER_TIFF_DIALECTS, TIFF_MAGIC
 from .pages import series_source, uniform_series
@@ -50,9 +51,7 @@ def identify(probe: Probe) -> bool:
     """A TIFF whose first page's description is OME-XML."""
     if not probe.head.startswith(TIFF_MAGIC):
         return False
-    import tifffile
-
-    with tifffile.TiffFile(probe.path, _multifile=False) as tf:
+    with open_tiff(probe.path) as tf:
         return bool(tf.is_ome)
 
 
@@ -78,7 +77,7 @@ def _describe(path: str) -> dict[str, Any]:
     if sets.is_companion_file(path):
         return sets.from_companion(path).describe()
     try:
-        with tifffile.TiffFile(path, _multifile=False) as tf:
+        with open_tiff(path) as tf:
             if not tf.is_ome or not tf.ome_metadata:
                 codes = set(tf.pages.first.tags.keys()) if len(tf.pages) else set()
                 what = next((w for code, w in OTHER_TIFF_DIALECTS.items() if code in codes), None)

@@ -7,7 +7,6 @@ the y/x origin from the planes' PositionY/PositionX when all of them state the s
 from __future__ import annotations
 
 import json
-import os
 import struct
 import warnings
 import xml.etree.ElementTree as ET
@@ -19,6 +18,7 @@ import xarray as xr
 from ...core import conventions, model, provenance
 from ...core.lazy import DimView
 from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
+from .._tiffsource import file_of, open_tiff
 from .names import NAME, READER, TAG_PROVENANCE
 from .omexml import length_nm, pixel_size_nm, plane_origin, q, time_s
 from .pages import TiffPlanesArray
@@ -51,7 +51,7 @@ def series_planes(path: str, s: Any) -> tuple[str, tuple[int, ...], list[tuple[s
         index = page.index
         if not isinstance(index, (int, np.integer)):
             raise CorruptFileError(path, f"a plane in a sub-IFD ({index}) is not supported")
-        planes.append((os.path.abspath(page.parent.filehandle.path), int(index)))
+        planes.append((file_of(page.parent, path), int(index)))
     n_lead = int(np.prod(shape[:k], dtype=np.int64))
     if n_lead != len(planes):
         raise CorruptFileError(path, f"TIFF series {axes}{shape} needs {n_lead} planes, the file has {len(planes)}")
@@ -63,7 +63,7 @@ def _tag_provenance(path: str) -> tuple[list[dict], dict]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path, _multifile=False) as tf:
+        with open_tiff(path) as tf:
             tag = tf.pages.first.tags.get(TAG_PROVENANCE)
             if tag is None or tag.count > MAX_TAG_BYTES:
                 return [], {}
@@ -99,7 +99,7 @@ def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None
 
     try:
         # _multifile=False: tifffile never opens files an OME-XML names (xafm's sets do, checked)
-        with tifffile.TiffFile(path, _multifile=False) as tf:
+        with open_tiff(path) as tf:
             if len(tf.series) < 1:
                 raise CorruptFileError(path, "OME-XML describes no image")
             if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):

@@ -10,15 +10,19 @@ they live (several files, missing planes), refusing pages whose strips or tiles 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from ...core import sources
 from ...core.file_identity import FileIdentity, unchanged_while
 from ...core.lazy import LazyArray, RawFramesArray, outer_index
 from ...core.paths import check_openable
 from ...exceptions import CorruptFileError
+from .._tiffsource import open_tiff
 
 
 # --------------------------------------------------------------------------------------
@@ -35,13 +39,11 @@ class TiffPagesArray(LazyArray):
         self.dtype = np.dtype(dtype).newbyteorder("=")
 
     def _read(self, key: tuple) -> np.ndarray:
-        import tifffile
-
         n_lead = len(self.lead_shape)
         grid = outer_index(np.arange(self.page_indices.size).reshape(self.lead_shape), key[:n_lead])
         flat = np.asarray(grid).reshape(-1)
         frames = []
-        with tifffile.TiffFile(self.path, _multifile=False) as tf:  # never another file's pages
+        with open_tiff(self.path) as tf:  # never another file's pages
             pages = tf.series[self.series].pages
             for i in flat:
                 page = pages[int(self.page_indices[i])]
@@ -178,8 +180,6 @@ class TiffPlanesArray(LazyArray):
         file it reads, before and after."""
 
     def _read(self, key: tuple) -> np.ndarray:
-        import tifffile
-
         n = len(self.lead_shape)
         grid = outer_index(np.arange(len(self.planes)).reshape(self.lead_shape), key[:n])
         flat = np.asarray(grid).reshape(-1)
@@ -193,9 +193,9 @@ class TiffPlanesArray(LazyArray):
                 by_file.setdefault(src[0], []).append((i, src[1]))
         for file, items in by_file.items():
             check_openable(file, folder=False)
-            if file != self.path and not os.path.isfile(file):
+            if file != self.path and not sources.is_url(file) and not os.path.isfile(file):
                 raise CorruptFileError(self.path, f"the set's member {file} is missing (moved or deleted after the set was opened)")
-            with unchanged_while(file, self.members.get(file)), tifffile.TiffFile(file, _multifile=False) as tf:
+            with unchanged_while(file, self.members.get(file)), _gone_member(self.path, file), open_tiff(file) as tf:
                 for i, index in items:
                     page = tf.pages[index]
                     try:
@@ -207,6 +207,18 @@ class TiffPlanesArray(LazyArray):
                     arr = page.asarray()
                     out[i] = outer_index(np.asarray(arr).reshape(self.page_shape), page_key)
         return out.reshape(np.shape(grid) + page_out)
+
+
+@contextlib.contextmanager
+def _gone_member(origin: str, file: str) -> Iterator[None]:
+    """A member URL that is gone is the set's error, named so (a member path was checked
+    before it was opened; a URL is not asked first: that would cost a request a read)."""
+    try:
+        yield
+    except FileNotFoundError:
+        if file == origin:
+            raise
+        raise CorruptFileError(origin, f"the set's member {file} is missing (moved or deleted after the set was opened)") from None
 
 
 #: deflate/LZW/zstd rarely beat ~1000:1; a page claiming more is a lying header.

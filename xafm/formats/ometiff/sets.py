@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ...core.paths import check_openable, open_regular
+from ...core import sources
+from ...core.paths import check_openable
 from ...exceptions import CorruptFileError, UnsafeFileError
+from .._tiffsource import open_tiff
 from . import omexml
 from .names import TIFF_MAGIC
 from .omexml import q
@@ -48,7 +50,7 @@ def looks_like_companion(head: bytes) -> bool:
 def is_companion_file(path: str) -> bool:
     """A file that is not a TIFF and is an OME-XML document by content or by its name."""
     try:
-        with open_regular(path) as fh:
+        with sources.open_binary(path, block_size=4096) as fh:  # a URL: its first 8 kB
             head = fh.read(4096)
     except OSError:
         return False
@@ -64,10 +66,12 @@ def member_path(origin: str, folder: str, name: str | None, what: str) -> str:
     parts = re.split(r"[\\/]", name or "")
     if not name or not name.strip() or name[0] in "/\\" or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
         raise UnsafeFileError(origin, f"{what} {name!r} is not a file name inside the set's folder {folder} (empty or absolute names and '..' are refused)")
-    return os.path.join(folder, *[p for p in parts if p not in ("", ".")])
+    return sources.join(folder, *[p for p in parts if p not in ("", ".")])
 
 
 def _same(a: str, b: str) -> bool:
+    if sources.is_url(a) or sources.is_url(b):
+        return a == b
     return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
@@ -91,7 +95,7 @@ class OmeSet:
 
     def __init__(self, origin: str, xml_path: str, root: ET.Element, holder: str | None):
         self.origin, self.xml_path, self.root, self.holder = origin, xml_path, root, holder
-        self.folder = os.path.dirname(os.path.abspath(xml_path))
+        self.folder = sources.parent(xml_path)
         self.images = root.findall(q("Image"))
         self.members: dict[str, dict[str, Any]] = {}
         #: files known by UUID whatever their name now (the holder, the file opened)
@@ -106,17 +110,17 @@ class OmeSet:
     def _member(self, path: str, name: str, want_uuid: str | None) -> dict[str, Any]:
         """Pages, first page shape and dtype of a member, after checking that it exists and
         carries ``want_uuid``; each member is opened once per set."""
-        key = os.path.abspath(path)
+        key = sources.absolute(path)
         if key in self.members:
             got = self.members[key]
         else:
             import tifffile
 
             check_openable(path, folder=False)  # a FIFO as a member: refused, never waited on
-            if not os.path.isfile(path):
+            if not sources.isfile(path):
                 raise CorruptFileError(self.origin, f"member {name!r} of the OME-TIFF set {self.xml_path} is missing (no file {path})")
             try:
-                with tifffile.TiffFile(path, _multifile=False) as tf:
+                with open_tiff(path) as tf:
                     # shape and dtype of every page (headers only): images of a set may
                     # share files, each with pages of its own type (Bio-Formats' %t sets)
                     pages = [(tuple(page.shape), None if page.dtype is None else np.dtype(page.dtype).newbyteorder("=")) for page in tf.pages]
@@ -137,14 +141,14 @@ class OmeSet:
         if ref is None:
             if self.holder is None:
                 raise CorruptFileError(self.origin, f"a TiffData of the companion {self.xml_path} names no file (no UUID element)")
-            return self.holder, os.path.basename(self.holder), None
+            return self.holder, sources.name(self.holder), None
         want = (ref.text or "").strip() or None
         name = ref.get("FileName")
         if want is not None and want in self.known:
-            return self.known[want], os.path.basename(self.known[want]), want  # whatever its name now
+            return self.known[want], sources.name(self.known[want]), want  # whatever its name now
         if name is None:
             raise CorruptFileError(self.origin, f"a TiffData of {self.xml_path} names UUID {want} without a FileName")
-        if self.holder is not None and name.lower() == os.path.basename(self.holder).lower():
+        if self.holder is not None and name.lower() == sources.name(self.holder).lower():
             return self.holder, name, want  # its own name (tifffile's rule too), whatever the folder
         return member_path(self.origin, self.folder, name, "member FileName"), name, want
 
@@ -257,10 +261,10 @@ def _read_document(origin: str, path: str) -> tuple[ET.Element, str | None]:
     import tifffile
 
     check_openable(path, folder=False)
-    if not os.path.isfile(path):
+    if not sources.isfile(path):
         raise CorruptFileError(origin, f"the metadata file of this OME-TIFF set is missing (no file {path})")
-    size = os.path.getsize(path)
-    with open_regular(path) as fh:
+    with sources.open_binary(path, block_size=sources.SMALL_BLOCK) as fh:
+        size = sources.file_size(fh)
         head = fh.read(4)
         if head not in TIFF_MAGIC:
             if size > MAX_COMPANION_BYTES:
@@ -268,7 +272,7 @@ def _read_document(origin: str, path: str) -> tuple[ET.Element, str | None]:
             fh.seek(0)
             return omexml.parse(origin if _same(origin, path) else f"{origin} (companion {path})", fh.read()), None
     try:
-        with tifffile.TiffFile(path, _multifile=False) as tf:
+        with open_tiff(path) as tf:
             xml = tf.ome_metadata if tf.is_ome else None
     except (tifffile.TiffFileError, ValueError) as exc:
         raise CorruptFileError(origin, f"the metadata file {path} of this OME-TIFF set is not a readable TIFF: {exc}") from None
@@ -296,7 +300,7 @@ def from_tiff(path: str, root: ET.Element) -> OmeSet | None:
             return None  # no image at all: the single-file reader says so
         the_set = OmeSet(path, path, root, path)
         return the_set if the_set.references_other_files() else None
-    meta = member_path(path, os.path.dirname(os.path.abspath(path)), binary.get("MetadataFile"), "BinaryOnly MetadataFile")
+    meta = member_path(path, sources.parent(path), binary.get("MetadataFile"), "BinaryOnly MetadataFile")
     doc, holder = _read_document(path, meta)
     if doc.find(q("BinaryOnly")) is not None:
         raise CorruptFileError(path, f"its metadata file {meta} is BinaryOnly too")

@@ -14,11 +14,15 @@ asks tifffile as before: a header is never trusted without every page agreeing w
 
 from __future__ import annotations
 
+import io
+import mmap
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from ...core import sources
 
 #: Bytes per value of each TIFF field type.
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
@@ -157,8 +161,7 @@ def _check_strided(
     end = start + (m - 1) * stride + table
     if end > size:
         return None
-    fh.seek(start)
-    buf = np.frombuffer(fh.read(end - start), np.uint8)
+    buf = _span(fh, start, end)
     if buf.size != end - start:
         return None
     # every page's IFD as one row, a view of the bytes read (the last row ends the buffer)
@@ -189,12 +192,28 @@ def _check_strided(
     return Run(data0, m + 1, shape, dtype, int(nexts[-1]))
 
 
+def _span(fh: BinaryIO, start: int, end: int) -> np.ndarray:
+    """Bytes ``[start, end)`` of a file. The IFDs lie between the frames, so the span is
+    most of the file: a local file is memory-mapped without read-ahead, so that only the
+    pages holding IFDs are read from the disk, not the frames between them."""
+    try:
+        fileno = fh.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fh.seek(start)
+        return np.frombuffer(fh.read(end - start), np.uint8)
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    mm = mmap.mmap(fileno, end - base, access=mmap.ACCESS_READ, offset=base)
+    if hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mm, np.uint8)[start - base :]  # the array keeps the map open
+
+
 def runs_of(tf: Any, path: str, counts: list[tuple[int, int]]) -> list[Run] | None:
     """Runs for consecutive page ranges ``(first page, n)`` from page 0 of an open
     ``tifffile.TiffFile`` (each range starting where the one before ended); None if any
     range is not a uniform contiguous run, or the IFD chain goes on past the last."""
-    if not counts or counts[0][0] != 0:
-        return None
+    if not counts or counts[0][0] != 0 or sources.is_url(path):
+        return None  # a URL: tifffile's series reads its few pages in ranges (docs/formats.md)
     fh = tf.filehandle
     size = int(fh.size)
     offset = int(tf.pages.first.offset)
