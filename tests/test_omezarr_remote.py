@@ -196,3 +196,25 @@ def test_a_lazy_read_over_s3_is_two_requests_a_frame(bucket, rng):
     got = [(r.method, r.path.split("/", 2)[-1]) for r in server.requests]
     assert got == [("GET", "r.ome.zarr/0/zarr.json"), ("GET", "r.ome.zarr/0/c/2/0/0")], got
 
+
+
+def test_the_public_entry_points_open_ome_zarr_urls(bucket, tmp_path, rng):
+    """xafm.open, the engine, xafm.channels and `xafm info` on s3:// and https:// stores,
+    found by content (zarr.json read over the network), not only the format's own read."""
+    import xarray as xr
+
+    from xafm.cli import main
+
+    base, options, _ = bucket
+    data, da = stack(rng, n=5)
+    da.afm.to_ome_zarr(f"{base}/e.ome.zarr", storage_options=options)
+    da.afm.to_ome_zarr(tmp_path / "e.ome.zarr", fsync=False)
+    with running(HttpServer(tmp_path)) as http:
+        for url, opts in ((f"{base}/e.ome.zarr", options), (http.url_of("e.ome.zarr"), None)):
+            lazy = xafm.open(url, lazy=True, storage_options=opts)
+            np.testing.assert_array_equal(lazy.isel(time=3).values, data[3])
+            np.testing.assert_array_equal(xafm.open(url, chunks={}, storage_options=opts).values, data)
+            ds = xr.open_dataset(url, engine="xafm", storage_options=opts)
+            np.testing.assert_array_equal(ds[next(iter(ds.data_vars))].values, data)
+            assert xafm.channels(url, storage_options=opts) == list(ds.data_vars)
+        assert main(["info", http.url_of("e.ome.zarr")]) == 0
