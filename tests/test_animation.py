@@ -796,7 +796,10 @@ def test_writer_signatures_show_every_option(name):
     own = {"to_gif": "compression", "to_video": "codec", "to_frames": "jpeg_quality", "preview": "max_frames"}[name]
     assert params["render"].default is None and params[own].kind is inspect.Parameter.KEYWORD_ONLY  # the writer's own options stay
     accessor = inspect.signature(getattr(known_stack(1).afm, name)).parameters
-    assert list(accessor) == list(params)[1:]  # the accessor shows the writer's own, without da
+    # the accessor shows the writer's own, without da, and where a URL's file system is reached
+    if name != "preview":  # preview writes no file
+        assert accessor["storage_options"].kind is inspect.Parameter.KEYWORD_ONLY and accessor["storage_options"].default is None
+    assert [p for p in accessor if p != "storage_options"] == list(params)[1:]
     doc = WRITERS[name].__doc__
     assert "Other Parameters" in doc and "nan_color" in doc and "render" in doc
 

@@ -185,7 +185,8 @@ def test_storage_options_travel_with_the_lazy_array(bucket, rng, monkeypatch):
 
 
 def test_a_lazy_read_over_s3_is_two_requests_a_frame(bucket, rng):
-    """The array's metadata and the frame's chunk: no HEAD before each GET, no other chunk."""
+    """The array's metadata and the frame's chunk: no HEAD before each GET, no other chunk,
+    no check of the prefix (file_identity.PREFIX)."""
     base, options, server = bucket
     data, da = stack(rng, n=5, ny=16, nx=16)
     url = f"{base}/r.ome.zarr"

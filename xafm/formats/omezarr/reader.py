@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from ...core import chunks as chunking
-from ...core import conventions, model, provenance
+from ...core import conventions, model, provenance, sources
 from ...core.lazy import LazyArray
 from ...exceptions import ChannelError, CorruptFileError, FileChangedError, FormatError, XafmError, XafmWarning
 from . import ngff
@@ -44,6 +44,11 @@ class ZarrArraySource(LazyArray):
 
     def __init__(self, root: str, component: str, shape: tuple[int, ...], dtype: Any, *, layout: tuple | None = None, fixed: Mapping[int, int] | None = None, out_dtype: Any = None):
         self.path = os.fspath(root)
+        if sources.is_url(self.path):
+            # a prefix has no version, and asking whether it is still there costs more
+            # requests than the read; the array's metadata, read on every read, is the
+            # check (_check_same_array; a deleted store has none, which zarr refuses)
+            self.opened = None
         self.options = options_of(self.path)  # a URL's: a dask worker opens it with them
         self.component = component
         self.layout = tuple(range(len(shape))) if layout is None else tuple(layout)
