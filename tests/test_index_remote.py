@@ -177,3 +177,20 @@ def test_the_cli_indexes_a_url_with_the_url_options(run1, s3_server, capsys):
     # a missing prefix: exit status 2 and one line naming the URL
     assert main(["index", f"s3://{bucket}/b", "--storage-options", json.dumps(s3_server.storage_options)]) == 2
     assert f"s3://{bucket}/b" in capsys.readouterr().err
+
+
+def test_an_http_folder_listing_is_indexed_as_the_folder_on_disk(tmp_path):
+    """An HTTP server's folder is a page of links, not a prefix: it is listed all the same."""
+    pytest.importorskip("aiohttp", reason="https:// URLs need aiohttp (pip install -e '.[test,remote]')")
+    from tests.servers import HttpServer, running
+
+    shutil.copyfile(shared_file("afm", "asd_sample_0.asd"), tmp_path / "asd_sample_0.asd")
+    (tmp_path / "sub").mkdir()
+    shutil.copyfile(shared_file("afm", "nanosurf_stm.nid"), tmp_path / "sub" / "nanosurf_stm.nid")
+    want = xafm.index(tmp_path, recursive=True)
+    with running(HttpServer(tmp_path)) as server:
+        got = xafm.index(server.url, recursive=True)
+        with pytest.raises(FileError, match="not a prefix"):
+            xafm.index(server.url_of("asd_sample_0.asd"))
+    assert list(got["path"]) == ["asd_sample_0.asd", "sub/nanosurf_stm.nid"]
+    assert _records(got) == _records(want)

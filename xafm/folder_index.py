@@ -110,7 +110,9 @@ def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dic
         found = sources.info(url)
     except ObjectNotFoundError:
         raise ObjectNotFoundError(url, "no such bucket or prefix on the server") from None
-    if found.get("type") != "directory":
+    # an HTTP server's folder is a page of links (fsspec lists them): an object to ``info``
+    listing = sources.protocol(url) in ("http", "https") and "html" in str(found.get("mimetype", ""))
+    if found.get("type") != "directory" and not listing:
         raise FileError(url, "not a prefix (a folder) but an object (xafm info URL describes one file)")
     walk = _Walk(url, recursive, unknown)
     _list_prefix(walk, url)
