@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +16,8 @@ from tests import samples
 from tests.helpers import shared_file
 from xafm import folder_index
 from xafm.cli import main
+from xafm.core import sources
 from xafm.exceptions import FileError, ObjectNotFoundError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: (group in ../shared/data, name, where in the folder): large videos and HDF5 files at the
 #: top, an OME-Zarr store (a folder format), a truncated file, and a subfolder.
@@ -153,30 +149,25 @@ def test_a_missing_bucket_or_prefix_or_an_object_is_an_error_naming_the_url(run1
         xafm.index(str(run1[0]), storage_options=options)
 
 
-def test_the_cli_indexes_a_url_with_the_url_options(run1, s3_server, capsys):
+def test_the_cli_indexes_a_url_with_the_url_options(run1, s3_server, capsys, monkeypatch):
     local, url, _ = run1
-    url, local = url + "/day2", local / "day2"  # a smaller prefix: the command starts a process
+    url, local = url + "/day2", local / "day2"  # a smaller prefix
     want = json.loads(folder_index.to_json(xafm.index(local, recursive=True)))
-    # a fresh process, nothing remembered: --endpoint-url joins the --storage-options given
-    # (moto refuses anonymous reads of objects, so --anon is not tried here)
+    monkeypatch.setattr(sources, "_options", {})  # nothing remembered: the flags must reach the server
+    # --endpoint-url joins the --storage-options given (moto refuses anonymous reads of
+    # objects, so --anon is not tried here)
     keys = json.dumps({"key": "testing", "secret": "testing"})
-    res = subprocess.run(
-        [sys.executable, "-m", "xafm", "index", url, "-r", "--format", "json", "--storage-options", keys, "--endpoint-url", s3_server.endpoint_url],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout) == want
-    # --storage-options as JSON, in this process, on a bucket no test has given options for
-    bucket = f"j{uuid.uuid4().hex[:12]}"
-    s3_server.make_bucket(bucket)
-    _s3fs(s3_server).put_file(str(run1[0] / "asd_sample_0.asd"), f"{bucket}/a/asd_sample_0.asd")
     capsys.readouterr()
-    assert main(["index", f"s3://{bucket}/a", "--format", "csv", "--storage-options", json.dumps(s3_server.storage_options)]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("path,format,") and out.splitlines()[1].startswith("asd_sample_0.asd,asd,")
+    assert main(["index", url, "-r", "--format", "json", "--storage-options", keys, "--endpoint-url", s3_server.endpoint_url]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out) == want
+    # --storage-options as JSON alone
+    monkeypatch.setattr(sources, "_options", {})
+    assert main(["index", url, "--format", "csv", "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("path,format,") and [line.split(",")[0] for line in lines[1:]] == [r["path"] for r in want]
     # a missing prefix: exit status 2 and one line naming the URL
-    assert main(["index", f"s3://{bucket}/b", "--storage-options", json.dumps(s3_server.storage_options)]) == 2
-    assert f"s3://{bucket}/b" in capsys.readouterr().err
+    assert main(["index", url + "/nothing-here", "--storage-options", json.dumps(s3_server.storage_options)]) == 2
+    assert f"{url}/nothing-here" in capsys.readouterr().err
 
 
 def test_an_http_folder_listing_is_indexed_as_the_folder_on_disk(tmp_path):
@@ -194,3 +185,18 @@ def test_an_http_folder_listing_is_indexed_as_the_folder_on_disk(tmp_path):
             xafm.index(server.url_of("asd_sample_0.asd"))
     assert list(got["path"]) == ["asd_sample_0.asd", "sub/nanosurf_stm.nid"]
     assert _records(got) == _records(want)
+
+
+@pytest.mark.parametrize("companion", [True, False], ids=["companion", "members-only"])
+def test_a_multi_file_ome_tiff_set_under_a_prefix_is_one_row(s3_server, tmp_path, companion):
+    sample = next(s for s in samples.SAMPLES if s.id == ("omeset.companion.ome" if companion else "omeset_1.ome.tif"))
+    samples.make(sample, tmp_path)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4 + companion
+    bucket = f"k{uuid.uuid4().hex[:12]}"
+    s3_server.make_bucket(bucket)
+    _s3fs(s3_server).put([str(p) for p in files], [f"{bucket}/set/{p.name}" for p in files])
+    got = xafm.index(f"s3://{bucket}/set", storage_options=s3_server.storage_options)
+    assert list(got["path"]) == (["omeset.companion.ome"] if companion else ["omeset_0.ome.tif"])
+    assert _records(got) == _records(xafm.index(tmp_path))
+    assert got["frames"].iloc[0] == 4
