@@ -184,10 +184,11 @@ def formats_table() -> list[dict[str, Any]]:
     ]
 
 
-def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False) -> Any:
-    """One row per file xafm reads in ``folder``, from the headers only, as a pandas
-    DataFrame (path, format, channels, frames, size in px and nm, pixel size, date,
-    duration; unreadable files with their error); docs/folder-index.md."""
+def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False, storage_options: dict[str, Any] | None = None) -> Any:
+    """One row per file xafm reads in ``folder`` (or below a URL prefix, with its fsspec
+    ``storage_options``), from the headers only, as a pandas DataFrame (path, format,
+    channels, frames, size in px and nm, pixel size, date, duration; unreadable files with
+    their error); docs/folder-index.md."""
     from .folder_index import index as _index
 
-    return _index(folder, recursive, unknown=unknown)
+    return _index(folder, recursive, unknown=unknown, storage_options=storage_options)

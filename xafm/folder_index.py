@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import conventions, model
-from .exceptions import FileError, SpecialFileError, XafmError, XafmWarning
+from .core import conventions, model, sources
+from .exceptions import FileError, ObjectNotFoundError, SpecialFileError, XafmError, XafmWarning
 
 #: The columns of an index, in order (docs/folder-index.md says what each holds).
 COLUMNS = (
@@ -41,9 +41,10 @@ UNKNOWN = "not a file xafm reads (no format claims its name or content)"
 @dataclass
 class _Walk:
     """What one index run has seen: rows so far, and the files a multi-file OME-TIFF set
-    already listed (absolute paths), which are not listed again."""
+    already listed (absolute paths), which are not listed again. ``root`` is a URL
+    prefix (a ``str``) when the folder is one (:func:`_list_prefix` walks it)."""
 
-    root: Path
+    root: Path | str
     recursive: bool
     unknown: bool
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -51,24 +52,30 @@ class _Walk:
     #: subfolders not searched (not recursive), for the table's footnote
     not_searched: int = 0
 
-    def rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+    def rel(self, path: Path | str) -> str:
+        if isinstance(self.root, str):  # a URL below the prefix
+            return str(path)[len(self.root.rstrip("/")) + 1 :]
+        return Path(path).relative_to(self.root).as_posix()
 
 
-def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False) -> Any:
+def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: bool = False, storage_options: dict[str, Any] | None = None) -> Any:
     """One row per file xafm reads in ``folder``, from headers only, as a pandas DataFrame.
 
     Parameters
     ----------
     folder
         The folder whose entries are listed (the folder itself is never read as a video,
-        even when it is a folder of frames).
+        even when it is a folder of frames), or a URL prefix (``s3://bucket/run1``): then
+        each prefix is listed in one request and each object's header read in byte ranges.
     recursive
         Also list the files of subfolders (folders that are a format, an OME-Zarr store
         or a folder of frames, are one row with or without it).
     unknown
         Also list the files no format claims, with an ``error`` saying so (by default
         they are skipped: a folder's notes, exports and scripts are not AFM data).
+    storage_options
+        fsspec's options for a URL prefix (credentials, endpoint, ``anon``), used for
+        every object below it.
 
     Returns
     -------
@@ -78,6 +85,11 @@ def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: b
         ``error`` and its message in ``problem`` (the other columns empty); the index of
         the rest goes on. ``date`` is UTC (``datetime64[ns, UTC]``).
     """
+    text = sources.local_path(folder)
+    if sources.is_url(text):
+        return _index_prefix(text.rstrip("/"), recursive, unknown, storage_options)
+    if storage_options is not None:
+        raise TypeError(f"storage_options are for URLs (s3://, gs://, https://, ...), not the path {text!r}")
     root = Path(folder)
     if not root.exists():
         raise FileError(root, "no such folder")
@@ -86,6 +98,25 @@ def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: b
     walk = _Walk(root, recursive, unknown)
     _list_folder(walk, root)
     df = _frame(walk.rows, root)
+    df.attrs["folders_not_searched"] = walk.not_searched
+    return df
+
+
+def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dict[str, Any] | None) -> Any:
+    """:func:`index` of a URL prefix: a missing bucket or prefix, or an object, is an
+    xafm error naming the URL; a store that refuses is a :class:`RemoteError`."""
+    sources.remember_options(url, storage_options)
+    try:
+        found = sources.info(url)
+    except ObjectNotFoundError:
+        raise ObjectNotFoundError(url, "no such bucket or prefix on the server") from None
+    # an HTTP server's folder is a page of links (fsspec lists them): an object to ``info``
+    listing = sources.protocol(url) in ("http", "https") and "html" in str(found.get("mimetype", ""))
+    if found.get("type") != "directory" and not listing:
+        raise FileError(url, "not a prefix (a folder) but an object (xafm info URL describes one file)")
+    walk = _Walk(url, recursive, unknown)
+    _list_prefix(walk, url)
+    df = _frame(walk.rows, url)
     df.attrs["folders_not_searched"] = walk.not_searched
     return df
 
@@ -138,7 +169,43 @@ def _list_folder(walk: _Walk, folder: Path) -> None:
         _list_folder(walk, sub)
 
 
-def _is_folder_format(path: Path) -> bool:
+def _list_prefix(walk: _Walk, prefix: str) -> None:
+    """:func:`_list_folder` for a URL prefix: one listing (``sources.scan``) per prefix,
+    where a prefix below is a folder (an OME-Zarr store, a folder of frames, or a
+    subfolder) and every other entry an object; stores have no links or FIFOs."""
+    from . import registry
+
+    try:
+        listed = [(n, kind) for n, kind in sources.scan(prefix) if not n.startswith(".")]
+    except OSError as exc:  # the store's failures are xafm errors (FileError is an OSError)
+        if prefix == walk.root:
+            raise
+        walk.rows.append(_problem(walk.rel(prefix) + "/", "", type(exc).__name__, _reason(exc, prefix, walk.root)))
+        return
+    listed.sort(key=lambda e: (not e[0].lower().endswith(".companion.ome"), e[0]))
+    subfolders = []
+    for entry, kind in listed:
+        path = sources.join(prefix, entry)
+        if kind == "dir":
+            if _is_folder_format(path):
+                opened = _add_file(walk, path)
+                if not opened and walk.recursive and not registry.named(path):
+                    subfolders.append(path)
+            elif not walk.recursive:
+                walk.not_searched += 1
+            else:
+                subfolders.append(path)
+        elif path in walk.claimed:
+            continue
+        elif registry.named(path) or registry.identify(path) is not None:
+            _add_file(walk, path)
+        elif walk.unknown:
+            walk.rows.append(_problem(walk.rel(path), "", "UnknownFormatError", UNKNOWN))
+    for sub in subfolders:
+        _list_prefix(walk, sub)
+
+
+def _is_folder_format(path: Path | str) -> bool:
     """A folder that is one file to xafm: its content says so (a folder of frames), or
     its name does (``.ome.zarr``), even when its metadata is damaged (then its row says
     what is wrong, and its inner groups are not listed as files of their own)."""
@@ -163,7 +230,7 @@ def _add_special(walk: _Walk, path: Path) -> None:
     walk.rows.append(_problem(walk.rel(path), "", SpecialFileError.__name__, reason))
 
 
-def _add_file(walk: _Walk, path: Path) -> bool:
+def _add_file(walk: _Walk, path: Path | str) -> bool:
     """List one file (or folder format); whether it opened."""
     from . import registry
 
@@ -197,7 +264,7 @@ def _add_file(walk: _Walk, path: Path) -> bool:
     return opened
 
 
-def _format_name(path: Path) -> str:
+def _format_name(path: Path | str) -> str:
     """The format a file that failed was read as (the content's, else the name's)."""
     from . import registry
 
@@ -205,24 +272,26 @@ def _format_name(path: Path) -> str:
     return fmt.name if fmt is not None else ""
 
 
-def _short(message: str, path: Path) -> str:
+def _short(message: str, path: Path | str) -> str:
     """A message without the file's path in front (the row names the file)."""
-    for prefix in (os.fspath(path), os.path.abspath(path)):
+    for prefix in (os.fspath(path), sources.absolute(path)):
         if message.startswith(prefix + ": "):
             return message[len(prefix) + 2 :]
     return message
 
 
-def _reason(exc: BaseException | str, path: Path, root: Path) -> str:
+def _reason(exc: BaseException | str, path: Path | str, root: Path | str) -> str:
     """The error's message without the file's path in front, other files of the folder
     named relative to it (as the rows name them)."""
     text = exc.strerror if isinstance(exc, OSError) and not isinstance(exc, FileError) and exc.strerror else str(exc)
     text = _short(text, path)
+    if isinstance(root, str) and sources.is_url(root):
+        return text.replace(root.rstrip("/") + "/", "")
     folder = os.path.abspath(root).rstrip(os.sep)
     return text.replace(folder + os.sep, "") if folder else text
 
 
-def _claim_set_members(walk: _Walk, path: Path, ds: Any) -> None:
+def _claim_set_members(walk: _Walk, path: Path | str, ds: Any) -> None:
     """A file of a multi-file OME-TIFF set is the set's row: its other files are not
     listed (each would read the whole set again and give the same row)."""
     acq = model.acquisition(next(iter(ds.data_vars.values())))
@@ -230,10 +299,10 @@ def _claim_set_members(walk: _Walk, path: Path, ds: Any) -> None:
         return
     from .formats.ometiff import _describe as describe_ome  # the set's members, headers only
 
-    the_set = describe_ome(os.path.abspath(path)).get("set")
+    the_set = describe_ome(sources.absolute(path)).get("set")
     if the_set is not None:
         walk.claimed.update(the_set.members)
-        walk.claimed.add(os.path.abspath(the_set.xml_path))
+        walk.claimed.add(sources.absolute(the_set.xml_path))
 
 
 # --------------------------------------------------------------------------------------
@@ -308,7 +377,7 @@ def _duration_s(da: Any) -> float:
     return math.nan
 
 
-def _frame(rows: list[dict[str, Any]], root: Path) -> Any:
+def _frame(rows: list[dict[str, Any]], root: Path | str) -> Any:
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -321,7 +390,7 @@ def _frame(rows: list[dict[str, Any]], root: Path) -> Any:
         df[name] = df[name].astype("float64")
     # start_epoch_ms is in ms: what floats add below that is noise
     df["date"] = pd.to_datetime(df["date"].astype("float64"), unit="ms", utc=True).dt.round("ms").astype("datetime64[ns, UTC]")
-    df.attrs["folder"] = os.path.abspath(root)
+    df.attrs["folder"] = sources.absolute(root)
     return df
 
 
