@@ -75,8 +75,7 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         wanted = _parse_range(self.headers.get("Range"))
         path = self.translate_path(self.path)
         if wanted is None or not os.path.isfile(path):
-            sent = self._send_whole(path)
-            self.log.add(Request("GET", self.path, None, sent))
+            self._send_whole(path)
             return
         size = os.path.getsize(path)
         first, last = wanted
@@ -84,8 +83,8 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         if first >= size:
             self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
             self.send_header("Content-Range", f"bytes */{size}")
-            self.end_headers()
             self.log.add(Request("GET", self.path, wanted, 0))
+            self.end_headers()
             return
         with open(path, "rb") as fh:
             fh.seek(first)
@@ -96,11 +95,12 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
         self.log.add(Request("GET", self.path, wanted, len(body)))
+        self.wfile.write(body)
 
     def _send_whole(self, path: str) -> int:
         if not os.path.isfile(path):
+            self.log.add(Request("GET", self.path, None, 0))
             super().do_GET()
             return 0
         with open(path, "rb") as fh:
@@ -110,10 +110,12 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.log.add(Request("GET", self.path, None, len(body)))
         self.wfile.write(body)
         return len(body)
 
     def do_HEAD(self) -> None:
+        self.log.add(Request("HEAD", self.path, None, 0))
         path = self.translate_path(self.path)
         if os.path.isfile(path):
             self.send_response(HTTPStatus.OK)
@@ -123,10 +125,33 @@ class _RangeHandler(SimpleHTTPRequestHandler):
             self.end_headers()
         else:
             super().do_HEAD()
-        self.log.add(Request("HEAD", self.path, None, 0))
 
 
-class HttpServer:
+class _Served:
+    """A server in a thread of this process, and the requests it answered."""
+
+    _log: _Log
+    _server: Any
+    _thread: threading.Thread
+
+    @property
+    def requests(self) -> list[Request]:
+        return self._log.requests
+
+    def clear(self) -> None:
+        self._log.clear()
+
+    def start(self) -> Any:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class HttpServer(_Served):
     """An HTTP server for the files under ``root``, on 127.0.0.1 at a free port."""
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -145,24 +170,9 @@ class HttpServer:
     def url_of(self, relative: str) -> str:
         return f"{self.url}/{relative.lstrip('/')}"
 
-    @property
-    def requests(self) -> list[Request]:
-        return self._log.requests
-
-    def clear(self) -> None:
-        self._log.clear()
-
-    def start(self) -> HttpServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
 
-class S3Server:
+class S3Server(_Served):
     """moto's S3 server on 127.0.0.1 at a free port, behind a WSGI layer that counts
     requests. ``storage_options`` are what s3fs (and so xafm, zarr, xarray) need to
     reach it; any access key works."""
@@ -180,13 +190,12 @@ class S3Server:
             received = int(environ.get("CONTENT_LENGTH") or 0)
             sent = [0]
 
-            def body() -> Iterator[bytes]:
-                for chunk in moto_app(environ, start_response):
-                    sent[0] += len(chunk)
-                    yield chunk
-                log.add(Request(method, environ.get("PATH_INFO", ""), _parse_range(environ.get("HTTP_RANGE")), sent[0] if method == "GET" else received))
-
-            return body()
+            # the whole response, logged before it goes out: a client acts on a response as
+            # soon as it has it, maybe before this thread would log after sending
+            chunks = list(moto_app(environ, start_response))
+            sent[0] = sum(len(c) for c in chunks)
+            log.add(Request(method, environ.get("PATH_INFO", ""), _parse_range(environ.get("HTTP_RANGE")), sent[0] if method == "GET" else received))
+            return chunks
 
         class Quiet(WSGIRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -209,26 +218,12 @@ class S3Server:
             "client_kwargs": {"endpoint_url": self.endpoint_url},
         }
 
-    @property
-    def requests(self) -> list[Request]:
-        return self._log.requests
-
-    def clear(self) -> None:
-        self._log.clear()
 
     def make_bucket(self, name: str) -> None:
         import s3fs
 
         s3fs.S3FileSystem(**self.storage_options).mkdir(name)
 
-    def start(self) -> S3Server:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
 
 @contextmanager
