@@ -344,15 +344,6 @@ def size(path: str | os.PathLike[str]) -> int:
         return int(fs.size(inner))
 
 
-def isdir(path: str | os.PathLike[str]) -> bool:
-    text = local_path(path)
-    if not is_url(text):
-        return os.path.isdir(text)
-    fs, inner = filesystem(text)
-    with remote_errors(text):
-        return bool(fs.isdir(inner))
-
-
 def isfile(path: str | os.PathLike[str]) -> bool:
     text = local_path(path)
     if not is_url(text):
@@ -360,16 +351,6 @@ def isfile(path: str | os.PathLike[str]) -> bool:
     fs, inner = filesystem(text)
     with remote_errors(text):
         return bool(fs.isfile(inner))
-
-
-def listdir(path: str | os.PathLike[str]) -> list[str]:
-    """The names (not paths) in a folder or under a URL prefix, sorted."""
-    text = local_path(path)
-    if not is_url(text):
-        return sorted(os.listdir(text))
-    fs, inner = filesystem(text)
-    with remote_errors(text):
-        return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False))
 
 
 def join(base: str | os.PathLike[str], *parts: str) -> str:
@@ -393,7 +374,6 @@ def name(path: str | os.PathLike[str]) -> str:
 #: Block size of the reads of headers and pages of a URL: a header or an IFD is a few
 #: kB, so one small block is one request, and a frame is read in ranges of its own size.
 SMALL_BLOCK = 2**16
-
 
 
 def absolute(path: str | os.PathLike[str]) -> str:
