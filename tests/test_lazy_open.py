@@ -154,13 +154,11 @@ def test_a_real_video_fetch_reads_one_frame(tmp_path, reads):
 # --------------------------------------------------------------------------------------
 # a file replaced or rewritten under a lazy stack
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", ["h5", "npz", "tif", "zarr"])
-@pytest.mark.parametrize("how", ["replaced", "rewritten"])
+# not ("zarr", "rewritten"): a store's chunks rewritten with the same metadata are not
+# checked, and a folder deleted and made again may get the freed inode number back; that
+# is not promised (docs/guarantees.md), so it is not a case here
+@pytest.mark.parametrize(("fmt", "how"), [(f, h) for f in ("h5", "npz", "tif", "zarr") for h in ("replaced", "rewritten") if (f, h) != ("zarr", "rewritten")])
 def test_a_changed_file_raises_on_the_next_fetch(fmt, how, tmp_path):
-    if fmt == "zarr" and how == "rewritten":
-        # a store's chunks rewritten with the same metadata are not checked, and a folder
-        # deleted and made again may get the freed inode number back (docs/guarantees.md)
-        pytest.skip("not guaranteed for an OME-Zarr store rewritten in place")
     src = known_stack()
     suffix = registry.get(fmt).suffixes[0]
     path = registry.write(fmt, src, tmp_path / f"k{suffix}")
