@@ -95,11 +95,7 @@ def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: b
         raise FileError(root, "no such folder")
     if not root.is_dir():
         raise FileError(root, "not a folder (xafm info FILE describes one file)")
-    walk = _Walk(root, recursive, unknown)
-    _list_folder(walk, root)
-    df = _frame(walk.rows, root)
-    df.attrs["folders_not_searched"] = walk.not_searched
-    return df
+    return _walked(_Walk(root, recursive, unknown), root, _list_folder)
 
 
 def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dict[str, Any] | None) -> Any:
@@ -114,9 +110,13 @@ def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dic
     listing = sources.protocol(url) in ("http", "https") and "html" in str(found.get("mimetype", ""))
     if found.get("type") != "directory" and not listing:
         raise FileError(url, "not a prefix (a folder) but an object (xafm info URL describes one file)")
-    walk = _Walk(url, recursive, unknown)
-    _list_prefix(walk, url)
-    df = _frame(walk.rows, url)
+    return _walked(_Walk(url, recursive, unknown), url, _list_prefix)
+
+
+def _walked(walk: _Walk, root: Any, list_entries: Any) -> Any:
+    """The rows ``list_entries`` finds from ``root`` (a folder or a URL prefix), as the DataFrame."""
+    list_entries(walk, root)
+    df = _frame(walk.rows, root)
     df.attrs["folders_not_searched"] = walk.not_searched
     return df
 
