@@ -42,7 +42,7 @@ UNKNOWN = "not a file xafm reads (no format claims its name or content)"
 class _Walk:
     """What one index run has seen: rows so far, and the files a multi-file OME-TIFF set
     already listed (absolute paths), which are not listed again. ``root`` is a URL
-    prefix (a ``str``) when the folder is one (:func:`_list_prefix` walks it)."""
+    prefix (a ``str``) when the folder is one."""
 
     root: Path | str
     recursive: bool
@@ -95,7 +95,7 @@ def index(folder: str | os.PathLike[str], recursive: bool = False, *, unknown: b
         raise FileError(root, "no such folder")
     if not root.is_dir():
         raise FileError(root, "not a folder (xafm info FILE describes one file)")
-    return _walked(_Walk(root, recursive, unknown), root, _list_folder)
+    return _walked(_Walk(root, recursive, unknown), root)
 
 
 def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dict[str, Any] | None) -> Any:
@@ -110,12 +110,12 @@ def _index_prefix(url: str, recursive: bool, unknown: bool, storage_options: dic
     listing = sources.protocol(url) in ("http", "https") and "html" in str(found.get("mimetype", ""))
     if found.get("type") != "directory" and not listing:
         raise FileError(url, "not a prefix (a folder) but an object (xafm info URL describes one file)")
-    return _walked(_Walk(url, recursive, unknown), url, _list_prefix)
+    return _walked(_Walk(url, recursive, unknown), url)
 
 
-def _walked(walk: _Walk, root: Any, list_entries: Any) -> Any:
-    """The rows ``list_entries`` finds from ``root`` (a folder or a URL prefix), as the DataFrame."""
-    list_entries(walk, root)
+def _walked(walk: _Walk, root: Path | str) -> Any:
+    """The rows found from ``root`` (a folder or a URL prefix), as the DataFrame."""
+    _list_folder(walk, root)
     df = _frame(walk.rows, root)
     df.attrs["folders_not_searched"] = walk.not_searched
     return df
@@ -124,20 +124,44 @@ def _walked(walk: _Walk, root: Any, list_entries: Any) -> Any:
 # --------------------------------------------------------------------------------------
 # walking the folder
 # --------------------------------------------------------------------------------------
-def _entries(walk: _Walk, folder: Path) -> list[os.DirEntry[str]] | None:
+@dataclass(frozen=True)
+class _Entry:
+    """One entry of a folder or a URL prefix: its path, ``"dir"``, ``"file"`` or
+    ``"other"`` (a FIFO, a device, a broken link), and whether it is a symlink."""
+
+    path: Path | str
+    kind: str
+    is_link: bool = False
+
+
+def _entries(walk: _Walk, folder: Path | str) -> list[_Entry] | None:
+    """The entries of ``folder`` (one ``sources.scan`` listing for a URL prefix, where
+    stores have no links or FIFOs), the hidden ones left out; None when it cannot be
+    listed (a row says why), unless it is the root: then the command fails."""
     try:
-        with os.scandir(folder) as it:
-            found = [e for e in it if not e.name.startswith(".")]
-    except OSError as exc:
+        if isinstance(folder, str):
+            found = [_Entry(sources.join(folder, n), kind) for n, kind in sources.scan(folder) if not n.startswith(".")]
+        else:
+            with os.scandir(folder) as it:
+                found = [
+                    _Entry(Path(e.path), "dir" if e.is_dir() else "file" if e.is_file() else "other", e.is_symlink())
+                    for e in it if not e.name.startswith(".")
+                ]
+    except OSError as exc:  # the store's failures are xafm errors (FileError is an OSError)
         if folder == walk.root:  # nothing indexed: the command fails
+            if isinstance(folder, str):
+                raise
             raise FileError(folder, f"cannot list the folder: {exc.strerror or exc}") from None
-        walk.rows.append(_problem(walk.rel(folder) + "/", "", type(exc).__name__, exc.strerror or str(exc)))
+        why = _reason(exc, folder, walk.root) if isinstance(folder, str) else exc.strerror or str(exc)
+        walk.rows.append(_problem(walk.rel(folder) + "/", "", type(exc).__name__, why))
         return None
     # the companion of a multi-file OME-TIFF set before its members, so it is the set's row
-    return sorted(found, key=lambda e: (not e.name.lower().endswith(".companion.ome"), e.name))
+    return sorted(found, key=lambda e: (not sources.name(e.path).lower().endswith(".companion.ome"), sources.name(e.path)))
 
 
-def _list_folder(walk: _Walk, folder: Path) -> None:
+def _list_folder(walk: _Walk, folder: Path | str) -> None:
+    """The rows of a folder or a URL prefix (a prefix below is a folder: an OME-Zarr
+    store, a folder of frames, or a subfolder)."""
     from . import registry
 
     entries = _entries(walk, folder)
@@ -145,21 +169,21 @@ def _list_folder(walk: _Walk, folder: Path) -> None:
         return
     subfolders = []
     for entry in entries:
-        path = Path(entry.path)
-        if entry.is_dir():
+        path = entry.path
+        if entry.kind == "dir":
             if _is_folder_format(path):
                 opened = _add_file(walk, path)
                 # a folder claimed by its content only (frames) that does not open as one
                 # video is a folder of separate files: list them too, when recursing
-                if not opened and walk.recursive and not registry.named(path) and not entry.is_symlink():
+                if not opened and walk.recursive and not registry.named(path) and not entry.is_link:
                     subfolders.append(path)
             elif not walk.recursive:
                 walk.not_searched += 1
-            elif not entry.is_symlink():  # links to folders are not followed: no loops
+            elif not entry.is_link:  # links to folders are not followed: no loops
                 subfolders.append(path)
-        elif os.path.abspath(path) in walk.claimed:
+        elif sources.absolute(path) in walk.claimed:
             continue
-        elif not entry.is_file():
+        elif entry.kind != "file":
             _add_special(walk, path)
         elif registry.named(path) or registry.identify(path) is not None:
             _add_file(walk, path)
@@ -167,42 +191,6 @@ def _list_folder(walk: _Walk, folder: Path) -> None:
             walk.rows.append(_problem(walk.rel(path), "", "UnknownFormatError", UNKNOWN))
     for sub in subfolders:
         _list_folder(walk, sub)
-
-
-def _list_prefix(walk: _Walk, prefix: str) -> None:
-    """:func:`_list_folder` for a URL prefix: one listing (``sources.scan``) per prefix,
-    where a prefix below is a folder (an OME-Zarr store, a folder of frames, or a
-    subfolder) and every other entry an object; stores have no links or FIFOs."""
-    from . import registry
-
-    try:
-        listed = [(n, kind) for n, kind in sources.scan(prefix) if not n.startswith(".")]
-    except OSError as exc:  # the store's failures are xafm errors (FileError is an OSError)
-        if prefix == walk.root:
-            raise
-        walk.rows.append(_problem(walk.rel(prefix) + "/", "", type(exc).__name__, _reason(exc, prefix, walk.root)))
-        return
-    listed.sort(key=lambda e: (not e[0].lower().endswith(".companion.ome"), e[0]))
-    subfolders = []
-    for entry, kind in listed:
-        path = sources.join(prefix, entry)
-        if kind == "dir":
-            if _is_folder_format(path):
-                opened = _add_file(walk, path)
-                if not opened and walk.recursive and not registry.named(path):
-                    subfolders.append(path)
-            elif not walk.recursive:
-                walk.not_searched += 1
-            else:
-                subfolders.append(path)
-        elif path in walk.claimed:
-            continue
-        elif registry.named(path) or registry.identify(path) is not None:
-            _add_file(walk, path)
-        elif walk.unknown:
-            walk.rows.append(_problem(walk.rel(path), "", "UnknownFormatError", UNKNOWN))
-    for sub in subfolders:
-        _list_prefix(walk, sub)
 
 
 def _is_folder_format(path: Path | str) -> bool:
@@ -214,7 +202,7 @@ def _is_folder_format(path: Path | str) -> bool:
     return registry.identify(path) is not None or any(f.folder for f in registry.named(path))
 
 
-def _add_special(walk: _Walk, path: Path) -> None:
+def _add_special(walk: _Walk, path: Path | str) -> None:
     """A FIFO, socket, device or broken link a format's name claims: listed, never opened
     (opening a FIFO waits for a writer)."""
     from . import registry
