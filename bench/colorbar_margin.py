@@ -9,6 +9,10 @@ alternating (the numbers of docs/benchmarks.md, "Colour bar margin", come from t
 
 It prints one JSON object: ``widths`` (sample -> display side -> margin px) and
 ``mp4_s`` (best of ``--repeat`` for 100 frames of 512 x 512 synthetic video).
+
+``--picture docs/images/colorbar_frame.png`` writes instead the example frame of
+docs/animation.md: frame 0 of the 512 x 512 synthetic video as ``to_frames`` exports it
+with its colour bar.
 """
 
 from __future__ import annotations
@@ -54,10 +58,26 @@ def mp4_seconds(repeat: int) -> float:
     return best
 
 
+def picture(out: Path) -> None:
+    """Frame 0 of the synthetic video, exported by ``to_frames`` with a colour bar, at ``out``."""
+    import shutil
+
+    from xafm.render import RenderOptions as Options
+
+    da = synthetic_video(1, 512)
+    with tempfile.TemporaryDirectory() as d:
+        folder = animation.sequence.to_frames(da, Path(d) / "frames", render=Options(colorbar=True), fsync=False)
+        shutil.copyfile(next(folder.glob("*.png")), out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--picture", type=Path, help="write the example frame of docs/animation.md here, and nothing else")
     args = p.parse_args()
+    if args.picture is not None:
+        picture(args.picture)
+        return
     print(json.dumps({"widths": widths(), "mp4_s": round(mp4_seconds(args.repeat), 3)}))
 
 
