@@ -179,11 +179,12 @@ class Planes:
     the run and where each value starts and ends, read by numpy a column at a time."""
 
     def __init__(self, n: int, columns: dict[str, list[str | None]] | None = None, *,
-                 buf: np.ndarray | None = None, names: list[str] | None = None,
+                 buf: np.ndarray | None = None, words: np.ndarray | None = None, names: list[str] | None = None,
                  starts: np.ndarray | None = None, ends: np.ndarray | None = None):
         self.n = n
         self._columns = columns
         self._buf, self._starts, self._ends = buf, starts, ends
+        self._word_view = words
         self.names = list(columns) if columns is not None else list(names or [])
 
     def __contains__(self, name: str) -> bool:
@@ -195,19 +196,28 @@ class Planes:
         st, en = self._starts[:, j], self._ends[:, j]
         return (st, en) if rows is None else (st[rows], en[rows])
 
-    def _joined(self, name: str, rows: np.ndarray | None) -> tuple[str, int]:
+    def _joined(self, name: str, rows: np.ndarray | None) -> tuple[bytes, int]:
         """The values of ``rows`` (all: None) joined by spaces, and the longest's length."""
         st, en = self._span(name, rows)
         lengths = en - st
         if not len(lengths):
-            return "", 0
+            return b"", 0
         assert self._buf is not None
+        longest = int(lengths.max())
+        if self._word_view is not None and longest <= 8 * WORDS:
+            # the words from each value's start (a few gathers of one number per value),
+            # as a byte matrix, blanked past each value's end: a row per value
+            m = (longest + 7) // 8
+            grid = np.stack([self._word_view[st + 8 * i] for i in range(m)], axis=1).astype("<u8").view(np.uint8)
+            grid = np.where(np.arange(8 * m)[None, :] < lengths[:, None], grid, np.uint8(32))
+            text = np.concatenate([grid, np.full((len(st), 1), 32, np.uint8)], axis=1)
+            return text.tobytes(), longest
         # a ragged gather: every byte of every value, then a space after each value
         total = int(lengths.sum())
         src = np.repeat(st - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(total)
         out = np.full(total + len(lengths), 32, np.uint8)
         out[np.arange(total) + np.repeat(np.arange(len(lengths)), lengths)] = self._buf[src]
-        return out.tobytes().decode("utf-8", "replace"), int(lengths.max())
+        return out.tobytes(), longest
 
     def strings(self, name: str, rows: np.ndarray | None = None) -> list[str | None]:
         """One attribute's values (of ``rows``), None where a plane has none."""
@@ -221,17 +231,24 @@ class Planes:
         st, en = self._span(name, rows)
         return [raw[i:j].decode("utf-8", "replace") for i, j in zip(st.tolist(), en.tolist())]
 
+    def _one_value(self, name: str, rows: np.ndarray | None) -> str | None:
+        """The value every one of ``rows`` (all: None) has, compared as bytes; None when
+        they differ (or the planes are elements)."""
+        if self._columns is not None or name not in self.names:
+            return None
+        st, en = self._span(name, rows)
+        if not len(st):
+            return None
+        width = int(en[0] - st[0])
+        assert self._buf is not None
+        if not (np.all(en - st == width) and _all_same(self._buf, self._word_view, st, width)):
+            return None
+        return self._buf[st[0] : st[0] + width].tobytes().decode("utf-8", "replace")
+
     def uniques(self, name: str, rows: np.ndarray) -> set[str | None]:
         """The distinct values of ``rows`` (units: usually one)."""
-        if self._columns is None and name in self.names and len(rows):
-            st, en = self._span(name, rows)
-            width = int(en[0] - st[0])
-            if np.all(en - st == width):  # all of one length: compared as a byte matrix
-                assert self._buf is not None
-                grid = self._buf[st[:, None] + np.arange(width)[None, :]] if width else np.zeros((len(rows), 0), np.uint8)
-                if np.all(grid == grid[:1]):
-                    return {bytes(grid[0]).decode("utf-8", "replace")}
-        return set(self.strings(name, rows))
+        one = self._one_value(name, rows)
+        return {one} if one is not None else set(self.strings(name, rows))
 
     def ints(self, path: str, name: str, default: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """An integer attribute (``default`` where absent) and where it is one (a plane
@@ -239,6 +256,12 @@ class Planes:
         if name not in self.names:
             return np.full(self.n, default, np.int64), np.ones(self.n, bool)
         if self._columns is None:
+            value = self._one_value(name, None)
+            if value is not None:  # one value on every plane (TheZ, TheC): parsed once
+                try:
+                    return np.full(self.n, int(value), np.int64), np.ones(self.n, bool)
+                except ValueError:
+                    return np.full(self.n, default, np.int64), np.zeros(self.n, bool)
             text, longest = self._joined(name, None)
             if longest <= 18:  # numpy clamps what overflows int64
                 try:
@@ -311,6 +334,8 @@ _BETWEEN = re.compile(rb"\s*/>\s*<Plane\s+([\w.:-]+)\s*=\s*")
 _LAST = re.compile(rb"\s*/>")
 #: Documents with fewer planes than this are parsed whole (nothing to gain).
 MIN_CUT = 16
+#: Values up to this many 8-byte words long are read as rows of words (longer: byte by byte).
+WORDS = 4
 
 
 def _run_table(run: str) -> Planes | None:
@@ -326,8 +351,10 @@ def _run_table(run: str) -> Planes | None:
     if run.count("<") != n or "&" in run or "\t" in run or "\n" in run or "\r" in run:
         return None  # another element among the planes, a reference, a line break
     raw = run.encode("utf-8")
-    buf = np.frombuffer(raw, np.uint8)
-    quotes = np.flatnonzero(buf == 34)
+    padded = raw + bytes(8 * WORDS + 8)  # WORDS words (8 bytes) from every position of the run
+    buf = np.frombuffer(padded, np.uint8)
+    words = np.ndarray((len(raw) + 8 * WORDS,), dtype="<u8", buffer=padded, offset=0, strides=(1,))
+    quotes = np.flatnonzero(buf[: len(raw)] == 34)
     if not len(quotes) or len(quotes) % (2 * n):
         return None
     k = len(quotes) // (2 * n)
@@ -354,13 +381,28 @@ def _run_table(run: str) -> Planes | None:
     gap_start, gap_len = closes[:-1] + 1, opens[1:] - closes[:-1] - 1
     for j in range(k if n > 1 else k - 1):
         starts, lengths = gap_start[j::k], gap_len[j::k]
-        width = int(lengths[0])
-        if not np.all(lengths == width):
+        if not (np.all(lengths == lengths[0]) and _all_same(buf, words, starts, int(lengths[0]))):
             return None
-        grid = buf[starts[:, None] + np.arange(width)[None, :]]
-        if not np.all(grid == grid[:1]):
-            return None
-    return Planes(n, buf=buf, names=names, starts=(opens + 1).reshape(n, k), ends=closes.reshape(n, k))
+    return Planes(n, buf=buf, words=words, names=names, starts=(opens + 1).reshape(n, k), ends=closes.reshape(n, k))
+
+
+def _all_same(buf: np.ndarray, words: np.ndarray | None, starts: np.ndarray, width: int) -> bool:
+    """Whether the ``width`` bytes from each of ``starts`` are the same everywhere; spans
+    of up to 16 bytes compared as one or two words (``words``: the 8 bytes from each
+    position as one integer, an unaligned view), longer ones byte by byte."""
+    if width == 0 or len(starts) < 2:
+        return True
+    if width <= 16 and words is not None:  # one or two (overlapping) words cover the span
+        tail = np.uint64(2 ** (8 * min(width, 8)) - 1) if width < 8 else np.uint64(2**64 - 1)
+        first = words[starts] & tail
+        if not np.all(first == first[0]):
+            return False
+        if width > 8:
+            last = words[starts + (width - 8)]
+            return bool(np.all(last == last[0]))
+        return True
+    grid = buf[starts[:, None] + np.arange(width)[None, :]]
+    return bool(np.all(grid == grid[:1]))
 
 
 def cut_planes(xml: str) -> tuple[str, list[Planes]] | None:
@@ -369,8 +411,11 @@ def cut_planes(xml: str) -> tuple[str, list[Planes]] | None:
     end of their Pixels, or the text holds what a text search could misread (comments,
     CDATA, DOCTYPE, instructions, prefixed names)."""
     total = xml.count("<Plane")
-    if total < MIN_CUT or "<!" in xml or "<?" in xml[2:] or ":Plane" in xml or ":Pixels" in xml or "</Plane" in xml:
+    if total < MIN_CUT or xml.find("<!") >= 0 or xml.find("<?", 2) >= 0:
         return None
+    # (prefixed names, "<ome:Pixels": parse finds more Pixels than this search and parses
+    # the whole document; a Plane closed by "</Plane" or outside a run has a "<" the run
+    # check counts, or is one this search does not see inside a Pixels element)
     kept, tables, at, seen = [], [], 0, 0
     while True:
         start = xml.find("<Pixels", at)
@@ -389,6 +434,8 @@ def cut_planes(xml: str) -> tuple[str, list[Planes]] | None:
         if end < 0:
             return None
         first = xml.find("<Plane", start, end)
+        if xml.find(":Plane", start, first if first >= 0 else end) >= 0:
+            return None  # a prefixed Plane before the run
         if first < 0:
             tables.append(Planes(0, {}))
             kept.append(xml[at:end])
