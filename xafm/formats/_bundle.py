@@ -8,6 +8,7 @@ non-square pixels, the ``(y, x)`` origin of a crop, extra attrs). See docs/forma
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -105,10 +106,18 @@ def text(value: Any) -> str | None:
 def _json(path: str, what: str, text: str | None, default: Any) -> Any:
     if text is None:
         return default
+    # a list of a dict per frame is many new objects, none in a cycle: the cyclic garbage
+    # collector, which they would set off again and again over the whole heap, waits
+    paused = gc.isenabled() and len(text) > 2**16
+    if paused:
+        gc.disable()
     try:
         return json.loads(text)
     except ValueError as exc:
         raise CorruptFileError(path, f"{what} is not valid JSON: {exc}") from None
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _all_close(values: list[Any], px: float) -> bool:
