@@ -13,9 +13,12 @@ medians over rounds).
   ``xafm.open(chunks={})``, interleaved within the process, median of the repetitions;
 - OME-TIFF: ``xafm.open(chunks={})`` of xafm-written files (32 x 32 float32 frames with
   per-frame times) of 100, 1000, 4000 and 16000 pages, and of tifffile-written ones
-  (``ome=True``, other tools' path), best of three.
+  (``ome=True``, other tools' path), best of three; beside them, in a process of their
+  own each round, tifffile on the same frames: its OME series of the tifffile-written
+  file (``TiffFile(p).series[0]``), its uniform fast path (the series of a shaped file,
+  tifffile's own format without OME-XML) and one page (``imread(p, key=0)``).
 
-Usage: ``python -m bench.open_speed [--rounds 5] [--against main] [--skip-ometiff]``.
+Usage: ``python -m bench.open_speed [--rounds 5] [--against main] [--skip-ometiff] [--only-ometiff]``.
 """
 
 from __future__ import annotations
@@ -77,6 +80,24 @@ print(json.dumps(out))
 """
 
 
+TIFFFILE_CHILD = r"""
+import json, sys, time
+import tifffile
+def series(p):
+    with tifffile.TiffFile(p) as tf:
+        tf.series[0].shape
+out = {}
+for p in sys.argv[1:]:
+    for label, f in (("series", series), ("key0", lambda p: tifffile.imread(p, key=0))):
+        f(p)
+        best = []
+        for _ in range(3):
+            t = time.perf_counter(); f(p); best.append(time.perf_counter() - t)
+        out[label + " " + p] = min(best)
+print(json.dumps(out))
+"""
+
+
 def run(tree: Path, *args: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(tree))
     res = subprocess.run([sys.executable, *args], env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
@@ -89,14 +110,16 @@ def make_ome_files(folder: Path) -> dict[str, list[Path]]:
     import xafm
 
     rng = np.random.default_rng(0)
-    files: dict[str, list[Path]] = {"xafm": [], "tifffile": []}
+    files: dict[str, list[Path]] = {"xafm": [], "tifffile": [], "shaped": []}
     for n in PAGES:
         a = rng.normal(size=(n, 32, 32)).astype(np.float32)
-        own, other = folder / f"own_{n}.ome.tif", folder / f"tf_{n}.ome.tif"
+        own, other, shaped = folder / f"own_{n}.ome.tif", folder / f"tf_{n}.ome.tif", folder / f"shaped_{n}.tif"
         xafm.stack(a, pixel_size_nm=1.0, times=np.arange(n) * 0.1).afm.to_ome_tiff(own)
         tifffile.imwrite(other, a, ome=True, metadata={"axes": "TYX", "PhysicalSizeX": 0.001, "PhysicalSizeY": 0.001})
+        tifffile.imwrite(shaped, a)  # tifffile's own shaped format: its uniform series
         files["xafm"].append(own)
         files["tifffile"].append(other)
+        files["shaped"].append(shaped)
     return files
 
 
@@ -110,6 +133,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15, help="nd2 repetitions per round")
     ap.add_argument("--against", default="main", help="git ref of the code to compare with")
     ap.add_argument("--skip-ometiff", action="store_true")
+    ap.add_argument("--only-ometiff", action="store_true", help="neither the imports nor the nd2 file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -120,24 +144,28 @@ def main() -> None:
         heavy: dict[str, list[str]] = {}
         nd2: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
         ome: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
+        tf_ref: list[dict[str, float]] = []
         for r in range(args.rounds):
             order = list(trees) if r % 2 == 0 else list(reversed(trees))
-            for label in order:
+            for label in order if not args.only_ometiff else []:
                 imp["xarray"].append(float(run(trees[label], "-c", IMPORT_XARRAY)))
                 dt, mods = json.loads(run(trees[label], "-c", IMPORT_XAFM))
                 imp[label].append(dt)
                 heavy[label] = mods
             for label in order:
-                if ND2.exists():
+                if ND2.exists() and not args.only_ometiff:
                     nd2[label].append(json.loads(run(trees[label], "-c", ND2_CHILD, str(ND2), str(args.reps))))
             for label in order:
                 if files:
                     ome[label].append(json.loads(run(trees[label], "-c", OME_CHILD, *map(str, files["xafm"] + files["tifffile"]))))
+            if files:
+                tf_ref.append(json.loads(run(ROOT, "-c", TIFFFILE_CHILD, *map(str, files["tifffile"] + files["shaped"]))))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    print(f"\n## import (median of {args.rounds} rounds, ms)")
-    print(f"import xarray alone: {1e3 * median(imp['xarray']):.0f}")
-    for label in trees:
+    if imp["xarray"]:
+        print(f"\n## import (median of {args.rounds} rounds, ms)")
+        print(f"import xarray alone: {1e3 * median(imp['xarray']):.0f}")
+    for label in trees if imp["xarray"] else []:
         print(f"import xafm after xarray, {label}: {1e3 * median(imp[label]):.0f}; heavy modules left: {heavy[label] or 'none'}")
     if any(nd2.values()):
         print("\n## cluster.nd2 (median over rounds of the per-round medians, ms; ratio to nd2 to_xarray in the same round)")
@@ -149,12 +177,16 @@ def main() -> None:
                 print(f"{label:>10} {key:<14} {ms:7.2f}  x{ratio:.2f}")
     if files:
         print("\n## OME-TIFF lazy open (median over rounds of best of 3, ms)")
-        print("pages      " + "  ".join(f"{label + ' ' + kind:>22}" for kind in files for label in trees))
+        kinds = ("xafm", "tifffile")
+        refs = (("tifffile OME series", "series", "tifffile"), ("tifffile shaped series", "series", "shaped"), ("tifffile key=0", "key0", "tifffile"))
+        print("pages      " + "  ".join(f"{label + ' ' + kind:>22}" for kind in kinds for label in trees) + "  " + "  ".join(f"{r[0]:>22}" for r in refs))
         for i, n in enumerate(PAGES):
             cells = []
-            for kind in files:
+            for kind in kinds:
                 for label in trees:
                     cells.append(f"{1e3 * median([x[str(files[kind][i])] for x in ome[label]]):22.1f}")
+            for _, what, kind in refs:
+                cells.append(f"{1e3 * median([x[what + ' ' + str(files[kind][i])] for x in tf_ref]):22.1f}")
             print(f"{n:<10} " + "  ".join(cells))
 
 

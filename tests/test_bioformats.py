@@ -32,8 +32,8 @@ MASK = 'grains "Ω" ö/ä'
 TIMES = [0.0, 0.1, 0.25, 0.7, 1.0]  # uneven
 
 
-def _stack(values, *, pixel, times, masks=None, layers=None, channel=CHANNEL):
-    return xafm.stack(values, pixel_size_nm=pixel, times=times, channel=channel, masks=masks, layers=layers)
+def _stack(values, *, pixel, times, masks=None, layers=None, channel=CHANNEL, frame_metadata=None):
+    return xafm.stack(values, pixel_size_nm=pixel, times=times, channel=channel, masks=masks, layers=layers, frame_metadata=frame_metadata)
 
 
 def _variants(tmp):
@@ -41,7 +41,7 @@ def _variants(tmp):
     each one holds (checked against what Bio-Formats reports)."""
     rng = np.random.default_rng(4)
     v = rng.normal(size=(5, 6, 7)).astype(np.float32)
-    full = _stack(v, pixel=(1.5, 2.0), times=TIMES, masks={MASK: v > 0}, layers={LAYER: v - v.mean()})
+    full = _stack(v, pixel=(1.5, 2.0), times=TIMES, masks={MASK: v > 0}, layers={LAYER: v - v.mean()}, frame_metadata=[{"bias_v": 0.5 * i} for i in range(len(TIMES))])
     streamed = _stack(dsa.from_array(rng.integers(-900, 900, size=(3, 4, 5)).astype(np.int16), chunks=(1, 4, 5)), pixel=0.75, times=[0.0, 0.5, 1.0], channel="height")
     single = _stack(rng.normal(size=(1, 5, 4)).astype(np.float32), pixel=(12.0, 3.0), times=[0.0], masks={"µ": np.ones((1, 5, 4), bool)}, channel="Phase ö")
     out = {
@@ -121,7 +121,8 @@ def test_bioformats_keeps_the_annotation_exact(bioformats):
     ann = {m.get("K"): m.text for m in omexml_dump(bioformats["full.ome.tif"]).iter(f"{OME}M")}
     assert json.loads(ann["channel_json"]) == CHANNEL
     assert json.loads(ann["images_json"]) == [["data", CHANNEL], ["layer", LAYER], ["mask", MASK]]
-    assert json.loads(ann["frame_metadata_json"])[3]["timestamp"] == pytest.approx(TIMES[3])
+    # the frame times are the planes' DeltaT (above); the annotation keeps the other labels
+    assert json.loads(ann["frame_metadata_json"])[3] == {"bias_v": 1.5}
 
 
 # --------------------------------------------------------------------------------------

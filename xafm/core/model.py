@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,9 +52,65 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def _numeric_column(values: Any) -> np.ndarray | None:
+    """A 1-D numpy column of numbers or booleans as the array :func:`_column_to_array`
+    makes of it value by value (float64, int64 or bool); None for anything else."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1:
+        return None
+    kind = values.dtype.kind
+    if kind == "f":
+        return values.astype(np.float64)
+    if kind == "b":
+        return values.astype(bool)
+    if kind == "i" or (kind == "u" and values.dtype.itemsize < 8):
+        return values.astype(np.int64)
+    return None
+
+
+def _column_values(values: Any) -> list[Any]:
+    """One column of a dict of columns as a list of its values (a list as it is: its
+    items may be lists themselves)."""
+    return list(values) if isinstance(values, list) else list(np.asarray(values, dtype=object).ravel())
+
+
+def frame_columns(frame_metadata: Sequence[Mapping[str, Any]], n_frames: int) -> dict[str, list[Any]]:
+    """Per-frame dicts as columns (key -> one value per frame, None where a frame lacks
+    the key), keys in the order they first appear. Frames that all have the same keys
+    (the usual case) are taken apart without a Python loop over the frames."""
+    frames = list(frame_metadata)
+    if len(frames) != n_frames:
+        raise StackError(f"frame_metadata has {len(frames)} entries for {n_frames} frames")
+    if frames and set(map(type, frames)) == {dict}:
+        shapes = set(map(tuple, frames))
+        if len(shapes) == 1:
+            keys = next(iter(shapes))
+            if all(type(k) is str for k in keys):
+                return {k: list(map(operator.itemgetter(k), frames)) for k in keys}
+    found: dict[str, None] = {}
+    for i, fm in enumerate(frames):
+        if not isinstance(fm, Mapping):
+            raise StackError(f"frame_metadata[{i}] is a {type(fm).__name__}, not a dict")
+        for k in fm:
+            found.setdefault(str(k), None)
+    return {k: [fm.get(k) for fm in frames] for k in found}
+
+
 def _column_to_array(key: str, values: Sequence[Any]) -> tuple[np.ndarray, dict[str, str]]:
     """Turn one per-frame metadata column into a netCDF-safe 1-D array (+ coord attrs)."""
+    arr = _numeric_column(values)
+    if arr is not None:
+        return arr, {}
     vals = list(values)
+    types = set(map(type, vals))
+    if types == {float} or types == {float, type(None)} or types == {int, float} or types == {int, float, type(None)}:
+        return np.array(vals, dtype=np.float64), {}  # None: NaN
+    if types == {int}:
+        try:
+            return np.array(vals, dtype=np.int64), {}
+        except OverflowError:
+            return np.array(vals, dtype=np.float64), {}
+    if types == {str}:
+        return _vlen(vals), {}
     present = [v for v in vals if v is not None]
     if present and all(isinstance(v, (bool, np.bool_)) for v in vals):
         return np.array(vals, dtype=bool), {}
@@ -102,18 +159,11 @@ def frame_metadata_to_coords(
     """
     if frame_metadata is None:
         return {}
+    columns: dict[str, Any]
     if isinstance(frame_metadata, Mapping):
-        columns = {str(k): list(np.asarray(v, dtype=object).ravel()) for k, v in frame_metadata.items()}
+        columns = {str(k): v if _numeric_column(v) is not None else _column_values(v) for k, v in frame_metadata.items()}
     else:
-        frames = list(frame_metadata)
-        if len(frames) != n_frames:
-            raise StackError(f"frame_metadata has {len(frames)} entries for {n_frames} frames")
-        keys: list[str] = []
-        for i, fm in enumerate(frames):
-            if not isinstance(fm, Mapping):
-                raise StackError(f"frame_metadata[{i}] is a {type(fm).__name__}, not a dict")
-            keys.extend(str(k) for k in fm if str(k) not in keys)
-        columns = {k: [fm.get(k) for fm in frames] for k in keys}
+        columns = frame_columns(frame_metadata, n_frames)
     coords: dict[str, xr.Variable] = {}
     for key, values in columns.items():
         if key == "timestamp":

@@ -8,6 +8,7 @@ non-square pixels, the ``(y, x)`` origin of a crop, extra attrs). See docs/forma
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -105,10 +106,26 @@ def text(value: Any) -> str | None:
 def _json(path: str, what: str, text: str | None, default: Any) -> Any:
     if text is None:
         return default
+    # a list of a dict per frame is many new objects, none in a cycle: the cyclic garbage
+    # collector, which they would set off again and again over the whole heap, waits
+    paused = gc.isenabled() and len(text) > 2**16
+    if paused:
+        gc.disable()
     try:
         return json.loads(text)
     except ValueError as exc:
         raise CorruptFileError(path, f"{what} is not valid JSON: {exc}") from None
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _all_close(values: list[Any], px: float) -> bool:
+    """Whether every frame's pixel size is a number within 1e-6 of ``px`` (relative)."""
+    if not set(map(type, values)) <= {int, float, bool}:
+        return all(isinstance(v, (int, float)) and math.isclose(v, px, rel_tol=1e-6) for v in values)
+    a = np.array(values, dtype=np.float64)
+    return bool(np.all(np.abs(a - px) <= 1e-6 * np.maximum(np.abs(a), abs(px))))
 
 
 def assemble_bundle(
@@ -140,11 +157,13 @@ def assemble_bundle(
     fm = _json(path, "frame_metadata_json", text(frame_metadata_json), [])
     if isinstance(fm, dict):
         fm = [fm]
-    if not isinstance(fm, list) or not all(isinstance(x, dict) for x in fm):
+    if not isinstance(fm, list) or not (set(map(type, fm)) <= {dict} or all(isinstance(x, dict) for x in fm)):
         raise CorruptFileError(path, "frame_metadata_json must be a JSON list of objects, one per frame")
     if len(fm) not in (0, n):
         warnings.warn(f"{path}: frame_metadata_json has {len(fm)} entries for {n} frames; ignored", XafmWarning, stacklevel=2)
         fm = []
+    # one column per key (a frame without the key: None), never a dict per frame
+    columns: dict[str, Any] = model.frame_columns(fm, n) if fm else {}
     recs, acquisition = provenance.from_playnano(_json(path, "provenance_json", text(provenance_json), {}))
     extra = _json(path, "xafm_attrs_json", text(attrs_json), {})
     extra = extra if isinstance(extra, dict) else {}
@@ -161,13 +180,13 @@ def assemble_bundle(
     except StackError as exc:
         raise CorruptFileError(path, f"xafm_attrs_json: {exc}") from None
     if timestamps is None:
-        timestamps = [f.get("timestamp") for f in fm] if fm else None
+        timestamps = columns.get("timestamp", [None] * n) if fm else None
     times, recorded = (model.check_times(np.arange(n, dtype=float), n), None) if timestamps is None else model.times_or_index(path, timestamps, n)
-    if fm and all(isinstance(f.get(FRAME_PIXEL_SIZE_KEY), (int, float)) and math.isclose(f[FRAME_PIXEL_SIZE_KEY], px, rel_tol=1e-6) for f in fm):
-        fm = [{k: v for k, v in f.items() if k != FRAME_PIXEL_SIZE_KEY} for f in fm]
+    if FRAME_PIXEL_SIZE_KEY in columns and _all_close(columns[FRAME_PIXEL_SIZE_KEY], px):
+        del columns[FRAME_PIXEL_SIZE_KEY]
     if recorded is not None:
-        fm = [dict(f, timestamp_recorded=float(t)) for f, t in zip(fm or [{} for _ in range(n)], recorded)]
-    fm = [{k: v for k, v in f.items() if k != "timestamp"} for f in fm] if fm else None
+        columns["timestamp_recorded"] = recorded.astype(np.float64)
+    columns.pop("timestamp", None)
 
     attrs: dict[str, Any] = conventions.attrs_from_json(extra.get("attrs"))
     if acquisition and attrs_json is None:  # playNano's file: its acquisition metadata (xafm's keeps its own attrs)
@@ -201,7 +220,7 @@ def assemble_bundle(
         times=times,
         channel=name,
         units=str(units) if isinstance(units, str) else "nm",
-        frame_metadata=fm,
+        frame_metadata=columns or None,
         masks=same_shape("mask", masks),
         layers=same_shape("layer", layers),
         attrs=attrs,

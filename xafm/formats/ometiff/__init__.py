@@ -64,7 +64,7 @@ def channels(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     info = _describe(path)
     if not omexml.annotation(info["root"]):  # another tool's file: as read_foreign names them
-        return list(foreign.layout(path, info["images"], 0, info.get("set"))["names"])
+        return list(foreign.layout(path, info["images"], 0, info.get("set"), info["root"])["names"])
     return [c["name"] for c in info["channels"]]
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import xarray as xr
 
 from ...core import conventions, model, provenance
-from ...core.lazy import DimView
+from ...core.lazy import DimView, LazyArray, RawFramesArray
 from ...exceptions import ChannelError, CorruptFileError, FormatError, XafmWarning
 from .._tiffsource import file_of, open_tiff
+from . import omexml
 from .names import NAME, READER, TAG_PROVENANCE
-from .omexml import length_nm, pixel_size_nm, plane_origin, q, time_s
-from .pages import TiffPlanesArray
+from .omexml import OME_TYPES, length_nm, pixel_size_nm, q, time_s
+from .pages import Reshaped, TiffPlanesArray, WithSamples, image_runs
 
 #: xafm dim names for tifffile's axis letters (the modulo letters follow tifffile).
 AXIS_NAMES = {
@@ -87,7 +88,7 @@ def _epoch_ms(text: str | None) -> float | None:
     return when.timestamp() * 1e3 if when.tzinfo is not None else None
 
 
-def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None) -> dict[str, Any]:
+def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None, root: ET.Element | None = None) -> dict[str, Any]:
     """Axes, shape and planes of an OME series (tifffile's reading of the OME-XML, or
     ``the_set``'s for a multi-file set, :mod:`.sets`), its dim names and sizes, and its
     channel names."""
@@ -100,6 +101,11 @@ def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None
     try:
         # _multifile=False: tifffile never opens files an OME-XML names (xafm's sets do, checked)
         with open_tiff(path) as tf:
+            fast = _uniform_layout(tf, path, root, images, series)
+            if fast is not None:  # pages found without tifffile's series reading every one
+                found = _described(path, images, series, *fast[:5])
+                found["base"] = fast[5]
+                return found
             if len(tf.series) < 1:
                 raise CorruptFileError(path, "OME-XML describes no image")
             if not isinstance(series, (int, np.integer)) or not 0 <= series < len(tf.series):
@@ -112,6 +118,45 @@ def layout(path: str, images: list[ET.Element], series: int, the_set: Any = None
             raise
         raise CorruptFileError(path, f"not a readable OME-TIFF: {exc}") from None
     return _described(path, images, series, axes, shape, planes, page_axes, dtype)
+
+
+def _uniform_layout(tf: Any, path: str, root: ET.Element | None, images: list[ET.Element], series: int) -> tuple[str, tuple[int, ...], list, str, np.dtype, LazyArray] | None:
+    """Axes, shape, planes (none listed), page axes, dtype and lazy planes of OME image
+    ``series`` as tifffile's OME series gives them, for the plain files whose pages
+    :func:`.pages.image_runs` finds uniform and contiguous: grayscale images, each one run
+    of pages from page 0, of the size and pixel type the OME-XML says, no modulo
+    annotations. None for any other file (tifffile's series then)."""
+    if root is None or not isinstance(series, (int, np.integer)) or not 0 <= series < len(images):
+        return None
+    if root.find(f".//{q('XMLAnnotation')}") is not None or tf.is_imagej:
+        return None  # modulo dims (an XMLAnnotation), ImageJ's own hyperstack: tifffile's
+    pix = images[series].find(q("Pixels"))
+    if pix is None:
+        return None
+    order = pix.get("DimensionOrder", "")
+    try:
+        size = {d: int(pix.get(f"Size{d}", "")) for d in "XYZCT"}
+    except ValueError:
+        return None
+    channels = pix.findall(q("Channel"))
+    if len(order) != 5 or order[:2] != "XY" or sorted(order[2:]) != ["C", "T", "Z"] or min(size.values()) < 1:
+        return None
+    if any(c.get("SamplesPerPixel", "1") != "1" for c in channels) or len(channels) not in (0, size["C"]):
+        return None
+    runs = image_runs(tf, path, images)
+    if runs is None:
+        return None
+    run = runs[series]
+    lead = order[2:][::-1]  # slowest first, as tifffile names them
+    lead_shape = tuple(size[d] for d in lead)
+    if run.n != size["Z"] * size["C"] * size["T"] or run.shape != (size["Y"], size["X"]):
+        return None
+    dtype = run.dtype.newbyteorder("=")
+    if OME_TYPES.get(dtype) != pix.get("Type"):
+        return None
+    frames = RawFramesArray(path, offset=run.data_offset, n_frames=run.n, frame_shape=run.shape, raw_dtype=run.dtype)
+    base = WithSamples(Reshaped(frames, lead_shape, tuple(range(len(lead)))))
+    return lead + "YXS", lead_shape + run.shape + (1,), [], "YXS", dtype, base
 
 
 def _described(path: str, images: list[ET.Element], series: int, axes: str, shape: tuple[int, ...], planes: list, page_axes: str, dtype: np.dtype) -> dict[str, Any]:
@@ -134,14 +179,14 @@ def _described(path: str, images: list[ET.Element], series: int, axes: str, shap
 
 def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, channel: str | None, series: int, the_set: Any = None) -> xr.Dataset:
     """Another tool's OME-TIFF (or multi-file set, ``the_set``), OME Image ``series``, with its dims (lazy)."""
-    lay = layout(path, images, series, the_set)
+    lay = layout(path, images, series, the_set, root)
     axes, shape, planes, page_axes, dtype = lay["axes"], lay["shape"], lay["planes"], lay["page_axes"], lay["dtype"]
     image, pix, names, chan_els = lay["image"], lay["pix"], lay["names"], lay["chan_els"]
     base_dims, sizes = lay["dims"], lay["sizes"]
     if any(p is None for p in planes):
         warnings.warn(f"{path}: {sum(p is None for p in planes)} OME planes are missing; read as zeros", XafmWarning, stacklevel=3)
     n_lead = len(axes) - len(page_axes)
-    base = TiffPlanesArray(path, planes, shape[:n_lead], shape[n_lead:], dtype)
+    base = lay.get("base") or TiffPlanesArray(path, planes, shape[:n_lead], shape[n_lead:], dtype)
     n_c = sizes.get("channel", 1)
     fixed: dict[str, int] = {}
     if channel is not None:
@@ -167,38 +212,25 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
     # times: DeltaT of the first plane of each T (at the selected channel), else TimeIncrement
     n_t = sizes.get("time", 1)
     want_c = c_index or 0
-    deltas: dict[int, float] = {}
-    firsts: dict[int, ET.Element] = {}  # the plane of each T at z 0 and the selected channel
-    for plane in pix.findall(q("Plane")):
-        try:
-            tz, tc, tt = (int(plane.get(a, 0)) for a in ("TheZ", "TheC", "TheT"))
-        except ValueError:
-            continue
-        if tz == 0 and tc == want_c and 0 <= tt < n_t:
-            firsts.setdefault(tt, plane)
-        if tz == 0 and tc == want_c and 0 <= tt < n_t and plane.get("DeltaT") is not None and tt not in deltas:
-            delta = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
-            if delta is not None:
-                deltas[tt] = delta
-    # where the image lies: the one position all its planes state (see plane_origin)
-    origin = plane_origin(path, list(firsts.values())) if len(firsts) == n_t else None
+    table = omexml.planes(pix)
+    # where the image lies: the one position all its planes state (see omexml.origin_of_rows)
+    origin = omexml.origin_of_rows(path, table, omexml.plane_rows(path, table, n_t, want_c)) if table.n >= n_t else None
+    deltas = omexml.plane_times(path, table, n_t, channel=want_c)
     recorded = None
-    if n_t >= 1 and len(deltas) == n_t:
-        recorded = np.array([deltas[t] for t in range(n_t)], dtype=np.float64)
+    if deltas is not None:
+        recorded = deltas
         times, _ = model.times_or_index(path, recorded - recorded[0], n_t)
     else:
         inc = time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit"))
         times = np.arange(n_t, dtype=np.float64) * (inc if inc and np.isfinite(inc) and inc > 0 else 1.0)
     start_ms = _epoch_ms(image.findtext(q("AcquisitionDate")))
-    frame_metadata = None
+    frame_metadata: dict[str, np.ndarray] | None = None  # columns, one value per frame
     if recorded is not None or start_ms is not None:
-        frame_metadata = [
-            {
-                **({"delta_t_s": float(recorded[i])} if recorded is not None else {}),
-                **({"start_epoch_ms": start_ms + 1e3 * float(recorded[i] if recorded is not None else times[i])} if start_ms is not None else {}),
-            }
-            for i in range(n_t)
-        ]
+        frame_metadata = {}
+        if recorded is not None:
+            frame_metadata["delta_t_s"] = np.asarray(recorded, dtype=np.float64)
+        if start_ms is not None:
+            frame_metadata["start_epoch_ms"] = start_ms + 1e3 * np.asarray(recorded if recorded is not None else times, dtype=np.float64)
 
     coords: dict[str, xr.Variable] = {}
     if "channel" in out_dims:

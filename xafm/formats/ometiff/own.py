@@ -13,6 +13,7 @@ import xarray as xr
 from ...core import conventions
 from ...exceptions import ChannelError, CorruptFileError
 from .. import _bundle
+from . import omexml
 from .names import NAME, READER
 from .omexml import pixel_size_nm, q, time_s
 from .pages import RawOrPages3D, Reshaped, Squeezed
@@ -42,16 +43,9 @@ def read_own(path: str, info: dict[str, Any], ann: dict[str, str], *, channel: s
     if channel is not None and channel not in names:
         raise ChannelError(f"{path}: no channel {channel!r}; available: {names}")
 
-    # DeltaT of the planes of the first Z/C, in s
-    deltas: dict[int, float] = {}
-    for plane in pix.findall(q("Plane")):
-        if int(plane.get("TheZ", 0)) == 0 and int(plane.get("TheC", 0)) == 0 and plane.get("DeltaT") is not None:
-            delta = time_s(path, plane.get("DeltaT"), plane.get("DeltaTUnit"))
-            if delta is not None:
-                deltas[int(plane.get("TheT", 0))] = delta
-    if len(deltas) == sizes["T"]:
-        times = np.array([deltas[t] for t in range(sizes["T"])])
-    else:
+    # DeltaT of the planes of the first Z/C, in s (a later plane of the same T wins)
+    times = omexml.plane_times(path, omexml.planes(pix), sizes["T"], channel=0, first_wins=False)
+    if times is None:
         inc = time_s(path, pix.get("TimeIncrement"), pix.get("TimeIncrementUnit")) or 1.0
         times = np.arange(sizes["T"]) * (inc if inc > 0 else 1.0)
 

@@ -77,6 +77,20 @@ def uniform_series(tf: Any, path: str, images: list[Any]) -> list[tuple[LazyArra
     reading every page: for files whose images each map one run of pages (``TiffData IFD=
     PlaneCount=``, as xafm writes) that :func:`.uniform.runs_of` finds uniform and
     contiguous, page by page. None for any other file (tifffile's series are then used)."""
+    runs = image_runs(tf, path, images)
+    if runs is None:
+        return None
+    return [
+        (RawFramesArray(path, offset=r.data_offset, n_frames=r.n, frame_shape=r.shape, raw_dtype=r.dtype), "TYX" if r.n > 1 else "YX")
+        for r in runs
+    ]
+
+
+def image_runs(tf: Any, path: str, images: list[Any]) -> list[Any] | None:
+    """One :class:`.uniform.Run` per OME image, for files whose images each map one run of
+    pages (``TiffData IFD= PlaneCount=`` naming no other file, the images one after the
+    other from page 0) that :func:`.uniform.runs_of` finds uniform and contiguous, page by
+    page; None for any other file."""
     from .omexml import q
     from .uniform import runs_of
 
@@ -90,13 +104,21 @@ def uniform_series(tf: Any, path: str, images: list[Any]) -> list[tuple[LazyArra
             counts.append((int(data[0].get("IFD", "")), int(data[0].get("PlaneCount", ""))))
         except ValueError:
             return None
-    runs = runs_of(tf, path, counts)
-    if runs is None:
-        return None
-    return [
-        (RawFramesArray(path, offset=r.data_offset, n_frames=r.n, frame_shape=r.shape, raw_dtype=r.dtype), "TYX" if r.n > 1 else "YX")
-        for r in runs
-    ]
+    return runs_of(tf, path, counts)
+
+
+class WithSamples(LazyArray):
+    """Planes (lead dims, y, x) seen with a trailing sample axis of one (``YXS`` pages, as
+    tifffile gives a grayscale OME series)."""
+
+    def __init__(self, base: LazyArray):
+        self.base, self.dtype = base, base.dtype
+        self.reads_through(base)
+        self.shape = tuple(base.shape) + (1,)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        got = np.asarray(self.base._read(tuple(key[:-1])))[..., None]
+        return outer_index(got, (slice(None),) * (got.ndim - 1) + (key[-1],))
 
 
 class RawOrPages3D(LazyArray):

@@ -34,6 +34,16 @@ def _ascii_json(text: str) -> str:
     return json.dumps(json.loads(text), ensure_ascii=True)
 
 
+def _kept_frame_metadata(fm: list[dict]) -> list[dict]:
+    """The per-frame metadata the annotation keeps: each frame's ``timestamp`` is its
+    Plane's ``DeltaT`` and its pixel size the image's (checked equal), so neither is
+    repeated (a reader would parse them for every frame, for nothing); no list at all when
+    nothing else is left."""
+    dropped = ("timestamp", _bundle.FRAME_PIXEL_SIZE_KEY)
+    kept = [{k: v for k, v in f.items() if k not in dropped} for f in fm]
+    return kept if any(kept) else []
+
+
 def resolution_tags(dy: float, dx: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """XResolution and YResolution (pixels per cm as TIFF rationals) for a pixel of
     ``dy`` x ``dx`` nm; None when a rational of 32-bit terms cannot hold one of them
@@ -97,7 +107,7 @@ def write(
     # non-ASCII text, and control characters (which XML cannot hold) too
     annotation = {
         "provenance_json": _ascii_json(content.provenance_json),
-        "frame_metadata_json": _ascii_json(content.frame_metadata_json),
+        "frame_metadata_json": json.dumps(_kept_frame_metadata(fm), ensure_ascii=True),
         "xafm_attrs_json": _ascii_json(content.attrs_json),
         "channel_json": json.dumps(content.channel),
         "images_json": json.dumps([["data", content.channel]] + [["layer", conventions.decode_name(k)] for k in content.layers] + [["mask", conventions.decode_name(k)] for k in content.masks]),
