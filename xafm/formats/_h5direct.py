@@ -122,7 +122,7 @@ class Layout:
         a = bounds[0].start - k0 * c
         return out[(slice(a, a + bounds[0].stop - bounds[0].start),) + tuple(bounds[1:])]
 
-    def _decode(self, data: bytes, mask: int, nbytes: int, path: str) -> bytes:
+    def _decode(self, data: bytes | memoryview, mask: int, nbytes: int, path: str) -> bytes | memoryview:
         """A stored chunk through the filter pipeline in reverse (a set bit of ``mask``: that
         filter was skipped for this chunk)."""
         for k in reversed(range(len(self.filters))):
@@ -163,7 +163,9 @@ def _pread_into(fd: int, path: str, size: int, start: int, out: np.ndarray) -> N
     if not hasattr(os, "preadv"):  # pragma: no cover - platforms without preadv
         out.reshape(-1).view(np.uint8)[:] = np.frombuffer(_pread(fd, path, size, start, n), np.uint8)
         return
-    view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
+    if not out.flags.c_contiguous:
+        raise ValueError("_pread_into needs a C-contiguous array")
+    view, got = out.reshape(-1).view(np.uint8).data, 0
     while got < n:
         k = os.preadv(fd, [view[got:]], start + got)
         if k <= 0:
@@ -176,9 +178,9 @@ def _seek_read(fd: int, n: int, start: int) -> bytes:  # pragma: no cover - plat
     return os.read(fd, n)
 
 
-def _read_runs(fd: int, path: str, size: int, stored: list[tuple[int, int]]) -> dict[int, bytes]:
+def _read_runs(fd: int, path: str, size: int, stored: list[tuple[int, int]]) -> dict[int, memoryview]:
     """Each stored chunk's bytes by offset, chunks lying together read with one ``pread``."""
-    out: dict[int, bytes] = {}
+    out: dict[int, memoryview] = {}
     i = 0
     while i < len(stored):
         j = i + 1
