@@ -270,11 +270,23 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
     if kind == "FolderFramesArray":
         import tifffile
 
-        def folder_reopen(i: int) -> np.ndarray:
-            with tifffile.TiffFile(src.paths[i], _multifile=False) as tf:
-                return tf.pages[0].asarray()
+        def page_array(var: Any) -> Any:  # the JPK page under a frame file's lazy stack
+            arr = var._data
+            while hasattr(arr, "array"):
+                arr = arr.array
+            return arr
 
-        return "tifffile (page 0 of frame i's file)", folder_reopen, None
+        pages = [page_array(v) for v in src.stacks]
+
+        def folder_reopen(i: int) -> np.ndarray:  # what the .jpk baseline does, in file i
+            pa = pages[i]
+            with tifffile.TiffFile(src.paths[i], _multifile=False) as tf:
+                v = tf.pages[pa.page].asarray()
+            out = np.multiply(v[::-1] if pa.flip_y else v, pa.multiplier, dtype=np.float64)
+            out += pa.offset
+            return out
+
+        return "tifffile (frame i's file, its page, scaled)", folder_reopen, None
     return kind, None, None
 
 
