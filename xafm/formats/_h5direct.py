@@ -122,7 +122,7 @@ class Layout:
         a = bounds[0].start - k0 * c
         return out[(slice(a, a + bounds[0].stop - bounds[0].start),) + tuple(bounds[1:])]
 
-    def _decode(self, data: bytes | memoryview, mask: int, nbytes: int, path: str) -> bytes | memoryview:
+    def _decode(self, data: bytes | memoryview | np.ndarray, mask: int, nbytes: int, path: str) -> bytes | memoryview | np.ndarray:
         """A stored chunk through the filter pipeline in reverse (a set bit of ``mask``: that
         filter was skipped for this chunk)."""
         for k in reversed(range(len(self.filters))):
@@ -131,18 +131,23 @@ class Layout:
             if self.filters[k] == DEFLATE:
                 z = zlib.decompressobj()
                 try:
-                    data = z.decompress(data, nbytes)
+                    data = z.decompress(data.data if isinstance(data, np.ndarray) else data, nbytes)
                 except zlib.error as exc:
                     raise CorruptFileError(path, f"a deflated HDF5 chunk does not inflate: {exc}") from None
                 if z.unconsumed_tail:
                     raise CorruptFileError(path, f"a deflated HDF5 chunk inflates to more than the chunk's {nbytes} bytes")
             else:  # SHUFFLE: byte j of every value, then byte j + 1, ...
                 item = self.dtype.itemsize
-                if item > 1 and len(data) == nbytes:
-                    data = np.frombuffer(data, np.uint8).reshape(item, -1).T.tobytes()
-        if len(data) != nbytes:
-            raise CorruptFileError(path, f"an HDF5 chunk decodes to {len(data)} bytes, not the chunk's {nbytes}")
+                if item > 1 and _size(data) == nbytes:
+                    data = np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(item, -1).T)
+        got = _size(data)
+        if got != nbytes:
+            raise CorruptFileError(path, f"an HDF5 chunk decodes to {got} bytes, not the chunk's {nbytes}")
         return data
+
+
+def _size(data: bytes | memoryview | np.ndarray) -> int:
+    return int(data.nbytes) if isinstance(data, (np.ndarray, memoryview)) else len(data)
 
 
 def _pread(fd: int, path: str, size: int, start: int, n: int) -> bytes:
