@@ -12,6 +12,8 @@ deflate filters with numpy and zlib. The open file's own ``fstat`` must match th
 recorded at open, so a file replaced or rewritten since is refused (``FileChangedError``)
 before its bytes are used. Layouts this module does not decode (other filters, compact or
 virtual storage, non-numeric types, too many chunks) keep reading through h5py.
+A contiguous :class:`Layout` is also how a plainly stored JPK TIFF page is read
+(:class:`~.jpk.JPKPageArray`).
 """
 
 from __future__ import annotations

@@ -336,7 +336,9 @@ def _select(lay: Layout, channel: str | None, path: str) -> Channel:
 # the lazy image
 # --------------------------------------------------------------------------------------
 class JPKPageArray(LazyArray):
-    """One TIFF page as a (1, y, x) stack, read with tifffile on each access.
+    """One TIFF page as a (1, y, x) stack, read with tifffile on the first access; a page
+    stored as one uncompressed run is then read by byte range (an ``fstat``-checked
+    ``pread`` of the file, no IFD parsed again) while the file keeps its identity.
 
     ``ifd_offset`` (where the page's IFD lies, found at open) lets a read parse that IFD
     alone instead of walking the chain of every page before it: for a URL, the header,
