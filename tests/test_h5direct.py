@@ -38,6 +38,8 @@ DECODED = {
     "gzip": {"chunks": (1, 11, 13), "compression": "gzip"},
     "gzip+shuffle": {"chunks": (2, 5, 6), "compression": "gzip", "shuffle": True},
     "shuffle": {"chunks": (4, 11, 7), "shuffle": True},
+    "big-endian": {"dtype": ">f4"},
+    "big-endian gzip+shuffle": {"dtype": ">f4", "chunks": (2, 4, 13), "compression": "gzip", "shuffle": True},
 }
 #: sub-boxes read after the first read (outer indexing keys)
 KEYS = [(3, slice(None), slice(None)), (6, slice(None), slice(None)), (slice(1, 6), slice(2, 9), slice(4, 12)), (0, 10, slice(None))]
