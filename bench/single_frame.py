@@ -188,6 +188,17 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
 
             return "h5py", h5jpk_reopen, lambda i: jpk_frame(ds, i)
 
+        if kind == "H5FrameArray":  # TopoStats: a 2-D image (or one plane of a 3-D one) as one frame
+            sel = (slice(None), slice(None)) + ((src.plane,) if src.plane is not None else ())
+
+            def h5_reopen(i: int) -> np.ndarray:
+                with h5py.File(src.path, "r") as g:
+                    return g[name][sel]
+
+            f = h5py.File(src.path, "r")
+            ds = f[name]
+            return "h5py", h5_reopen, lambda i: ds[sel]
+
         def h5_reopen(i: int) -> np.ndarray:
             with h5py.File(src.path, "r") as g:
                 return g[name][i]
@@ -195,6 +206,20 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
         f = h5py.File(src.path, "r")
         ds = f[name]
         return "h5py", h5_reopen, lambda i: ds[i]
+    if kind == "NhfImageArray":  # Nanosurf: a flat dataset of lines, the last stored line on top
+        import h5py
+
+        def nhf_frame(ds: Any) -> np.ndarray:
+            rows = np.asarray(ds[: src.lines * src.points]).reshape(src.lines, src.points)[::-1]
+            return rows.astype(np.float64) * src.scale + src.add
+
+        def nhf_reopen(i: int) -> np.ndarray:
+            with h5py.File(src.path, "r") as g:
+                return nhf_frame(g[src.dataset])
+
+        f = h5py.File(src.path, "r")
+        ds = f[src.dataset]
+        return "h5py", nhf_reopen, lambda i: nhf_frame(ds)
     if kind in ("TiffPagesArray", "JPKPageArray"):
         import tifffile
 
@@ -227,20 +252,41 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
     if kind == "ND2FramesArray":
         import nd2
 
+        # the sequence frame of time i with every other loop axis at 0, and its first
+        # channel (what the stack's isel(z=0, channel=0) asks for)
+        def seq(i: int) -> int:
+            return int(np.ravel_multi_index((i,) + (0,) * (len(src.loop_shape) - 1), src.loop_shape))
+
+        def first_channel(frame: Any) -> np.ndarray:
+            v = np.asarray(frame)
+            return np.array(v[0] if v.ndim > 2 else v)  # a copy: the frame is a view of nd2's memory map
+
         def nd2_reopen(i: int) -> np.ndarray:
             with nd2.ND2File(src.path) as f:
-                return np.asarray(f.read_frame(i))
+                return first_channel(f.read_frame(seq(i)))
 
         f = nd2.ND2File(src.path)
-        return "nd2", nd2_reopen, lambda i: np.asarray(f.read_frame(i))
+        return "nd2", nd2_reopen, lambda i: first_channel(f.read_frame(seq(i)))
     if kind == "FolderFramesArray":
         import tifffile
 
-        def folder_reopen(i: int) -> np.ndarray:
-            with tifffile.TiffFile(src.paths[i], _multifile=False) as tf:
-                return tf.pages[0].asarray()
+        def page_array(var: Any) -> Any:  # the JPK page under a frame file's lazy stack
+            arr = var._data
+            while hasattr(arr, "array"):
+                arr = arr.array
+            return arr
 
-        return "tifffile (page 0 of frame i's file)", folder_reopen, None
+        pages = [page_array(v) for v in src.stacks]
+
+        def folder_reopen(i: int) -> np.ndarray:  # what the .jpk baseline does, in file i
+            pa = pages[i]
+            with tifffile.TiffFile(src.paths[i], _multifile=False) as tf:
+                v = tf.pages[pa.page].asarray()
+            out = np.multiply(v[::-1] if pa.flip_y else v, pa.multiplier, dtype=np.float64)
+            out += pa.offset
+            return out
+
+        return "tifffile (frame i's file, its page, scaled)", folder_reopen, None
     return kind, None, None
 
 

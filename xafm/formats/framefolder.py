@@ -110,26 +110,57 @@ class FolderFramesArray(LazyArray):
         self.stacks = stacks
         self.shape = (len(paths),) + tuple(frame_shape)
         self.dtype = np.dtype(dtype)
+        self._sources: list[LazyArray | None] | None = None
+
+    def _source(self, i: int) -> LazyArray | None:
+        """The lazy array under file ``i``'s stack from the open (None: read its values
+        through xarray): a frame is then read as its box alone, without xarray's wrappers."""
+        if self.stacks is None:
+            return None
+        if self._sources is None:
+            self._sources = [_lazy_source(v) for v in self.stacks]
+        return self._sources[i]
 
     def _read(self, key: tuple[Any, ...]) -> np.ndarray:
-        read = _frame_format(self.fmt).read
-        assert read is not None
         idx = np.arange(self.shape[0])[key[0]]
         frames = []
         for i in np.atleast_1d(idx):
             file = self.paths[int(i)]
             with unchanged_while(file, self.members.get(file)):
+                src = self._source(int(i))
+                if src is not None and src.shape[0] == 1 and src.shape[1:] == self.shape[1:]:
+                    frames.append(np.asarray(src._read_checked((0,) + tuple(key[1:]))))
+                    continue
                 if self.stacks is not None:
                     values = np.asarray(self.stacks[int(i)].values)
                 else:
+                    read = _frame_format(self.fmt).read
+                    assert read is not None
                     ds = read(file, channel=self.channel)
                     values = np.asarray(next(iter(ds.data_vars.values())).values)
             if values.shape[1:] != self.shape[1:]:
                 raise CorruptFileError(self.paths[int(i)], f"frame is {values.shape[1:]}, the video's frames are {self.shape[1:]}")
-            frames.append(values[0])
-        block = np.stack(frames).astype(self.dtype, copy=False) if frames else np.empty((0,) + self.shape[1:], self.dtype)
-        out = outer_index(block, (slice(None),) + tuple(key[1:]))
-        return out[0] if np.ndim(idx) == 0 else out
+            frames.append(outer_index(values[0], tuple(key[1:])))
+        if np.ndim(idx) == 0:
+            return np.asarray(frames[0], dtype=self.dtype)
+        box = outer_index(np.empty(self.shape[1:], np.uint8), tuple(key[1:])).shape
+        return np.stack(frames).astype(self.dtype, copy=False) if frames else np.empty((0,) + box, self.dtype)
+
+
+def _lazy_source(var: xr.Variable) -> LazyArray | None:
+    """The :class:`LazyArray` a reader's variable wraps, when xarray's wrappers around it
+    select all of it (None otherwise, or for values already in memory)."""
+    from xarray.core import indexing
+
+    arr: Any = var._data
+    while not isinstance(arr, LazyArray):
+        if isinstance(arr, indexing.LazilyIndexedArray):
+            if any(k != slice(None) for k in arr.key.tuple):
+                return None
+        elif not isinstance(arr, (indexing.CopyOnWriteArray, indexing.MemoryCachedArray)):
+            return None
+        arr = arr.array
+    return arr
 
 
 def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Dataset:

@@ -21,12 +21,12 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..core.lazy import LazyArray, bounding_box, outer_index
+from ..core.lazy import bounding_box, outer_index
 from ..exceptions import CorruptFileError, StackError, XafmWarning, reading
 from ._channels import pick_channel
 from ._h5guard import check_stored
 from ._h5strings import Values
-from ._hdf5 import HDF5_LOCK, identify_with, open_dataset, open_h5, open_raw, text_keys
+from ._hdf5 import HDF5_LOCK, H5Direct, identify_with, open_dataset, open_h5, open_raw, text_keys
 
 NAME = "h5-jpk"
 
@@ -296,12 +296,13 @@ def _select(lay: Layout, channel: str | None, path: str) -> Channel:
 # --------------------------------------------------------------------------------------
 # the lazy frames
 # --------------------------------------------------------------------------------------
-class H5JPKFramesArray(LazyArray):
+class H5JPKFramesArray(H5Direct):
     """Frames stored as columns of a (pixels, frames) HDF5 dataset, read per access.
 
-    Each read opens the file, reads the bounding block of rows and frames (one chunk per
-    frame in JPK files), and turns it into (frames, y, x) float64 with the flip and the
-    linear scaling applied. Nothing is kept open between reads.
+    Each read reads the bounding block of rows and frames (one chunk per frame in JPK
+    files: the first read through h5py, later ones by byte range, :class:`~._hdf5.H5Direct`),
+    and turns it into (frames, y, x) float64 with the flip and the linear scaling applied.
+    Nothing is kept open between reads.
     """
 
     def __init__(
@@ -333,9 +334,13 @@ class H5JPKFramesArray(LazyArray):
         (t0, t1), (y0, y1), (x0, x1) = ((b.start, b.stop) for b in bounds)
         rows, cols = self.shape[1], self.shape[2]
         s0, s1 = (rows - y1, rows - y0) if self.flip_y else (y0, y1)
-        with HDF5_LOCK, open_raw(self.path) as f:
-            ds = open_dataset(f, self.dataset, self.path, (rows * cols, self.shape[0]))
-            raw = ds[s0 * cols : s1 * cols, t0:t1]
+        box = (slice(s0 * cols, s1 * cols), slice(t0, t1))
+        raw = self.read_direct(box)
+        if raw is None:
+            with HDF5_LOCK, open_raw(self.path) as f:
+                ds = open_dataset(f, self.dataset, self.path, (rows * cols, self.shape[0]))
+                raw = ds[box]
+                self.keep_layout(ds)
         block = raw.T.reshape(t1 - t0, s1 - s0, cols)
         if self.flip_y:
             block = block[:, ::-1, :]

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core import conventions, model, provenance
+from ..core import conventions, model, provenance, sources
 from ..core.contract import Format, Probe
+from ..core.file_identity import FileIdentity
 from ..core.lazy import LazyArray, outer_index
 from ..exceptions import CorruptFileError, passes_through, reading
 from ._channels import pick_channel
+from ._h5direct import Layout as ByteLayout  # a run of values at an offset, read by an fstat-checked pread
 from ._tiffsource import open_tiff
 
 NAME = "jpk"
@@ -334,7 +336,9 @@ def _select(lay: Layout, channel: str | None, path: str) -> Channel:
 # the lazy image
 # --------------------------------------------------------------------------------------
 class JPKPageArray(LazyArray):
-    """One TIFF page as a (1, y, x) stack, read with tifffile on each access.
+    """One TIFF page as a (1, y, x) stack, read with tifffile on the first access; a page
+    stored as one uncompressed run is then read by byte range (an ``fstat``-checked
+    ``pread`` of the file, no IFD parsed again) while the file keeps its identity.
 
     ``ifd_offset`` (where the page's IFD lies, found at open) lets a read parse that IFD
     alone instead of walking the chain of every page before it: for a URL, the header,
@@ -352,7 +356,27 @@ class JPKPageArray(LazyArray):
         self.offset = float(offset)
         self.flip_y = bool(flip_y)
 
+    #: Where the page's pixels lie once a read through tifffile found them stored plainly
+    #: (one uncompressed run): later reads of the unchanged file read those bytes alone,
+    #: without parsing the file's IFDs again (False: always through tifffile).
+    _layout: ByteLayout | bool | None = None
+
     def _read(self, key: tuple) -> np.ndarray:
+        layout = self._layout
+        if isinstance(layout, ByteLayout) and self.opened is not None:
+            raw = layout.read(self.path, self.opened, (slice(0, self.shape[1]), slice(0, self.shape[2])))
+        else:
+            raw = self._read_tiff()
+        if raw.shape != self.shape[1:]:
+            raise CorruptFileError(self.path, f"page {self.page} is {raw.shape}, expected {self.shape[1:]}")
+        if self.flip_y:
+            raw = raw[::-1]
+        out = np.multiply(raw, self.multiplier, dtype=np.float64)
+        if self.offset:
+            out += self.offset
+        return outer_index(out[None], key)
+
+    def _read_tiff(self) -> np.ndarray:
         import tifffile
 
         with open_tiff(self.path) as tif:
@@ -365,15 +389,27 @@ class JPKPageArray(LazyArray):
                 raise CorruptFileError(self.path, f"page {self.page} is missing")
             else:
                 page = tif.pages[self.page]
-            raw = page.asarray()
-        if raw.shape != self.shape[1:]:
-            raise CorruptFileError(self.path, f"page {self.page} is {raw.shape}, expected {self.shape[1:]}")
-        if self.flip_y:
-            raw = raw[::-1]
-        out = np.multiply(raw, self.multiplier, dtype=np.float64)
-        if self.offset:
-            out += self.offset
-        return outer_index(out[None], key)
+            raw: np.ndarray = page.asarray()
+            if self._layout is None:
+                self._keep_layout(page, tif.byteorder)
+        return raw
+
+    def _keep_layout(self, page: Any, byteorder: str) -> None:
+        """Keep where a plainly stored page's pixels are (one uncompressed run of the page's
+        shape, as JPK writes them), if the file is still the one opened."""
+        opened = self.opened
+        plain = (
+            not sources.is_url(self.path) and opened is not None and opened.size is not None
+            and page.compression == 1 and page.predictor == 1 and page.fillorder == 1 and page.samplesperpixel == 1
+            and bool(page.is_contiguous) and tuple(page.shape) == self.shape[1:] and page.dtype is not None
+            and np.dtype(page.dtype).kind in "iuf"
+        )
+        if not plain:
+            self._layout = False
+            return
+        layout = ByteLayout(np.dtype(page.dtype).newbyteorder(byteorder), self.shape[1:], offset=int(page.dataoffsets[0]))
+        if FileIdentity.of(self.path) == opened:
+            self._layout = layout
 
 
 # --------------------------------------------------------------------------------------

@@ -27,12 +27,12 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..core.lazy import Key, LazyArray, bounding_box, outer_index
+from ..core.lazy import Key, bounding_box, outer_index
 from ..exceptions import CorruptFileError, NotAnImageError, reading
 from ._channels import pick_channel
 from ._h5guard import check_stored
 from ._h5strings import Values
-from ._hdf5 import HDF5_LOCK, identify_with, open_dataset, open_h5, open_raw, text_keys
+from ._hdf5 import HDF5_LOCK, H5Direct, identify_with, open_dataset, open_h5, open_raw, text_keys
 from ._units import length_unit_nm
 
 NAME = "nhf"
@@ -206,10 +206,11 @@ def _defaults(found: list[Channel]) -> list[str]:
     return out + [c.name for c in forward if length_unit_nm(c.unit) is not None]
 
 
-class NhfImageArray(LazyArray):
+class NhfImageArray(H5Direct):
     """One flat channel dataset seen as a (1, lines, points) frame, rows flipped so that
-    row 0 is the last stored line (the top), values ``raw * scale + add``; each read opens
-    the file and reads only the whole stored lines it needs."""
+    row 0 is the last stored line (the top), values ``raw * scale + add``; each read reads
+    only the whole stored lines it needs (the first through h5py, later ones by byte
+    range: :class:`~._hdf5.H5Direct`)."""
 
     def __init__(self, path: str, channel: Channel, factor: float):
         self.path = path
@@ -226,8 +227,14 @@ class NhfImageArray(LazyArray):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         y0, y1 = bounds[1].start, bounds[1].stop
         first, last = self.lines - y1, self.lines - y0  # stored lines, bottom first
-        with HDF5_LOCK, open_raw(self.path) as f:
-            flat = open_dataset(f, self.dataset, self.path, size=self.lines * self.points)[first * self.points : last * self.points]
+        lines = slice(first * self.points, last * self.points)
+        flat = self.read_direct((lines,))
+        if flat is None:
+            with HDF5_LOCK, open_raw(self.path) as f:
+                ds = open_dataset(f, self.dataset, self.path, size=self.lines * self.points)
+                flat = ds[lines]
+                if ds.ndim == 1:
+                    self.keep_layout(ds)
         rows = np.asarray(flat).reshape(last - first, self.points)[::-1, bounds[2]]
         out = rows.astype(np.float64) * self.scale + self.add
         return np.asarray(outer_index(out[None], rel), dtype=self.dtype)

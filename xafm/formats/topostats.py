@@ -22,10 +22,10 @@ import xarray as xr
 
 from ..core import conventions, model, provenance
 from ..core.contract import Format, Probe
-from ..core.lazy import LazyArray, bounding_box, outer_index
+from ..core.lazy import bounding_box, outer_index
 from ..exceptions import ChannelError, CorruptFileError, reading
 from ._h5guard import check_stored
-from ._hdf5 import HDF5_LOCK, has_member, identify_with, open_dataset, open_h5, open_raw
+from ._hdf5 import HDF5_LOCK, H5Direct, has_member, identify_with, open_dataset, open_h5, open_raw
 
 NAME = "topostats"
 DEFAULT_CHANNEL = "image"
@@ -33,8 +33,9 @@ MAX_OBJECTS = 100_000
 MAX_TEXT_BYTES = 2**20
 
 
-class H5FrameArray(LazyArray):
-    """A 2-D (or one plane of a 3-D) HDF5 dataset seen as one frame, opened per read."""
+class H5FrameArray(H5Direct):
+    """A 2-D (or one plane of a 3-D) HDF5 dataset seen as one frame, opened per read (read
+    by byte range after the first read: :class:`~._hdf5.H5Direct`)."""
 
     def __init__(
         self, path: str, name: str, shape: tuple[int, int], dtype: Any, plane: int | None = None, out_dtype: Any = None, stored_shape: tuple[int, ...] | None = None
@@ -50,9 +51,14 @@ class H5FrameArray(LazyArray):
         if any(b.stop <= b.start for b in bounds):
             return np.empty(outer_index(np.empty(self.shape, np.uint8), key).shape, self.dtype)
         sel = bounds[1:] + ((self.plane,) if self.plane is not None else ())
-        with HDF5_LOCK, open_raw(self.path) as f:
-            ds = open_dataset(f, self.name, self.path, self.stored_shape)
-            block = np.asarray(ds[sel])
+        direct = self.read_direct(bounds[1:] + ((slice(self.plane, self.plane + 1),) if self.plane is not None else ()))
+        if direct is not None:
+            block = direct[..., 0] if self.plane is not None else direct
+        else:
+            with HDF5_LOCK, open_raw(self.path) as f:
+                ds = open_dataset(f, self.name, self.path, self.stored_shape)
+                block = np.asarray(ds[sel])
+                self.keep_layout(ds)
         block = block[None]
         out = outer_index(block, rel)
         return (out != 0) if self.dtype == bool else np.asarray(out, dtype=self.dtype)
