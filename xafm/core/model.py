@@ -199,7 +199,7 @@ def variable(dims: tuple[str, ...], values: Any, attrs: Mapping[str, Any] | None
     )
     if not plain:
         return xr.Variable(dims, values, attrs)
-    if index and values.ndim == 1:
+    if index and values.ndim == 1 and values.dtype != np.float16:  # pandas has no float16 Index
         import pandas as pd
 
         return xr.Variable(dims, pd.Index(values, dtype=values.dtype if values.dtype.kind == "O" else None), attrs)
