@@ -1,5 +1,6 @@
-"""What ``import xafm`` and a first eager open import (subprocesses with fresh interpreters):
-no matplotlib, dask, scipy or format library until something needs it, and xafm's
+"""What ``import xafm`` and a first open import (subprocesses with fresh interpreters): no
+matplotlib, dask, scipy, pint, validation or format library until something needs it
+(an open imports its own format's library only), and xafm's
 colormaps still registered with matplotlib whenever matplotlib is imported."""
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import pytest
 
 from tests.helpers import shared_file
 
-HEAVY = ("matplotlib", "dask", "dask.array", "scipy", "h5py", "tifffile", "zarr", "nd2", "PIL", "imageio")
+HEAVY = (
+    "matplotlib", "dask", "dask.array", "scipy", "pint", "h5py", "tifffile", "zarr", "nd2", "ome_types", "pydantic",
+    "ome_zarr_models", "PIL", "imageio",
+)  # fmt: skip
 
 
 def _run(code: str) -> str:
@@ -33,14 +37,43 @@ def test_import_xafm_and_its_format_table_import_no_heavy_library():
     assert _imported("import xafm", "from xafm import registry; registry.table()") == [[], []]
 
 
-def test_first_eager_open_imports_only_its_format_library():
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A small stack in xafm's h5, OME-TIFF and OME-Zarr (written here, opened in a fresh
+    interpreter)."""
+    import numpy as np
+
+    import xafm
+
+    folder = tmp_path_factory.mktemp("imports")
+    da = xafm.stack(np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8), pixel_size_nm=1.0, times=[0.0, 0.5])
+    return {
+        "h5py": da.afm.to_h5(folder / "s.h5"),
+        "tifffile": da.afm.to_ome_tiff(folder / "s.ome.tif"),
+        "zarr": da.afm.to_ome_zarr(folder / "s.ome.zarr"),
+    }
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_first_open_of_an_asd_imports_no_heavy_library(lazy):
+    # xarray imports dask (and through it scipy) at the first Variable made of a numpy
+    # array, and pint at the first dimension coordinate, when they are installed
+    # (xarray.namedarray.pycompat): xafm's readers build theirs without those checks
+    asd = shared_file("afm", "asd_sample_0.asd")
+    assert _imported(f"import xafm; xafm.open({str(asd)!r}, lazy={lazy})") == [[]]
+
+
+@pytest.mark.parametrize("library", ["h5py", "tifffile", "zarr"])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_first_open_imports_only_its_format_library(written, library, lazy):
+    assert _imported(f"import xafm; xafm.open({str(written[library])!r}, lazy={lazy})") == [[library]]
+
+
+def test_a_second_format_adds_only_its_own_library():
     asd = shared_file("afm", "asd_sample_0.asd")
     nd2 = shared_file("other", "cluster.nd2")
     after_asd, after_nd2 = _imported(f"import xafm; xafm.open({str(asd)!r})", f"xafm.open({str(nd2)!r})")
-    # xarray itself imports dask.array (and through it scipy) at its first Variable when dask
-    # is installed; xafm adds the file's own format library only, and no matplotlib
-    assert set(after_asd) <= {"dask", "dask.array", "scipy"}
-    assert set(after_nd2) - set(after_asd) == {"nd2"}
+    assert (after_asd, after_nd2) == ([], ["nd2"])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import dask.array as dsa
 import numpy as np
@@ -152,3 +153,20 @@ def test_pixel_size_follows_slicing():
     assert model.pixel_size_nm(da[:, :1, :1]) == (0.5, 0.5)
     with pytest.raises(xafm.StackError, match="not evenly spaced"):
         model.pixel_size_nm(da.isel(x=[0, 1, 5]))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [np.arange(3.0), np.arange(3, dtype=np.float32), np.arange(3, dtype=np.float16), np.arange(3), np.array([True, False]),
+     np.array(["a", "b"]), model._vlen(["a", "b"]), np.array([0.5, "a"], dtype=object)],
+    ids=["f8", "f4", "f2", "i8", "bool", "U", "vlen", "mixed-object"],
+)  # fmt: skip
+def test_variable_is_what_xarray_makes(values):
+    # model.variable skips xarray's duck-array checks (they import dask and pint); what it
+    # makes must be what xr.Variable makes, as a coordinate and as a dimension coordinate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # xarray's float16 index cast
+        ours = xr.Dataset(coords={"d": model.variable(("d",), values, {"u": 1}, index=True), "c": model.variable(("d",), values)})
+        theirs = xr.Dataset(coords={"d": xr.Variable(("d",), values, {"u": 1}), "c": xr.Variable(("d",), values)})
+    assert ours.identical(theirs)
+    assert ours.indexes["d"].dtype == theirs.indexes["d"].dtype and ours["c"].dtype == theirs["c"].dtype

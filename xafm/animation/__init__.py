@@ -16,17 +16,38 @@ This module adds what the command line needs: :func:`export_animations` and
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from ..exceptions import FormatError, RenderError
 from ..render.options import RenderOptions, takes_render_options
-from .gif import gif_delays_cs, to_gif
-from .notebook import Preview, preview
-from .sequence import FRAME_FORMATS, to_frames
-from .video import CONTAINERS, VIDEO_FORMATS, to_video
+
+if TYPE_CHECKING:
+    from .gif import gif_delays_cs, to_gif
+    from .notebook import Preview, preview
+    from .sequence import FRAME_FORMATS, to_frames
+    from .video import CONTAINERS, VIDEO_FORMATS, to_video
+
+#: Where each name lives: imported on first use, so that the format table, which imports
+#: each writer's module (``xafm.registry``), does not import the others and the preview.
+_WHERE = {
+    "gif_delays_cs": "gif", "to_gif": "gif", "Preview": "notebook", "preview": "notebook",
+    "FRAME_FORMATS": "sequence", "to_frames": "sequence", "CONTAINERS": "video", "VIDEO_FORMATS": "video",
+    "to_video": "video",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "CONTAINERS", "FRAME_FORMATS", "VIDEO_FORMATS", "Preview", "export_animations",
@@ -79,6 +100,10 @@ def export_animations(
     overwrite
         Replace existing outputs.
     """
+    from .gif import to_gif
+    from .sequence import FRAME_FORMATS, to_frames
+    from .video import VIDEO_FORMATS, to_video
+
     if video is not None and video.lower().lstrip(".") not in VIDEO_FORMATS:
         raise FormatError(f"video format must be one of {', '.join(VIDEO_FORMATS)}, got {video!r}")
     if sequence is not None and str(sequence).lower().lstrip(".") not in FRAME_FORMATS:

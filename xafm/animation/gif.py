@@ -25,10 +25,7 @@ from ..core.contract import Format
 from ..core.output import atomic_output
 from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError, XafmWarning
-from ..render.frames import FrameRenderer, user_stacklevel
 from ..render.options import RenderOptions, check_fps, takes_render_options
-from ..render.parallel import Progress, map_ordered
-from .record import export_records, records_json
 
 #: GIF delays are whole 1/100 s and players slow delays under 2/100 s down.
 GIF_MAX_FPS = 50.0
@@ -228,6 +225,10 @@ def write_gif(
 ) -> tuple[Path, tuple[int, int]]:
     """What :func:`to_gif` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance; and the frames' (width, height)."""
+    from ..render.frames import FrameRenderer, user_stacklevel
+    from ..render.parallel import Progress, map_ordered
+    from .record import export_records, records_json
+
     check_writable(da, "to_gif", path)
     fps = check_fps(fps)
     if compression not in GIF_COMPRESSIONS:

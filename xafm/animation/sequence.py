@@ -26,10 +26,7 @@ from ..core.contract import Format
 from ..core.output import OutputKind, atomic_output
 from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError
-from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, takes_render_options
-from ..render.parallel import Progress, map_ordered
-from .record import PNG_KEYWORD, export_records, records_json
 
 FRAME_FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
 #: Bytes a JPEG COM segment holds (its length field is 16 bits and counts itself).
@@ -43,6 +40,8 @@ _PROOF_BYTES = 2**17
 
 def _carries_provenance(path: Path) -> bool:
     """Whether a frame file holds the provenance :func:`to_frames` puts in every frame."""
+    from .record import PNG_KEYWORD
+
     with open(path, "rb") as fh:
         head = fh.read(_PROOF_BYTES)
     if head.startswith(b"\x89PNG"):
@@ -153,6 +152,10 @@ def to_frames(
     fsync
         Make every frame and the folder durable before returning; False for scratch output.
     """
+    from ..render.frames import FrameRenderer
+    from ..render.parallel import Progress, map_ordered
+    from .record import PNG_KEYWORD, export_records, records_json
+
     check_writable(da, "to_frames", folder)
     key = str(fmt).lower().lstrip(".")
     if key not in FRAME_FORMATS:

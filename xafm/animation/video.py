@@ -25,10 +25,7 @@ from ..core.contract import Format
 from ..core.output import atomic_output
 from ..core.writable import check_writable
 from ..exceptions import FormatError, RenderError, WriteError
-from ..render.frames import FrameRenderer
 from ..render.options import RenderOptions, check_fps, takes_render_options
-from ..render.parallel import Progress, map_ordered, workers
-from .record import export_records, records_json
 
 #: suffix -> (ffmpeg muxer, default codec)
 CONTAINERS = {
@@ -252,6 +249,10 @@ def write_video(
 ) -> tuple[Path, tuple[int, int]]:
     """What :func:`to_video` does, with ``record=False`` for a file that is not an export
     (the notebook preview) and so carries no provenance; and the frames' (width, height)."""
+    from ..render.frames import FrameRenderer
+    from ..render.parallel import Progress, map_ordered, workers
+    from .record import export_records, records_json
+
     check_writable(da, "to_video", path)
     fps = check_fps(fps)
     # a colour bar's width follows the labels of the z-limits: its renderer (and z-scale

@@ -174,7 +174,7 @@ def frame_metadata_to_coords(
         name = _coord_name_for_key(key, set(coords))
         if name != key:
             attrs[META_KEY_ATTR] = key
-        coords[name] = xr.Variable((TIME,), arr, attrs)
+        coords[name] = variable((TIME,), arr, attrs)
     return coords
 
 
@@ -226,8 +226,34 @@ def as_variable(dims: tuple[str, ...], arr: Any, attrs: Mapping[str, Any] | None
     elif isinstance(arr, indexing.ExplicitlyIndexed) or is_dask(arr):
         data = arr
     else:
-        data = np.asarray(arr)
+        return variable(dims, np.asarray(arr), attrs)
     return xr.Variable(dims, data, dict(attrs or {}))
+
+
+def variable(dims: tuple[str, ...], values: Any, attrs: Mapping[str, Any] | None = None, *, index: bool = False) -> xr.Variable:
+    """``xr.Variable(dims, values, attrs)``, without importing dask and pint for a numpy array.
+
+    xarray asks of every array a Variable is made of (``as_compatible_data``) whether it
+    is a dask array, and of every dimension coordinate (``safe_cast_to_index``) whether
+    it is a pint quantity: the first ask imports the package when it is installed (dask
+    and, through it, scipy: 1-3 s of a first open). A numpy array of numbers or strings
+    (also an object array of ``str``, as xafm keeps variable-length strings) needs
+    neither check, so it is kept as it is (``fastpath``), and a dimension coordinate
+    (``index=True``) is given as the pandas Index xarray would make of it. Anything else
+    (dates among objects, which xarray converts) goes through xarray's checks.
+    ``tests/test_imports.py`` holds this.
+    """
+    attrs = dict(attrs or {})
+    plain = type(values) is np.ndarray and (
+        values.dtype.kind in "biufcUS" or (values.dtype.kind == "O" and all(type(v) is str for v in values.flat))
+    )
+    if not plain:
+        return xr.Variable(dims, values, attrs)
+    if index and values.ndim == 1 and values.dtype != np.float16:  # pandas has no float16 Index
+        import pandas as pd
+
+        return xr.Variable(dims, pd.Index(values, dtype=values.dtype if values.dtype.kind == "O" else None), attrs)
+    return xr.Variable(dims, values, attrs, fastpath=True)
 
 
 def _check_pixel_size(pixel_size_nm: Any) -> tuple[float, float]:
@@ -372,9 +398,9 @@ def assemble(
     t = check_times(np.arange(n_t, dtype=np.float64) if times is None else times, n_t)
 
     all_coords: dict[str, xr.Variable] = {
-        TIME: xr.Variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}),
-        Y: xr.Variable((Y,), axis_coordinate(sizes[Y], dy, y0), {"units": "nm"}),
-        X: xr.Variable((X,), axis_coordinate(sizes[X], dx, x0), {"units": "nm"}),
+        TIME: variable((TIME,), t, {"units": "s", "long_name": "time since first frame"}, index=True),
+        Y: variable((Y,), axis_coordinate(sizes[Y], dy, y0), {"units": "nm"}, index=True),
+        X: variable((X,), axis_coordinate(sizes[X], dx, x0), {"units": "nm"}, index=True),
     }
     all_coords.update(frame_metadata_to_coords(frame_metadata, n_t))
     all_coords.update(coords or {})

@@ -522,9 +522,9 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncat
     k = np.arange(n_read, dtype=np.float64)
     nan = np.full(n_read, np.nan)
     coords: dict[str, xr.Variable] = {
-        "frame_duration_s": xr.Variable(("time",), nan.copy() if period is None else np.full(n_read, period)),
-        "line_rate": xr.Variable(("time",), nan.copy() if period is None else np.full(n_read, h.y_pixels / period)),
-        "start_epoch_ms": xr.Variable(("time",), nan.copy() if t0 is None or period is None else t0 + k * period * 1000.0),
+        "frame_duration_s": model.variable(("time",), nan.copy() if period is None else np.full(n_read, period)),
+        "line_rate": model.variable(("time",), nan.copy() if period is None else np.full(n_read, h.y_pixels / period)),
+        "start_epoch_ms": model.variable(("time",), nan.copy() if t0 is None or period is None else t0 + k * period * 1000.0),
     }
     headers = _FrameHeaders(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride) if sources.is_url(path) else None
     for coord, fname in FRAME_FIELDS.items():

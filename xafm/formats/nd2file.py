@@ -372,19 +372,19 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None) -> xr.Data
         dy = dx = 1.0
     coords: dict[str, xr.Variable] = {}
     if "channel" in out_dims:
-        coords["channel"] = xr.Variable(("channel",), np.array(names))
+        coords["channel"] = model.variable(("channel",), np.array(names), index=True)
     if "z" in out_dims:
         coords["z"] = (
-            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * vz * 1e3, {"units": "nm", "long_name": "z from the first plane"})
+            model.variable(("z",), np.arange(sizes["z"], dtype=np.float64) * vz * 1e3, {"units": "nm", "long_name": "z from the first plane"}, index=True)
             if info["z_calibrated"] and vz > 0
-            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+            else model.variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"}, index=True)
         )
     if "position" in out_dims:
         pos = info["positions"]
-        coords["position"] = xr.Variable(("position",), np.array(pos) if pos else np.arange(sizes["position"]))
+        coords["position"] = model.variable(("position",), np.array(pos) if pos else np.arange(sizes["position"]), index=True)
     for d in out_dims:
         if d not in coords and d not in conventions.DIMS:
-            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+            coords[d] = model.variable((d,), np.arange(sizes[d]), index=True)
     times, recorded, start_ms = info["times"], info["recorded"], info["start_ms"]
     fm = None
     if recorded is not None:

@@ -28,7 +28,7 @@ from ..core.contract import Format, Probe
 from ..core.lazy import InMemoryArray, LazyArray, RawFramesArray
 from ..core.output import atomic_output
 from ..exceptions import CorruptFileError
-from . import _bundle, _safepickle, _zipmember
+from . import _bundle, _zipmember
 from ._inflate import DeflatedFramesArray
 
 NAME = "npz"
@@ -150,6 +150,8 @@ def _read_small(fh: Any, info: zipfile.ZipInfo, path: str, limit: int) -> np.nda
     shape, fortran, dtype = _npy_header(fp)
     payload = body[fp.tell():]
     if dtype.hasobject:
+        from . import _safepickle  # pickletools' tables: only for files that pickle strings
+
         arr = _safepickle.load_string_array(payload, path, key, MAX_TEXT_CHARS)
     else:
         count = math.prod(shape)

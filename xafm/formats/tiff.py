@@ -303,18 +303,18 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, series: in
     times = np.arange(n_t, dtype=np.float64) * (interval or 1.0)
     coords: dict[str, xr.Variable] = {}
     if "channel" in out_dims:
-        coords["channel"] = xr.Variable(("channel",), np.array(names))
+        coords["channel"] = model.variable(("channel",), np.array(names), index=True)
     if "z" in out_dims:
         per = _length_nm(ij.get("zunit", ij.get("unit", "")))
         dz = _positive(ij.get("spacing"))
         coords["z"] = (
-            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz * per, {"units": "nm"})
+            model.variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz * per, {"units": "nm"}, index=True)
             if dz is not None and per is not None
-            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+            else model.variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"}, index=True)
         )
     for d in out_dims:
         if d not in coords and d not in conventions.DIMS:
-            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+            coords[d] = model.variable((d,), np.arange(sizes[d]), index=True)
     acquisition = {**lay["acquisition"], "frame_interval_s": interval}
     name = conventions.MULTI_CHANNEL_NAME if "channel" in out_dims else conventions.safe_channel(names[c_index or 0])
     record = provenance.make_record("read", path=path, format=NAME, reader=READER, channel=channel, series=int(series))

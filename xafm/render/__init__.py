@@ -11,13 +11,41 @@ palette layout), :mod:`~xafm.render.colorscale` (the z-scale, from :mod:`xafm.co
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ..exceptions import RenderError
-from .colorscale import percentiles, zscale
-from .frames import MAX_SIDE, MIN_SIDE, FrameRenderer, display_shape, split_yuv420, to_indices, upscale_factor
-from .options import RenderOptions, check_fps, takes_render_options
-from .overlay import Overlay, length_label, nice_length, time_label
-from .palette import BG_INDEX, DEFAULT_CMAP, FG_INDEX, N_DATA, NAN_INDEX, SPARE_INDEX, build_palette, colormap, nan_colour_for
-from .parallel import Progress, map_ordered, workers
+
+if TYPE_CHECKING:
+    from .colorscale import percentiles, zscale
+    from .frames import MAX_SIDE, MIN_SIDE, FrameRenderer, display_shape, split_yuv420, to_indices, upscale_factor
+    from .options import RenderOptions, check_fps, takes_render_options
+    from .overlay import Overlay, length_label, nice_length, time_label
+    from .palette import BG_INDEX, DEFAULT_CMAP, FG_INDEX, N_DATA, NAN_INDEX, SPARE_INDEX, build_palette, colormap, nan_colour_for
+    from .parallel import Progress, map_ordered, workers
+
+#: Where each name this package offers lives: imported on first use, so that a format
+#: module taking :mod:`.options` (every animated writer's signature) does not load the
+#: renderer with it (the format table imports every format module: ``xafm.registry``).
+_LAZY = {
+    "colorscale": ("percentiles", "zscale"),
+    "frames": ("MAX_SIDE", "MIN_SIDE", "FrameRenderer", "display_shape", "split_yuv420", "to_indices", "upscale_factor"),
+    "options": ("RenderOptions", "check_fps", "takes_render_options"),
+    "overlay": ("Overlay", "length_label", "nice_length", "time_label"),
+    "palette": ("BG_INDEX", "DEFAULT_CMAP", "FG_INDEX", "N_DATA", "NAN_INDEX", "SPARE_INDEX", "build_palette", "colormap", "nan_colour_for"),
+    "parallel": ("Progress", "map_ordered", "workers"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 #: Bytes of values pulled per block, for the z-scale pass and for rendering (dask chunks
 #: are never split). Read at call time: setting it here trades memory for fewer blocks.

@@ -234,17 +234,17 @@ def read_foreign(path: str, root: ET.Element, images: list[ET.Element], *, chann
 
     coords: dict[str, xr.Variable] = {}
     if "channel" in out_dims:
-        coords["channel"] = xr.Variable(("channel",), np.array(names))
+        coords["channel"] = model.variable(("channel",), np.array(names), index=True)
     if "z" in out_dims:
         dz = length_nm(path, pix.get("PhysicalSizeZ"), pix.get("PhysicalSizeZUnit"))
         coords["z"] = (
-            xr.Variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz, {"units": "nm"})
+            model.variable(("z",), np.arange(sizes["z"], dtype=np.float64) * dz, {"units": "nm"}, index=True)
             if dz
-            else xr.Variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"})
+            else model.variable(("z",), np.arange(sizes["z"]), {"long_name": "z index"}, index=True)
         )
     for d in out_dims:
         if d not in coords and d not in conventions.DIMS:
-            coords[d] = xr.Variable((d,), np.arange(sizes[d]))
+            coords[d] = model.variable((d,), np.arange(sizes[d]), index=True)
     acquisition = {
         "format": "OME-TIFF",
         "creator": root.get("Creator"),

@@ -5,12 +5,12 @@ normalised, length units to nm, time units to s, the annotation)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
@@ -45,19 +45,34 @@ TIME_S = {
 # --------------------------------------------------------------------------------------
 # the document xafm writes
 # --------------------------------------------------------------------------------------
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+@functools.cache
+def _xml_invalid() -> re.Pattern[str]:
+    # compiled when first written (a few ms): reading and the format table need not
+    return re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _xml_safe(text: str) -> str:
     """Drop what XML 1.0 cannot hold (control characters, non-characters); display only."""
-    return _XML_INVALID.sub("\ufffd", text)
+    return _xml_invalid().sub("\ufffd", text)
+
+
+def _quoteattr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr  # imported when writing: it imports urllib.request
+
+    return quoteattr(text)
+
+
+def _escape(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(text)
 
 
 def _name_attr(text: str) -> str:
     """A display name as a quoted attribute value without character references: tabs and
     line breaks become spaces (``quoteattr`` would write ``&#10;``, which Bio-Formats
     mangles), everything else is kept as UTF-8 or as a named entity (``&amp;``)."""
-    return quoteattr(re.sub("[\t\n\r]", " ", _xml_safe(text)))
+    return _quoteattr(re.sub("[\t\n\r]", " ", _xml_safe(text)))
 
 
 def _fmt(v: float) -> str:
@@ -121,12 +136,12 @@ def ome_xml(
             + pixels_xml(i, channel, dtype, shape, dy, dx, times, i * shape[0], planes=i == 0, origin=origin)
             + '<AnnotationRef ID="Annotation:0"/></Image>'
         )
-    values = "".join(f"<M K={quoteattr(k)}>{escape(_xml_safe(v))}</M>" for k, v in annotation.items())
+    values = "".join(f"<M K={_quoteattr(k)}>{_escape(_xml_safe(v))}</M>" for k, v in annotation.items())
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<OME xmlns="{OME_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
         f'xsi:schemaLocation="{OME_NS} {OME_NS}/ome.xsd" '
-        f'UUID="urn:uuid:{uuid.uuid4()}" Creator={quoteattr("xafm " + __version__)}>'
+        f'UUID="urn:uuid:{uuid.uuid4()}" Creator={_quoteattr("xafm " + __version__)}>'
         + "".join(parts)
         + f'<StructuredAnnotations><MapAnnotation ID="Annotation:0" Namespace="{ANNOTATION_NS}">'
         f"<Value>{values}</Value></MapAnnotation></StructuredAnnotations></OME>"

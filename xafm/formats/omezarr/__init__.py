@@ -38,19 +38,21 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from ...core import conventions, durable, output, remote_output, sources
 from ...core.contract import Format, Probe
 from ...exceptions import FormatError, StackError
-from . import geometry, ngff, reader
+from . import geometry, ngff
 from .geometry import CHUNK_BYTES, MAX_EDGE, default_chunks, is_int
 from .layout import FORMAT_VERSION, LABELS, LAYERS, NAME, XAFM_KEY
 from .ngff import MASK_COLOR, SPACE_NM, TIME_S, VERSIONS
-from .reader import ZarrArraySource
 from .reduce import METHODS
+
+if TYPE_CHECKING:
+    from .reader import ZarrArraySource
 
 __all__ = [
     "CHUNK_BYTES", "FORMAT", "FORMAT_VERSION", "LABELS", "LAYERS", "MASK_COLOR", "MAX_EDGE", "METHODS", "MODES",
@@ -59,6 +61,16 @@ __all__ = [
 ]
 
 MODES = ("w-", "w", "a")
+
+
+def __getattr__(name: str) -> Any:
+    # the reader (and the store module under it) is imported when first read, not with
+    # the format table (xafm.registry), which imports every format module
+    if name == "ZarrArraySource":
+        from .reader import ZarrArraySource
+
+        return ZarrArraySource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def identify(probe: Probe) -> bool:
@@ -72,6 +84,8 @@ def identify(probe: Probe) -> bool:
 
 
 def channels(path: str | os.PathLike) -> list[str]:
+    from . import reader
+
     path = os.fspath(path)
     g, _prefix, ome, _version, attrs = reader.open_image(path)
     meta = attrs.get(XAFM_KEY)
@@ -82,6 +96,8 @@ def channels(path: str | os.PathLike) -> list[str]:
 
 def read(path: str | os.PathLike[str], *, channel: str | None = None, level: int = 0) -> xr.Dataset:
     """An OME-Zarr image (pyramid ``level``) lazily: xafm's own stores as the stack they were written from, other tools' with their dims."""
+    from . import reader
+
     path = os.fspath(path)
     if not is_int(level) or isinstance(level, bool) or level < 0:
         raise FormatError(f"level must be a non-negative int, got {level!r}")

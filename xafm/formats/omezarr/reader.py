@@ -359,10 +359,10 @@ def read_foreign(path: str, g: Any, prefix: str, ome: dict[str, Any], version: s
     recs = [provenance.make_record("read", path=path, format=NAME, reader=READER, ngff_version=version, level=level)]
     coords: dict[str, xr.Variable] = {}
     if "channel" in dims:
-        coords["channel"] = xr.Variable(("channel",), np.array(names))
+        coords["channel"] = model.variable(("channel",), np.array(names), index=True)
     if "z" in dims:
         dz, oz = physical(iz, ngff.SPACE_NM)
-        coords["z"] = xr.Variable(("z",), oz + np.arange(shape[iz]) * (dz if dz > 0 else 1.0), {"units": "nm"})
+        coords["z"] = model.variable(("z",), oz + np.arange(shape[iz]) * (dz if dz > 0 else 1.0), {"units": "nm"}, index=True)
     var = conventions.MULTI_CHANNEL_NAME if "channel" in dims else conventions.safe_channel(names[c_index or 0])
     ds = model.assemble(
         src,
