@@ -132,23 +132,27 @@ def test_masks_layers_and_frame_metadata_slice_along_lazily(fmt, tmp_path, reads
 
 
 def test_a_real_video_fetch_reads_one_frame(tmp_path, reads):
+    """The open reads the frame-header fields (one value per frame each, no frame data:
+    docs/data-model.md, "Eager, lazy and dask"); a fetch then reads its frame only."""
     from tests.helpers import shared_file
 
     path = shared_file("afm", "asd_sample_0.asd")
     eager = xafm.open(path)
+    n = eager.sizes["time"]
     reads.clear()
     da = xafm.open(path, lazy=True)
-    assert not reads, f"the open read values: {reads}"
+    assert reads and all(r[2] == n for r in reads), f"the open read more than the per-frame fields: {reads}"
+    headers = [c for c, v in da.coords.items() if c.startswith("asd_") and v.dims == ("time",)]
+    assert headers and not [c for c in headers if _reads_on_access(da.coords[c].variable)], "header fields left lazy"
     frame = eager.sizes["y"] * eager.sizes["x"]
-    got = da.isel(time=7).values
-    assert sum(r[2] for r in reads) == frame
-    np.testing.assert_array_equal(got, eager.values[7])
-    headers = [c for c, v in da.coords.items() if v.dims == ("time",) and _reads_on_access(v.variable)]
-    assert headers, "the .asd reader reads frame-header fields lazily"
+    reads.clear()
+    one = da.isel(time=7)
+    got = one.values
     for name in headers:
-        reads.clear()
-        assert da.isel(time=7).coords[name].values == eager.coords[name].values[7]
-        assert sum(r[2] for r in reads) == 1, name  # that frame's header field only
+        assert one.coords[name].values == eager.coords[name].values[7]
+    assert sum(r[2] for r in reads) == frame, reads  # the frame, and nothing else
+    np.testing.assert_array_equal(got, eager.values[7])
+    assert _reads_on_access(da.variable), "the stack itself stays lazy"
 
 
 # --------------------------------------------------------------------------------------
