@@ -216,6 +216,46 @@ def test_any_stack_reads_back_the_same_lazily(fmt, case, tmp_path):
     _assert_same(lz.isel(time=picks), eager.isel(time=picks))
 
 
+@st.composite
+def selections(draw):
+    """A chain of two or three ``isel``s of ints and slices (any step, negative ends)."""
+    def one(dim):
+        ints = st.integers(-12, 11)
+        ends = st.none() | st.integers(-14, 14)
+        return st.one_of(ints, st.builds(slice, ends, ends, st.none() | st.integers(-3, 3).filter(bool)))
+
+    chain = []
+    for _ in range(draw(st.integers(2, 3))):
+        dims = draw(st.lists(st.sampled_from(["time", "y", "x"]), min_size=1, max_size=3, unique=True))
+        chain.append({d: draw(one(d)) for d in dims})
+    return chain
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chain=selections())
+def test_chained_selections_read_what_numpy_selects(chain, tmp_path_factory):
+    """Each ``isel`` of a lazy stack composes its key with the ones before
+    (``core.lazy.FetchIndexed``): any chain reads what the same chain on numpy selects,
+    and raises where numpy raises."""
+    path = tmp_path_factory.getbasetemp() / "chained.npz"
+    if not path.exists():
+        registry.write("npz", known_stack(), path)
+    lz, eager = xafm.open(path, lazy=True), xafm.open(path)
+    for sel in chain:
+        sel = {d: k for d, k in sel.items() if d in eager.dims}
+        try:
+            eager = eager.isel(sel)
+        except IndexError:
+            with pytest.raises(IndexError):
+                _ = lz.isel(sel).values
+            return
+        lz = lz.isel(sel)
+        assert lz.shape == eager.shape
+    np.testing.assert_array_equal(lz.values, eager.values)
+    mask = next(c for c in eager.coords if c.startswith("mask__"))
+    np.testing.assert_array_equal(lz.coords[mask].values, eager.coords[mask].values)
+
+
 # --------------------------------------------------------------------------------------
 # the notebook preview of a lazy stack
 # --------------------------------------------------------------------------------------

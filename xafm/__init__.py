@@ -117,7 +117,7 @@ def open(
     """
     from .core import sources
     from .core.file_identity import one_version
-    from .core.lazy import per_frame_coords_in_memory
+    from .core.lazy import for_fetching
     from .xarray_plugin import XafmBackendEntrypoint
 
     _remember(path, storage_options)
@@ -133,7 +133,7 @@ def open(
         if chunks is not None:
             return da
         if lazy:  # per-frame coordinates in memory: an isel then costs what xarray's own does
-            return per_frame_coords_in_memory(da, load_lazy=not sources.is_url(sources.local_path(path)))
+            return for_fetching(da, load_lazy=not sources.is_url(sources.local_path(path)))
         # eager: the metadata pass and this data pass must be of one version (retried if not)
         return da.load()
 

@@ -460,9 +460,9 @@ class DimView(LazyArray):
         return np.transpose(got, [have.index(d) for d in self.out_dims if d in have])
 
 
-def per_frame_coords_in_memory(da: Any, *, load_lazy: bool) -> Any:
-    """``da`` (as ``xr.open_dataarray`` gives it, without dask) with its per-frame
-    coordinates held as numpy arrays, for ``xafm.open(path, lazy=True)``.
+def for_fetching(da: Any, *, load_lazy: bool) -> Any:
+    """``da`` (as ``xr.open_dataarray`` gives it, without dask) made cheap to fetch frames
+    from, for ``xafm.open(path, lazy=True)``.
 
     xarray wraps every variable a backend gives in lazy indexing, numpy arrays too, and
     composes the index of each on every ``isel``: with ten per-frame coordinates that costs
@@ -470,7 +470,7 @@ def per_frame_coords_in_memory(da: Any, *, load_lazy: bool) -> Any:
     along ``time`` alone that one of xafm's lazy arrays reads (the ``.asd`` frame-header
     fields) are read now when ``load_lazy`` (a local file, where that is one pass over a
     few bytes per frame; a URL keeps them lazy, so that the open makes no more requests).
-    Masks, layers and the stack itself stay lazy.
+    The stack, its masks and layers stay lazy, indexed through :class:`FetchIndexed`.
     """
     import xarray as xr
 
@@ -484,16 +484,91 @@ def per_frame_coords_in_memory(da: Any, *, load_lazy: bool) -> Any:
         data = var._data
         inner = data.array if isinstance(data, indexing.CopyOnWriteArray) else data
         if isinstance(inner, indexing.NumpyIndexingAdapter):
-            values = inner.array
-        elif load_lazy and var.dims == (TIME,) and _reads_lazily(inner):
+            values: Any = inner.array
+        elif _reads_lazily(inner) and load_lazy and var.dims == (TIME,):
             values = np.asarray(var.values)
+        elif _fetch_indexed(data) is not None:
+            values = _fetch_indexed(data)
         else:
             continue
         new[str(name)] = xr.Variable(var.dims, values, var.attrs, var.encoding)
-    return da.assign_coords(new) if new else da
+    out = da.assign_coords(new) if new else da.copy(deep=False)
+    wrapped = _fetch_indexed(out.variable._data)
+    if wrapped is not None:
+        out.variable.data = wrapped
+    return out
 
 
 def _reads_lazily(data: Any) -> bool:
     while not isinstance(data, LazyArray) and isinstance(data, indexing.ExplicitlyIndexed) and hasattr(data, "array"):
         data = data.array
     return isinstance(data, LazyArray)
+
+
+def _fetch_indexed(data: Any) -> Any:
+    """``CopyOnWriteArray(LazilyIndexedArray(lazy array))``, as xarray wraps a backend's
+    array, with :class:`FetchIndexed` instead (None for anything else)."""
+    if not isinstance(data, indexing.CopyOnWriteArray):
+        return None
+    lazy = data.array
+    if type(lazy) is not indexing.LazilyIndexedArray or not isinstance(lazy.array, LazyArray):
+        return None
+    return indexing.CopyOnWriteArray(FetchIndexed(lazy.array, lazy.key))  # type: ignore[arg-type]
+
+
+_NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
+
+
+class FetchIndexed(indexing.LazilyIndexedArray):
+    """xarray's lazy indexing of one of xafm's lazy arrays, with the way of a frame fetch
+    made short: an ``isel`` of ints and slices on ints and slices is composed here in a few
+    steps (xarray's general composition handles every kind of key and costs about a tenth
+    of a fetch), and the values are asked of the array directly. Any other key is
+    xarray's own."""
+
+    __slots__ = ()
+
+    def __getitem__(self, indexer: Any) -> Any:
+        if type(indexer) is indexing.BasicIndexer and type(self.key) is indexing.BasicIndexer:
+            key = _compose(self.key.tuple, indexer.tuple, self.array.shape)
+            if key is not None:
+                return type(self)(self.array, indexing.BasicIndexer(key))
+        return super().__getitem__(indexer)
+
+    def get_duck_array(self) -> Any:
+        out = self.array[self.key]
+        return np.asarray(out) if isinstance(out, np.generic) else out
+
+    def __array__(self, dtype: Any = None, /, *, copy: bool | None = None) -> np.ndarray:
+        if _NUMPY_2:
+            return np.asarray(self.get_duck_array(), dtype=dtype, copy=copy)
+        return np.asarray(self.get_duck_array(), dtype=dtype)  # pragma: no cover - numpy 1
+
+
+def _compose(old: tuple[Any, ...], new: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[Any, ...] | None:
+    """The basic key that ``new`` (one int or slice per dim ``old`` keeps) applied after
+    ``old`` (one int or slice per dim) selects; None when ``new`` is anything else."""
+    if len(new) != sum(not isinstance(k, int) for k in old):
+        return None
+    out: list[Any] = []
+    it = iter(new)
+    for size, k in zip(shape, old):
+        if isinstance(k, int):
+            out.append(k)
+            continue
+        n = next(it)
+        if not isinstance(k, slice):
+            return None
+        if isinstance(n, slice) and n == slice(None):
+            out.append(k)
+            continue
+        picked = range(*k.indices(size))
+        if isinstance(n, int):
+            out.append(picked[n])  # IndexError past the end, as xarray's own
+        elif isinstance(n, slice):
+            r = picked[n]
+            # nothing selected: slice(0, 0) (xarray's decomposition fails on an empty reversed slice)
+            out.append(slice(r.start, r.stop if r.stop >= 0 else None, r.step) if len(r) else slice(0, 0))
+        else:
+            return None
+    return tuple(out)
