@@ -1,6 +1,6 @@
 """``xafm.open(path, lazy=True)``: xarray's lazy indexing without dask (docs/data-model.md,
 "Eager, lazy and dask"): the same values and coordinates as the eager open for every
-sample, nothing read at open, only the selected frames read on access, masks, layers and
+sample, no frame data read at open, only the selected frames read on access, masks, layers and
 per-frame coordinates sliced along lazily, and the file-identity guarantee kept."""
 
 from __future__ import annotations
