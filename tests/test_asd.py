@@ -307,14 +307,16 @@ class _Counter:
     def __init__(self):
         self.frames_reads = 0
         self.memmaps = 0
+        self.preads = 0
         self.header_bytes = 0
 
 
 @pytest.fixture
 def io_counter(monkeypatch):
-    """Counts every way the reader touches the file: header reads, frame reads, memmaps."""
+    """Counts every way the reader touches the file: header reads, frame reads, memmaps, preads."""
     c = _Counter()
     real_read = _lazy.RawFramesArray._read
+    real_pread = _lazy._pread_into
     real_memmap = np.memmap
     real_open = asd.sources.open_binary
 
@@ -357,6 +359,12 @@ def io_counter(monkeypatch):
             return mmap.mmap(*a, **k)
 
     monkeypatch.setattr(_lazy, "mmap", CountingMmap)
+
+    def counting_pread(*a, **k):  # what RawFramesArray reads a run of frames with
+        c.preads += 1
+        return real_pread(*a, **k)
+
+    monkeypatch.setattr(_lazy, "_pread_into", counting_pread)
     monkeypatch.setattr(asd.sources, "open_binary", lambda *a, **k: CountingFile(real_open(*a, **k)))
     return c
 
@@ -380,14 +388,30 @@ def test_long_video_open_reads_no_frame_data(long_video, io_counter):
     with raise_if_dask_computes():
         da = xafm.open(long, chunks={"time": 100})
     assert da.shape == (2000, 64, 64) and small.shape == (20, 64, 64)
-    assert io_counter.frames_reads == 0 and io_counter.memmaps == 0
+    assert io_counter.frames_reads == 0 and io_counter.memmaps == 0 and io_counter.preads == 0
     # the same few header bytes for 20 or 2000 frames: opening does not grow with the video
     assert io_counter.header_bytes == small_bytes and 165 <= small_bytes < 1024
     assert len(da.data.chunks[0]) == 20
     # reading one frame touches only that frame's chunk
     frame = da.isel(time=1234).values
-    assert io_counter.frames_reads == 1 and io_counter.memmaps == 1
+    assert io_counter.frames_reads == 1 and io_counter.memmaps + io_counter.preads == 1
     np.testing.assert_allclose(frame, expected_values(lv[1234]), rtol=1e-13)
+
+
+def test_a_lazy_open_reads_the_frame_headers_in_one_pass(long_video, io_counter):
+    """``lazy=True`` on a local file: the five header fields of the 2000 frames come from one
+    strided read at open, so that a fetch reads its frame and nothing else."""
+    lv, _, long = long_video
+    da = xafm.open(long, lazy=True)
+    assert io_counter.frames_reads == 1, "one read of the frame headers for all five fields"
+    np.testing.assert_array_equal(da.coords["asd_frame_number"].values, np.arange(1, 2001))
+    np.testing.assert_array_equal(da.coords["asd_max_data"].values, lv.reshape(2000, -1).max(axis=1))
+    np.testing.assert_array_equal(da.coords["asd_min_data"].values, lv.reshape(2000, -1).min(axis=1))
+    io_counter.frames_reads = 0
+    frame = da.isel(time=1234)
+    np.testing.assert_allclose(frame.values, expected_values(lv[1234]), rtol=1e-13)
+    assert frame.coords["asd_max_data"].values == lv[1234].max()
+    assert io_counter.frames_reads == 1, "the frame only: its header fields were read at open"
 
 
 def test_long_video_lazy_equals_eager(long_video):

@@ -1,6 +1,6 @@
 """``xafm.open(path, lazy=True)``: xarray's lazy indexing without dask (docs/data-model.md,
 "Eager, lazy and dask"): the same values and coordinates as the eager open for every
-sample, nothing read at open, only the selected frames read on access, masks, layers and
+sample, no frame data read at open, only the selected frames read on access, masks, layers and
 per-frame coordinates sliced along lazily, and the file-identity guarantee kept."""
 
 from __future__ import annotations
@@ -132,23 +132,27 @@ def test_masks_layers_and_frame_metadata_slice_along_lazily(fmt, tmp_path, reads
 
 
 def test_a_real_video_fetch_reads_one_frame(tmp_path, reads):
+    """The open reads the frame-header fields (one value per frame each, no frame data:
+    docs/data-model.md, "Eager, lazy and dask"); a fetch then reads its frame only."""
     from tests.helpers import shared_file
 
     path = shared_file("afm", "asd_sample_0.asd")
     eager = xafm.open(path)
+    n = eager.sizes["time"]
     reads.clear()
     da = xafm.open(path, lazy=True)
-    assert not reads, f"the open read values: {reads}"
+    assert reads and all(r[2] == n for r in reads), f"the open read more than the per-frame fields: {reads}"
+    headers = [c for c, v in da.coords.items() if c.startswith("asd_") and v.dims == ("time",)]
+    assert headers and not [c for c in headers if _reads_on_access(da.coords[c].variable)], "header fields left lazy"
     frame = eager.sizes["y"] * eager.sizes["x"]
-    got = da.isel(time=7).values
-    assert sum(r[2] for r in reads) == frame
-    np.testing.assert_array_equal(got, eager.values[7])
-    headers = [c for c, v in da.coords.items() if v.dims == ("time",) and _reads_on_access(v.variable)]
-    assert headers, "the .asd reader reads frame-header fields lazily"
+    reads.clear()
+    one = da.isel(time=7)
+    got = one.values
     for name in headers:
-        reads.clear()
-        assert da.isel(time=7).coords[name].values == eager.coords[name].values[7]
-        assert sum(r[2] for r in reads) == 1, name  # that frame's header field only
+        assert one.coords[name].values == eager.coords[name].values[7]
+    assert sum(r[2] for r in reads) == frame, reads  # the frame, and nothing else
+    np.testing.assert_array_equal(got, eager.values[7])
+    assert _reads_on_access(da.variable), "the stack itself stays lazy"
 
 
 # --------------------------------------------------------------------------------------
@@ -210,6 +214,46 @@ def test_any_stack_reads_back_the_same_lazily(fmt, case, tmp_path):
         np.testing.assert_array_equal(lz.isel(time=i).values, da.values[i])
         np.testing.assert_array_equal(lz.isel(time=i).coords["mask__m"].values, da.coords["mask__m"].values[i])
     _assert_same(lz.isel(time=picks), eager.isel(time=picks))
+
+
+@st.composite
+def selections(draw):
+    """A chain of two or three ``isel``s of ints and slices (any step, negative ends)."""
+    def one(dim):
+        ints = st.integers(-12, 11)
+        ends = st.none() | st.integers(-14, 14)
+        return st.one_of(ints, st.builds(slice, ends, ends, st.none() | st.integers(-3, 3).filter(bool)))
+
+    chain = []
+    for _ in range(draw(st.integers(2, 3))):
+        dims = draw(st.lists(st.sampled_from(["time", "y", "x"]), min_size=1, max_size=3, unique=True))
+        chain.append({d: draw(one(d)) for d in dims})
+    return chain
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chain=selections())
+def test_chained_selections_read_what_numpy_selects(chain, tmp_path_factory):
+    """Each ``isel`` of a lazy stack composes its key with the ones before
+    (``core.lazy.FetchIndexed``): any chain reads what the same chain on numpy selects,
+    and raises where numpy raises."""
+    path = tmp_path_factory.getbasetemp() / "chained.npz"
+    if not path.exists():
+        registry.write("npz", known_stack(), path)
+    lz, eager = xafm.open(path, lazy=True), xafm.open(path)
+    for sel in chain:
+        sel = {d: k for d, k in sel.items() if d in eager.dims}
+        try:
+            eager = eager.isel(sel)
+        except IndexError:
+            with pytest.raises(IndexError):
+                _ = lz.isel(sel).values
+            return
+        lz = lz.isel(sel)
+        assert lz.shape == eager.shape
+    np.testing.assert_array_equal(lz.values, eager.values)
+    mask = next(c for c in eager.coords if c.startswith("mask__"))
+    np.testing.assert_array_equal(lz.coords[mask].values, eager.coords[mask].values)
 
 
 # --------------------------------------------------------------------------------------

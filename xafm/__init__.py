@@ -115,7 +115,9 @@ def open(
     or ``lazy=True``) raises ``FileChangedError`` when its file changed
     (``docs/guarantees.md``).
     """
+    from .core import sources
     from .core.file_identity import one_version
+    from .core.lazy import for_fetching
     from .xarray_plugin import XafmBackendEntrypoint
 
     _remember(path, storage_options)
@@ -128,8 +130,12 @@ def open(
             # split what the file stores as one chunk (_warn_if_split)
             warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks", category=UserWarning)
             da = xr.open_dataarray(os.fspath(path), engine=XafmBackendEntrypoint, chunks=chunks, cache=False, **options)
+        if chunks is not None:
+            return da
+        if lazy:  # per-frame coordinates in memory: an isel then costs what xarray's own does
+            return for_fetching(da, load_lazy=not sources.is_url(sources.local_path(path)))
         # eager: the metadata pass and this data pass must be of one version (retried if not)
-        return da.load() if chunks is None and not lazy else da
+        return da.load()
 
     da = one_version(path, attempt)
     if chunks is not None:

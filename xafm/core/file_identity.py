@@ -113,6 +113,16 @@ def check_unchanged(path: str, recorded: FileIdentity | None) -> None:
     identity was ``recorded`` (None: nothing was recorded, nothing to check)."""
     if recorded is None:
         return
+    if recorded.size is not None and recorded.version is None:
+        # a local file, the check of every lazy read: one stat compared field by field
+        # (what FileIdentity.of would build and compare), the words only when it differs
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            pass
+        else:
+            if st.st_ino == recorded.inode and st.st_size == recorded.size and st.st_mtime_ns == recorded.mtime_ns and not stat.S_ISDIR(st.st_mode):
+                return
     problem = change(recorded, FileIdentity.of(path))
     if problem is not None:
         raise FileChangedError(path, f"the file changed since it was opened: {problem}; reading on would mix two versions, open it again")

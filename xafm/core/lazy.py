@@ -126,13 +126,23 @@ class LazyArray(BackendArray):
         file that changed since the array was made (before the read, or during it: checked
         after) a ``FileChangedError``."""
         self.check_unchanged()
-        size = self.opened.size if self.opened is not None else None
         try:
-            with reading(self.path, "reading data"), sources.known_size(self.path, size):
+            if not sources.is_url(self.path):
                 out: np.ndarray = np.asarray(self._read(_normalise_key(key, self.shape)))
-        except Exception:
-            self.check_unchanged()  # a read that failed because the file changed says so
-            raise
+            else:
+                size = self.opened.size if self.opened is not None else None
+                with sources.known_size(self.path, size):
+                    out = np.asarray(self._read(_normalise_key(key, self.shape)))
+        except BaseException as exc:
+            # a failure the reader did not foresee names the file (``reading``), and a read
+            # that failed because the file changed says so; no context managers on the way
+            # of a read that succeeds (a one-frame fetch takes tens of microseconds)
+            try:
+                with reading(self.path, "reading data"):
+                    raise exc
+            except Exception:
+                self.check_unchanged()
+                raise
         self.check_unchanged()
         return out
 
@@ -250,20 +260,24 @@ class RawFramesArray(LazyArray):
                 rel = slice(0, hi - lo, kt.indices(self.shape[0])[2])  # a view, not a gather
             else:
                 rel = frames - lo
+        need = self.offset + (hi - 1) * self.frame_stride + self.frame_bytes
+        start = self.offset + lo * self.frame_stride
+        key = (rel,) + tuple(key[1:])
+        run = isinstance(rel, int) or (isinstance(rel, slice) and rel.step in (None, 1))
+        if run and need - start <= PREAD_MAX:
+            return self._read_run(key, lo, hi, start, need)
         with open(self.path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            need = self.offset + (hi - 1) * self.frame_stride + self.frame_bytes
             if need > size:
                 raise CorruptFileError(self.path, f"file is {size} bytes; frame {hi - 1} ends at byte {need}")
             # only the frames' span is mapped: from the page that holds frame lo to frame hi - 1's end
-            start = self.offset + lo * self.frame_stride
             base = start - start % mmap.ALLOCATIONGRANULARITY
             mm = mmap.mmap(fh.fileno(), need - base, access=mmap.ACCESS_READ, offset=base) if need > base else b""
             if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
                 # the kernel's read-ahead around a fault reads megabytes past a frame: only the
                 # pages touched are read, and all of the span at once when it is all asked for
                 mm.madvise(mmap.MADV_RANDOM)
-                if isinstance(rel, int) or (isinstance(rel, slice) and rel.step in (None, 1)):
+                if run:
                     mm.madvise(mmap.MADV_WILLNEED)
             ny, nx = self.frame_shape
             item = self.raw_dtype.itemsize
@@ -271,14 +285,41 @@ class RawFramesArray(LazyArray):
                 (hi - lo, ny, nx), dtype=self.raw_dtype, buffer=mm, offset=start - base,
                 strides=(self.frame_stride, nx * item, item),
             )
-            key = (rel,) + tuple(key[1:])
-            if self.flip_y:
-                view = view[:, ::-1, :]
-            if self.flip_x:
-                view = view[:, :, ::-1]
-            result = self._convert(outer_index(view, key))
+            result = self._convert(outer_index(self._flipped(view), key))
             del view, mm
         return result
+
+    def _flipped(self, view: np.ndarray) -> np.ndarray:
+        if self.flip_y:
+            view = view[:, ::-1, :]
+        if self.flip_x:
+            view = view[:, :, ::-1]
+        return view
+
+    def _read_run(self, key: Key, lo: int, hi: int, start: int, need: int) -> np.ndarray:
+        """Frames ``lo`` to ``hi - 1``, all asked for (one frame, a block of frames): read
+        with one ``pread`` into a new buffer, which is the result itself when no
+        conversion is asked for. Cheaper than mapping the span for what a viewer fetches
+        (a frame of a few hundred KiB), and the kernel is told not to read ahead."""
+        ny, nx = self.frame_shape
+        n = hi - lo
+        packed = self.frame_stride == self.frame_bytes or n == 1
+        buf = np.empty((n, ny, nx), self.raw_dtype) if packed else np.empty(need - start, np.uint8)
+        size = self.opened.size if self.opened is not None else None  # the check before the read confirmed it
+        if size is not None and need > size:
+            raise CorruptFileError(self.path, f"file is {size} bytes; frame {hi - 1} ends at byte {need}")
+        got = _pread_into(self.path, buf, start)
+        if got < need - start:
+            raise CorruptFileError(self.path, f"file is {start + got} bytes; frame {hi - 1} ends at byte {need}")
+        if packed:
+            view = buf
+        else:
+            item = self.raw_dtype.itemsize
+            view = np.ndarray((n, ny, nx), dtype=self.raw_dtype, buffer=buf, strides=(self.frame_stride, nx * item, item))
+        out = outer_index(self._flipped(view), key)
+        if packed and self.scale is None and self.add is None and out.size == buf.size and not (self.flip_y or self.flip_x):
+            return out.astype(self.dtype, copy=False)  # the new buffer itself: no second copy
+        return self._convert(out)
 
     def _read_ranges(self, key: Key, frames: np.ndarray) -> np.ndarray:
         """A URL's frames, fetched as byte ranges: one ranged GET per run of frames that
@@ -316,6 +357,43 @@ class RawFramesArray(LazyArray):
         pos = np.searchsorted(wanted, frames)
         first: Any = int(pos[0]) if isinstance(key[0], (int, np.integer)) else pos
         return self._convert(outer_index(view, (first,) + tuple(key[1:])))
+
+
+#: Frames that all are asked for, up to this many bytes from the first to the end of the
+#: last, are read with one ``pread`` (:meth:`RawFramesArray._read_run`); more, or frames
+#: picked out of a span, are memory-mapped, so that only the pages asked for are read.
+PREAD_MAX = 2**24
+_FADV_RANDOM = getattr(os, "POSIX_FADV_RANDOM", None) if hasattr(os, "posix_fadvise") else None
+
+
+def _pread_into(path: str, buf: np.ndarray, offset: int) -> int:
+    """Read ``buf.nbytes`` bytes of the file at ``path`` from ``offset`` into ``buf`` (C
+    contiguous); returns the bytes read, fewer where the file ends. The kernel is told
+    the access is random, so it reads no more than asked for."""
+    view = memoryview(buf.reshape(-1).view(np.uint8).data)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if _FADV_RANDOM is not None:
+            os.posix_fadvise(fd, offset, len(view), _FADV_RANDOM)
+        at = 0
+        while at < len(view):
+            if hasattr(os, "preadv"):
+                k = os.preadv(fd, [view[at:]], offset + at)
+            else:  # pragma: no cover - platforms without preadv (Windows)
+                os.lseek(fd, offset + at, os.SEEK_SET)
+                k = os.readv(fd, [view[at:]]) if hasattr(os, "readv") else _read_into(fd, view[at:])
+            if k == 0:
+                break
+            at += k
+        return at
+    finally:
+        os.close(fd)
+
+
+def _read_into(fd: int, view: memoryview) -> int:  # pragma: no cover - Windows
+    data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
 
 
 #: Bytes between two wanted frames of a URL below which one ranged GET fetches both (and
@@ -380,3 +458,117 @@ class DimView(LazyArray):
             got = outer_index(got, (slice(None),) * (got.ndim - 1) + (kd[d],))
             have.append(d)
         return np.transpose(got, [have.index(d) for d in self.out_dims if d in have])
+
+
+def for_fetching(da: Any, *, load_lazy: bool) -> Any:
+    """``da`` (as ``xr.open_dataarray`` gives it, without dask) made cheap to fetch frames
+    from, for ``xafm.open(path, lazy=True)``.
+
+    xarray wraps every variable a backend gives in lazy indexing, numpy arrays too, and
+    composes the index of each on every ``isel``: with ten per-frame coordinates that costs
+    more than reading the frame. Coordinates the reader made in memory are unwrapped; those
+    along ``time`` alone that one of xafm's lazy arrays reads (the ``.asd`` frame-header
+    fields) are read now when ``load_lazy`` (a local file, where that is one pass over a
+    few bytes per frame; a URL keeps them lazy, so that the open makes no more requests).
+    The stack, its masks and layers stay lazy, indexed through :class:`FetchIndexed`.
+    """
+    import xarray as xr
+
+    from .conventions import TIME
+
+    new: dict[str, Any] = {}
+    for name, coord in da.coords.items():
+        if name in da.indexes:
+            continue
+        var = coord.variable
+        data = var._data
+        inner = data.array if isinstance(data, indexing.CopyOnWriteArray) else data
+        if isinstance(inner, indexing.NumpyIndexingAdapter):
+            values: Any = inner.array
+        elif _reads_lazily(inner) and load_lazy and var.dims == (TIME,):
+            values = np.asarray(var.values)
+        elif _fetch_indexed(data) is not None:
+            values = _fetch_indexed(data)
+        else:
+            continue
+        new[str(name)] = xr.Variable(var.dims, values, var.attrs, var.encoding)
+    out = da.assign_coords(new) if new else da.copy(deep=False)
+    wrapped = _fetch_indexed(out.variable._data)
+    if wrapped is not None:
+        out.variable.data = wrapped
+    return out
+
+
+def _reads_lazily(data: Any) -> bool:
+    while not isinstance(data, LazyArray) and isinstance(data, indexing.ExplicitlyIndexed) and hasattr(data, "array"):
+        data = data.array
+    return isinstance(data, LazyArray)
+
+
+def _fetch_indexed(data: Any) -> Any:
+    """``CopyOnWriteArray(LazilyIndexedArray(lazy array))``, as xarray wraps a backend's
+    array, with :class:`FetchIndexed` instead (None for anything else)."""
+    if not isinstance(data, indexing.CopyOnWriteArray):
+        return None
+    lazy = data.array
+    if type(lazy) is not indexing.LazilyIndexedArray or not isinstance(lazy.array, LazyArray):
+        return None
+    return indexing.CopyOnWriteArray(FetchIndexed(lazy.array, lazy.key))  # type: ignore[arg-type]
+
+
+_NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
+
+
+class FetchIndexed(indexing.LazilyIndexedArray):
+    """xarray's lazy indexing of one of xafm's lazy arrays, with the way of a frame fetch
+    made short: an ``isel`` of ints and slices on ints and slices is composed here in a few
+    steps (xarray's general composition handles every kind of key and costs about a tenth
+    of a fetch), and the values are asked of the array directly. Any other key is
+    xarray's own."""
+
+    __slots__ = ()
+
+    def __getitem__(self, indexer: Any) -> Any:
+        if type(indexer) is indexing.BasicIndexer and type(self.key) is indexing.BasicIndexer:
+            key = _compose(self.key.tuple, indexer.tuple, self.array.shape)
+            if key is not None:
+                return type(self)(self.array, indexing.BasicIndexer(key))
+        return super().__getitem__(indexer)
+
+    def get_duck_array(self) -> Any:
+        out = self.array[self.key]
+        return np.asarray(out) if isinstance(out, np.generic) else out
+
+    def __array__(self, dtype: Any = None, /, *, copy: bool | None = None) -> np.ndarray:
+        if _NUMPY_2:
+            return np.asarray(self.get_duck_array(), dtype=dtype, copy=copy)
+        return np.asarray(self.get_duck_array(), dtype=dtype)  # pragma: no cover - numpy 1
+
+
+def _compose(old: tuple[Any, ...], new: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[Any, ...] | None:
+    """The basic key that ``new`` (one int or slice per dim ``old`` keeps) applied after
+    ``old`` (one int or slice per dim) selects; None when ``new`` is anything else."""
+    if len(new) != sum(not isinstance(k, int) for k in old):
+        return None
+    out: list[Any] = []
+    it = iter(new)
+    for size, k in zip(shape, old):
+        if isinstance(k, int):
+            out.append(k)
+            continue
+        n = next(it)
+        if not isinstance(k, slice):
+            return None
+        if isinstance(n, slice) and n == slice(None):
+            out.append(k)
+            continue
+        picked = range(*k.indices(size))
+        if isinstance(n, int):
+            out.append(picked[n])  # IndexError past the end, as xarray's own
+        elif isinstance(n, slice):
+            r = picked[n]
+            # nothing selected: slice(0, 0) (xarray's decomposition fails on an empty reversed slice)
+            out.append(slice(r.start, r.stop if r.stop >= 0 else None, r.step) if len(r) else slice(0, 0))
+        else:
+            return None
+    return tuple(out)

@@ -5,7 +5,9 @@ header plus ``y * x`` little-endian int16 A/D levels. Frames sit at fixed offset
 stack is a :class:`RawFramesArray` (``frame_stride = frame header + 2 * x * y``) and opening
 reads the file header only: no frame data and no frame header, whatever the video length.
 The per-frame header fields (frame number, min/max level, x/y tilt) become lazy coordinates
-that are read, like the data, only when asked for. See ``docs/formats.md``.
+that are read, like the data, only when asked for, all five from one read of the headers
+(``xafm.open(path, lazy=True)`` asks for them at open, for a local file: one strided pass).
+See ``docs/formats.md``.
 """
 
 from __future__ import annotations
@@ -340,9 +342,15 @@ def _epoch_ms(f: dict[str, Any]) -> tuple[str | None, float | None]:
 
 
 class _FrameHeaders:
-    """The 32-byte frame headers of a URL's frames, fetched once for all five per-frame
-    coordinates (one ranged GET per frame run) and kept for the version they were read
-    from; a local file's fields are memory-mapped instead (no cache needed)."""
+    """The 32-byte frame headers of a video's frames, read once for all five per-frame
+    coordinates and kept for the version they were read from (every field read checks
+    the file's identity before and after, as every lazy read does).
+
+    A URL's are fetched for the frames asked for (one ranged GET per frame run) and kept
+    frame by frame. A local file's are read all at once (one strided pass, a page per
+    frame) when most of them are asked for, as ``xafm.open(path, lazy=True)`` does at
+    open, and kept as one table; a few frames' alone otherwise.
+    """
 
     #: Most frame headers kept (32 bytes each).
     MAX_KEPT = 2**17
@@ -352,17 +360,22 @@ class _FrameHeaders:
             path, offset=channel_offset, n_frames=n_frames, frame_shape=(1, FRAME_HEADER_SIZE),
             raw_dtype=np.uint8, frame_stride=stride,
         )
+        self.local = not sources.is_url(self.base.path)
         self._kept: dict[int, np.ndarray] = {}
+        self._table: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"base": self.base}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.base, self._kept, self._lock = state["base"], {}, threading.Lock()
+        self.base, self._kept, self._table, self._lock = state["base"], {}, None, threading.Lock()
+        self.local = not sources.is_url(self.base.path)
 
     def rows(self, frames: np.ndarray) -> np.ndarray:
         """The headers of ``frames`` as records of :data:`FRAME_HEADER_DTYPE`."""
+        if self.local:
+            return self._local_rows(frames)
         with self._lock:
             missing = sorted({int(f) for f in frames.tolist()} - set(self._kept))
         if missing:
@@ -375,10 +388,26 @@ class _FrameHeaders:
             out = np.stack([self._kept[int(f)] for f in frames.tolist()]) if frames.size else np.empty((0, FRAME_HEADER_SIZE), np.uint8)
         return np.ascontiguousarray(out).view(FRAME_HEADER_DTYPE).reshape(-1)
 
+    def _local_rows(self, frames: np.ndarray) -> np.ndarray:
+        table = self._table
+        if table is None and 4 * frames.size >= self.base.shape[0] and self.base.shape[0] <= self.MAX_KEPT:
+            table = self._records(self.base._read((slice(None), 0, slice(None))))
+            with self._lock:
+                self._table = table
+        if table is not None:
+            return table[frames]
+        if frames.size == 0:
+            return np.empty(0, FRAME_HEADER_DTYPE)
+        return self._records(self.base._read((np.asarray(frames, dtype=np.intp), 0, slice(None))))
+
+    @staticmethod
+    def _records(raw: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(raw).view(FRAME_HEADER_DTYPE).reshape(-1)
+
 
 class _FrameHeaderField(LazyArray):
-    """One frame-header field of every frame, read (strided, via memmap; for a URL from the
-    shared :class:`_FrameHeaders`) only when asked for."""
+    """One frame-header field of every frame, read from the shared :class:`_FrameHeaders`
+    only when asked for."""
 
     def __init__(self, path: str, *, channel_offset: int, n_frames: int, stride: int, name: str, headers: _FrameHeaders | None = None):
         raw, at = _HEADER_FIELDS[name]
@@ -526,7 +555,7 @@ def read(path: str | os.PathLike[str], *, channel: str | None = None, on_truncat
         "line_rate": model.variable(("time",), nan.copy() if period is None else np.full(n_read, h.y_pixels / period)),
         "start_epoch_ms": model.variable(("time",), nan.copy() if t0 is None or period is None else t0 + k * period * 1000.0),
     }
-    headers = _FrameHeaders(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride) if sources.is_url(path) else None
+    headers = _FrameHeaders(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride)
     for coord, fname in FRAME_FIELDS.items():
         src = _FrameHeaderField(path, channel_offset=offset, n_frames=n_read, stride=h.frame_stride, name=fname, headers=headers)
         coords[coord] = model.as_variable(("time",), src, {"long_name": f"frame header {fname} (as stored)"})
