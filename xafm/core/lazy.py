@@ -475,6 +475,7 @@ def for_fetching(da: Any, *, load_lazy: bool) -> Any:
     import xarray as xr
 
     from .conventions import TIME
+    from .model import variable
 
     new: dict[str, Any] = {}
     for name, coord in da.coords.items():
@@ -491,7 +492,10 @@ def for_fetching(da: Any, *, load_lazy: bool) -> Any:
             values = _fetch_indexed(data)
         else:
             continue
-        new[str(name)] = xr.Variable(var.dims, values, var.attrs, var.encoding)
+        # numpy values through model.variable: xarray's duck-array check would import dask
+        made = variable(var.dims, values, var.attrs) if type(values) is np.ndarray else xr.Variable(var.dims, values, var.attrs)
+        made.encoding = dict(var.encoding)
+        new[str(name)] = made
     out = da.assign_coords(new) if new else da.copy(deep=False)
     wrapped = _fetch_indexed(out.variable._data)
     if wrapped is not None:
