@@ -96,7 +96,7 @@ def stored_frames(root: str, component: str, t0: int, shape: tuple[int, int, int
 def zscale_of(values: xr.DataArray, root: str, component: str, t0: int, dtype: np.dtype, histogram: Any = None) -> Range | None:
     """The auto z-scale of ``values``, just written to ``component`` from frame ``t0`` on:
     from the values when they are a numpy array, else from the histogram the write tasks
-    made (``histogram``: centre and parts, :class:`.store.Written`) when it decides them,
+    made (``histogram``: binning and parts, :class:`.store.Written`) when it decides them,
     else from the store."""
     if histogram is not None:
         got = percentiles_of_histogram(histogram[1], histogram[0], QUANTILES)
