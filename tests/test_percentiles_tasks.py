@@ -125,3 +125,16 @@ def test_the_writer_stores_the_exact_window_after_a_miss(tmp_path):
     want = exact(data)
     assert windows[0] == windows[1]
     assert (windows[1]["start"], windows[1]["end"]) == (want[0], want[1])
+
+
+def test_a_cycling_stack_keeps_the_tail_shortcut():
+    """A numpy stack cycling through 4 frames of different levels: the subsample of the
+    tail pass picks frames from first to last, not every 4th (which all showed the same
+    frame, so the guess missed and the whole stack was binned): the shortcut decides,
+    with the numbers of the full histogram."""
+    rng = np.random.default_rng(6)
+    cycle = rng.normal(size=(4, 64, 64)) + np.array([0.0, 10.0, -20.0, 5.0])[:, None, None]
+    data = np.tile(cycle, (16, 1, 1)).astype(np.float32)
+    got = P._tail_histogram(data, [0.01, 0.99], P._first_guess(data))
+    assert got is not P._UNDECIDED
+    assert got[0] == exact(data)

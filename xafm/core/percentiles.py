@@ -214,8 +214,9 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     if values.ndim < 3:
         return values.reshape(-1)[:: max(1, values.size // _TAIL_SAMPLE)]
     frames = values.reshape((-1,) + values.shape[-2:])
-    every = -(-frames.shape[0] // 16)  # ceil: at most 16 frames
-    picked = frames[::every]
+    # at most 16 frames, from first to last: not every k-th, which in a stack repeating
+    # a cycle of frames (or drifting with a period) can pick the same frame of it 16 times
+    picked = frames[np.unique(np.linspace(0, frames.shape[0] - 1, min(16, frames.shape[0])).round().astype(np.intp))]
     step = max(1, round(math.sqrt(picked.size / _TAIL_SAMPLE)))
     return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
