@@ -25,7 +25,9 @@ call pays for another's write-back; best of the rounds):
   ones (pydantic, ome_zarr_models, matplotlib, dask).
 
 Target (issue 16): every ratio at most 1.25. Prints one JSON line per measurement and a
-table at the end. Usage: ``python -m bench.omezarr_speed [--gib 1.5] [--rounds 3]``.
+table at the end. Usage: ``python -m bench.omezarr_speed [--gib 1.5] [--rounds 3]``;
+``--writes-only`` (and ``--kinds numpy``) for the writes alone, ``--pipelines default,zarrs``
+for every write on zarr's and on the zarrs codec pipeline in each round (``pip install zarrs``).
 """
 
 from __future__ import annotations
