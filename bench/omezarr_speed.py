@@ -25,7 +25,9 @@ call pays for another's write-back; best of the rounds):
   ones (pydantic, ome_zarr_models, matplotlib, dask).
 
 Target (issue 16): every ratio at most 1.25. Prints one JSON line per measurement and a
-table at the end. Usage: ``python -m bench.omezarr_speed [--gib 1.5] [--rounds 3]``.
+table at the end. Usage: ``python -m bench.omezarr_speed [--gib 1.5] [--rounds 3]``;
+``--writes-only`` (and ``--kinds numpy``) for the writes alone, ``--pipelines default,zarrs``
+for every write on zarr's and on the zarrs codec pipeline in each round (``pip install zarrs``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import numpy as np
 
 SAMPLE = Path(os.environ.get("XAFM_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "afm" / "asd_sample_0.asd"
 LEVELS = 3
+#: Codec pipelines ``--pipelines`` can interleave (zarr's own, zarrs' Rust one).
+PIPELINES = {"default": "zarr.core.codec_pipeline.BatchedCodecPipeline", "zarrs": "zarrs.ZarrsCodecPipeline"}
 
 
 def real_stack(n: int, size: int) -> np.ndarray:
@@ -166,17 +170,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--levels", type=int, default=LEVELS)
     ap.add_argument("--stacks", default="real,synthetic")
+    ap.add_argument("--kinds", default="numpy,dask", help="inputs of the writes (numpy, dask)")
+    ap.add_argument("--writes-only", action="store_true", help="only the writes (no read, no first open)")
     ap.add_argument("--folder", help="where the stores are written (default: a temporary folder)")
     ap.add_argument("--zarrs", action="store_true", help="both sides on the zarrs codec pipeline (pip install zarrs)")
+    ap.add_argument("--pipelines", default=None,
+                    help="writes interleaved on several codec pipelines, e.g. 'default,zarrs' (each round runs both sides on each)")
     args = ap.parse_args(argv)
     import dask
     import dask.array as dsa
     import zarr
 
-    if args.zarrs:
+    pipelines = args.pipelines.split(",") if args.pipelines else [None]
+    if args.zarrs or "zarrs" in pipelines:
         import zarrs  # noqa: F401  (MIT; Rust codecs, chunks encoded in parallel)
-
-        zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
+    if args.zarrs:
+        zarr.config.set({"codec_pipeline.path": PIPELINES["zarrs"]})
 
     import xafm
     from xafm.formats.omezarr import default_chunks
@@ -189,25 +198,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
             data = real_stack(n, args.size) if name == "real" else synthetic_stack(n, args.size)
             chunks = default_chunks(data.shape, data.dtype)
             times = np.arange(n) * 0.01
-            for kind in ("numpy", "dask"):
-                best = {"xafm": np.inf, "zarr": np.inf}
+            for kind in args.kinds.split(","):
+                best = {(pipe, who): np.inf for pipe in pipelines for who in ("xafm", "zarr")}
                 for r in range(args.rounds):
                     order = ("xafm", "zarr") if r % 2 == 0 else ("zarr", "xafm")
-                    for who in order:
-                        p = folder / f"{who}.ome.zarr"
-                        shutil.rmtree(p, ignore_errors=True)
-                        os.sync()  # untimed: no call pays for the write-back of another's pages
-                        with dask.config.set(scheduler="threads"):
-                            src = data if kind == "numpy" else dsa.from_array(data, chunks=chunks)
-                            if who == "xafm":
-                                s = _timed(xafm_write, xafm.stack(src, pixel_size_nm=1.0, times=times), p, args.levels)
-                            else:
-                                s = _timed(zarr_write, src, p, chunks, args.levels)
-                        best[who] = min(best[who], s)
-                        print(json.dumps({"stack": name, "work": f"write {kind}", "who": who, "round": r, "seconds": round(s, 3)}), flush=True)
-                rows.append({"stack": name, "work": f"write {kind} ({args.levels} levels)", **best})
+                    for pipe in pipelines if r % 2 == 0 else pipelines[::-1]:
+                        for who in order:
+                            p = folder / f"{who}.ome.zarr"
+                            shutil.rmtree(p, ignore_errors=True)
+                            os.sync()  # untimed: no call pays for the write-back of another's pages
+                            with dask.config.set(scheduler="threads"), zarr.config.set({"codec_pipeline.path": PIPELINES[pipe]} if pipe else {}):
+                                src = data if kind == "numpy" else dsa.from_array(data, chunks=chunks)
+                                if who == "xafm":
+                                    s = _timed(xafm_write, xafm.stack(src, pixel_size_nm=1.0, times=times), p, args.levels)
+                                else:
+                                    s = _timed(zarr_write, src, p, chunks, args.levels)
+                            best[pipe, who] = min(best[pipe, who], s)
+                            print(json.dumps({"stack": name, "work": f"write {kind}", "pipeline": pipe, "who": who, "round": r, "seconds": round(s, 3)}), flush=True)
+                for pipe in pipelines:
+                    rows.append({"stack": name, "work": f"write {kind} ({args.levels} levels)" + (f" [{pipe}]" if pipe else ""),
+                                 "xafm": best[pipe, "xafm"], "zarr": best[pipe, "zarr"]})
             # the stores of the last round are kept: xafm's for reading, both the same arrays
             xp, zp = folder / "xafm.ome.zarr", folder / "zarr.ome.zarr"
+            if args.writes_only:
+                same = all(np.array_equal(zarr.open_array(str(xp / str(k)))[:], zarr.open_array(str(zp / str(k)))[:], equal_nan=True) for k in range(args.levels))
+                print(json.dumps({"stack": name, "same_arrays_as_zarr": same}), flush=True)
+                del data
+                continue
             same = all(np.array_equal(zarr.open_array(str(xp / str(k)))[:], zarr.open_array(str(zp / str(k)))[:], equal_nan=True) for k in range(args.levels))
             best = {"xafm": np.inf, "zarr": np.inf}
             for r in range(args.rounds):

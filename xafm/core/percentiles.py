@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -213,8 +214,9 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     if values.ndim < 3:
         return values.reshape(-1)[:: max(1, values.size // _TAIL_SAMPLE)]
     frames = values.reshape((-1,) + values.shape[-2:])
-    every = -(-frames.shape[0] // 16)  # ceil: at most 16 frames
-    picked = frames[::every]
+    # at most 16 frames, from first to last: not every k-th, which in a stack repeating
+    # a cycle of frames (or drifting with a period) can pick the same frame of it 16 times
+    picked = frames[np.unique(np.linspace(0, frames.shape[0] - 1, min(16, frames.shape[0])).round().astype(np.intp))]
     step = max(1, round(math.sqrt(picked.size / _TAIL_SAMPLE)))
     return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
@@ -331,43 +333,147 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> tuple[li
 # --------------------------------------------------------------------------------------
 # one pass split over tasks: each bins its block, the counts are summed where they meet
 # --------------------------------------------------------------------------------------
+class Binning(NamedTuple):
+    """How the tasks of one pass bin their blocks: around ``ref`` (:func:`percentiles`'
+    first centre), and, for float data, only the values at or beyond the thresholds
+    ``low``/``high`` (of the stack's dtype; None: every value is binned), whose bins'
+    keys are ``edges``. The values strictly between them are counted into ``low``'s bin."""
+
+    ref: float
+    low: Any = None
+    high: Any = None
+    edges: tuple[int, int] | None = None
+
+
+#: How far inside the tails the tasks' thresholds are guessed (quantile units): they come
+#: from a few blocks, not the whole stack, so they sit well inside the tails (about 10 %
+#: of the values binned for the 1st / 99th percentiles). A guess that misses costs a pass
+#: over the store (:func:`percentiles_of_histogram` says so), never a different result.
+_GUESS_MARGIN = 0.04
+
+
 def centre(block: np.ndarray) -> float:
     """The centre the first pass of :func:`percentiles` puts its histogram on, from the
     first block of a stack (its first frame only, so any blocking gives the same)."""
     return _first_guess(block)
 
 
-def block_histogram(block: np.ndarray, ref: float) -> tuple[np.ndarray, np.ndarray]:
-    """The occupied bins (keys, counts) of ``block``'s histogram around ``ref``, in this
-    thread: summed over the blocks of a stack (any order, any blocking) they are the
-    histogram :func:`percentiles` makes in its first pass with that centre."""
-    hist = _Histogram(ref)
-    if block.flags.c_contiguous:
-        flats: Iterable[np.ndarray] = [block.reshape(-1)]
-    else:  # a strided view: one frame at a time, as _Histogram.add
-        flats = (np.ascontiguousarray(f).reshape(-1) for f in block.reshape((-1,) + block.shape[-2:]))
+def binning(first: np.ndarray, *others: np.ndarray, qs: Iterable[float] = (1.0, 99.0)) -> Binning:
+    """The :class:`Binning` of a stack's tasks for the percentiles ``qs``: centred on the
+    first block (as :func:`percentiles`), thresholds guessed from subsamples of ``first``
+    and ``others`` (more blocks of the stack, e.g. its middle and last: a drifting stack's
+    tails lie at its ends) when the data are floats and ``qs`` are tail percentiles."""
+    ref = _first_guess(first)
+    q = [float(v) / 100.0 for v in qs]
+    low_q, high_q = [v for v in q if v < 0.5], [v for v in q if v >= 0.5]
+    if first.dtype.kind != "f" or not low_q or not high_q or not all(v <= 0.05 or v >= 0.95 for v in q):
+        return Binning(ref)
+    sample = np.concatenate([_subsample(b).astype(np.float64, copy=False) for b in (first, *others) if b.size])
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return Binning(ref)
+    a, b = np.quantile(sample, [max(low_q) + _GUESS_MARGIN, min(high_q) - _GUESS_MARGIN])
+    low, high = np.asarray(a, dtype=first.dtype), np.asarray(b, dtype=first.dtype)  # what the tasks compare with
+    if not low < high:
+        return Binning(ref)
     with np.errstate(over="ignore", invalid="ignore"):
-        for flat in flats:
+        edges = tuple(int(_hist_keys(t.reshape(1), ref)[0]) for t in (low, high))
+    if any(k & (_SIGN - 1) >= _FINITE for k in edges):
+        return Binning(ref)  # a threshold beyond the float32 range from ref
+    return Binning(ref, low, high, (edges[0], edges[1]))
+
+
+def _flats(block: np.ndarray) -> Iterable[np.ndarray]:
+    if block.flags.c_contiguous:
+        return [block.reshape(-1)]
+    return (np.ascontiguousarray(f).reshape(-1) for f in block.reshape((-1,) + block.shape[-2:]))  # a strided view: frame by frame
+
+
+def block_histogram(block: np.ndarray, how: Binning | float) -> tuple[np.ndarray, np.ndarray]:
+    """The occupied bins (keys, counts) of ``block``'s histogram (``how``: a
+    :class:`Binning`, or just its centre), in this thread: summed over the blocks of a
+    stack (any order, any blocking) they are the histogram :func:`percentiles` makes in
+    its first pass, except in the bins from ``low``'s to ``high``'s.
+
+    With thresholds, per value: two comparisons and an ``and`` (numpy releases the GIL
+    for them); only the values not strictly between the thresholds (NaN and inf among
+    them) are binned, by ``np.unique`` of their keys: ``np.bincount`` of every value over
+    the 2**19 bins held the GIL for most of a write task's time (issue 16)."""
+    how = how if isinstance(how, Binning) else Binning(float(how))
+    if how.edges is None:
+        hist = _Histogram(how.ref)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for flat in _flats(block):
+                for a in range(0, flat.size, _CHUNK):
+                    hist.counts += _hist_chunk(flat[a : a + _CHUNK], how.ref)
+        keys = np.flatnonzero(hist.counts)
+        return keys.astype(np.uint32), hist.counts[keys]
+    block = block.astype(how.low.dtype, copy=False)
+    found: list[np.ndarray] = []
+    middle = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for flat in _flats(block):
             for a in range(0, flat.size, _CHUNK):
-                hist.counts += _hist_chunk(flat[a : a + _CHUNK], ref)
-    keys = np.flatnonzero(hist.counts)
-    return keys.astype(np.uint32), hist.counts[keys]
+                x = flat[a : a + _CHUNK]
+                mid = np.greater(x, how.low)
+                np.logical_and(mid, np.less(x, how.high), out=mid)  # False for NaN
+                n_mid = int(np.count_nonzero(mid))
+                middle += n_mid
+                if n_mid < x.size:
+                    found.append(_hist_keys(x[np.logical_not(mid, out=mid)], how.ref))
+    keys, counts = _occupied(np.concatenate(found) if found else np.zeros(0, np.uint32))
+    if middle:
+        at = int(np.searchsorted(keys, how.edges[0]))
+        if at < keys.size and keys[at] == how.edges[0]:
+            counts[at] += middle
+        else:
+            keys, counts = np.insert(keys, at, np.uint32(how.edges[0])), np.insert(counts, at, middle)
+    return keys, counts
 
 
-#: What :func:`percentiles_of_histogram` returns when another pass is needed.
+def _occupied(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``keys`` (sorted) and how often each occurs: one ``bincount`` per sign,
+    over the span of its keys only (3x faster than ``np.unique``, which sorts)."""
+    out_keys, out_counts = [], []
+    negative = keys >= _SIGN
+    for part in (keys[~negative], keys[negative]):
+        if part.size:
+            lo = int(part.min())
+            c = np.bincount(part - np.uint32(lo))
+            nz = np.flatnonzero(c)
+            out_keys.append((nz + lo).astype(np.uint32))
+            out_counts.append(c[nz].astype(np.int64))
+    if not out_keys:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64)
+    return np.concatenate(out_keys), np.concatenate(out_counts)
+
+
+#: What :func:`percentiles_of_histogram` returns when the tasks' histogram does not decide.
 ANOTHER_PASS = _UNDECIDED
 
 
-def percentiles_of_histogram(parts: Iterable[tuple[np.ndarray, np.ndarray]], ref: float, qs: Iterable[float] = (1.0, 99.0)) -> list[float] | object | None:
+def percentiles_of_histogram(
+    parts: Iterable[tuple[np.ndarray, np.ndarray]], how: Binning | float, qs: Iterable[float] = (1.0, 99.0)
+) -> list[float] | object | None:
     """:func:`percentiles` from the :func:`block_histogram` parts of every block, when its
-    first pass (centred on ``ref`` = :func:`centre` of the first block) would decide them:
-    the same numbers, or None (no finite value); :data:`ANOTHER_PASS` when
-    :func:`percentiles` would make another pass (call it then)."""
-    hist = _Histogram(ref)
+    first pass (centred on :func:`centre` of the first block) would decide them and, with
+    thresholds, every bin they are read from lies beyond a threshold's bin (such a bin
+    holds all its values; below the low one and above the high one, the counts before
+    it are exact too): the very same numbers, or None (no finite value).
+    :data:`ANOTHER_PASS` otherwise (a guess that missed, or :func:`percentiles` would
+    make another pass): call :func:`percentiles` then."""
+    how = how if isinstance(how, Binning) else Binning(float(how))
+    hist = _Histogram(how.ref)
     for keys, counts in parts:
         hist.counts[keys] += counts
     found = hist.quantiles([float(q) / 100.0 for q in qs])
     if found is None:
         return None
-    result, precise, _ = found
-    return result if precise else ANOTHER_PASS
+    result, precise, bins = found
+    if not precise:
+        return ANOTHER_PASS
+    if how.edges is not None:
+        low_edge, high_edge = _value_order(how.edges[0]), _value_order(how.edges[1])
+        if not all(i < low_edge or i > high_edge for i in bins):
+            return ANOTHER_PASS
+    return result

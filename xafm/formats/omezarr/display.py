@@ -3,9 +3,10 @@ z-scale of the animations (the 1st and 99th percentile of the whole stack,
 :func:`xafm.core.percentiles.percentiles`), ``min``/``max`` the finite range of the values.
 
 The finite range comes from the write itself (each write task returns the min/max of its
-block). The percentiles need a histogram of every value, which the write tasks cannot
-return, so they take one more streaming pass: over the values themselves when they are
-already in memory (a numpy stack: no I/O), else over the frames just written, read back
+block). The percentiles come from the values themselves when they are in memory (a numpy
+stack, in a thread while it is written), else from the histogram the write tasks of a
+dask stack made of their tails (:func:`xafm.core.percentiles.block_histogram`) when it
+decides them, else from one more streaming pass over the frames just written, read back
 from the store block by block. A dask or lazily read stack is thus never computed or read
 twice, whatever its graph costs: the store is read instead (docs/formats.md, "omero").
 """
@@ -96,7 +97,7 @@ def stored_frames(root: str, component: str, t0: int, shape: tuple[int, int, int
 def zscale_of(values: xr.DataArray, root: str, component: str, t0: int, dtype: np.dtype, histogram: Any = None) -> Range | None:
     """The auto z-scale of ``values``, just written to ``component`` from frame ``t0`` on:
     from the values when they are a numpy array, else from the histogram the write tasks
-    made (``histogram``: centre and parts, :class:`.store.Written`) when it decides them,
+    made (``histogram``: binning and parts, :class:`.store.Written`) when it decides them,
     else from the store."""
     if histogram is not None:
         got = percentiles_of_histogram(histogram[1], histogram[0], QUANTILES)
