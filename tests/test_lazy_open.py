@@ -256,6 +256,24 @@ def test_chained_selections_read_what_numpy_selects(chain, tmp_path_factory):
     np.testing.assert_array_equal(lz.coords[mask].values, eager.coords[mask].values)
 
 
+def test_assigning_into_a_lazy_stack_changes_that_stack_only(tmp_path):
+    """An assignment copies the selection's values first (xarray's copy-on-write, kept by
+    ``core.lazy.FetchCopyOnWrite``): the stack shows the new value, the file and every
+    other stack opened from it keep theirs, and numpy gets the values as they are."""
+    da = known_stack()
+    path = tmp_path / "s.npz"
+    registry.write("npz", da, path)
+    before = path.read_bytes()
+    lz = xafm.open(path, lazy=True)
+    part = lz.isel(time=slice(1, 3))
+    part[0, 0, 0] = -12345.0
+    assert float(part[0, 0, 0]) == -12345.0
+    np.testing.assert_array_equal(np.asarray(part)[1], da.values[2])
+    np.testing.assert_array_equal(lz.isel(time=1).values, da.values[1])
+    np.testing.assert_array_equal(np.asarray(lz.isel(time=1), dtype=np.float64), da.values[1].astype(np.float64))
+    assert path.read_bytes() == before
+
+
 # --------------------------------------------------------------------------------------
 # the notebook preview of a lazy stack
 # --------------------------------------------------------------------------------------
