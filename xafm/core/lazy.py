@@ -557,9 +557,10 @@ class FetchCopyOnWrite(indexing.CopyOnWriteArray):
     __slots__ = ()
 
     def __array__(self, dtype: Any = None, /, *, copy: bool | None = None) -> np.ndarray:
+        values = self.array.get_duck_array()  # FetchIndexed's
         if _NUMPY_2:
-            return np.asarray(self.get_duck_array(), dtype=dtype, copy=copy)
-        return np.asarray(self.get_duck_array(), dtype=dtype)  # pragma: no cover - numpy 1
+            return np.asarray(values, dtype=dtype, copy=copy)
+        return np.asarray(values, dtype=dtype)  # pragma: no cover - numpy 1
 
 
 def _compose(old: tuple[Any, ...], new: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[Any, ...] | None:
