@@ -475,7 +475,7 @@ def for_fetching(da: Any, *, load_lazy: bool) -> Any:
     import xarray as xr
 
     from .conventions import TIME
-    from .model import variable
+    from .variables import variable
 
     new: dict[str, Any] = {}
     for name, coord in da.coords.items():
