@@ -243,24 +243,18 @@ def raw_methods(path: str, da: Any) -> tuple[str, Fetch | None, Fetch | None]:
 
             return "h5py", h5jpk_reopen, lambda i: jpk_frame(ds, i)
 
-        if kind == "H5FrameArray":  # TopoStats: a 2-D image (or one plane of a 3-D one) as one frame
-            sel = (slice(None), slice(None)) + ((src.plane,) if src.plane is not None else ())
-
-            def h5_reopen(i: int) -> np.ndarray:
-                with h5py.File(src.path, "r") as g:
-                    return g[name][sel]
-
-            f = h5py.File(src.path, "r")
-            ds = f[name]
-            return "h5py", h5_reopen, lambda i: ds[sel]
+        def selection(i: int) -> Any:
+            if kind == "H5FrameArray":  # TopoStats: a 2-D image (or one plane of a 3-D one) as one frame
+                return (slice(None), slice(None)) + ((src.plane,) if src.plane is not None else ())
+            return i
 
         def h5_reopen(i: int) -> np.ndarray:
             with h5py.File(src.path, "r") as g:
-                return g[name][i]
+                return g[name][selection(i)]
 
         f = h5py.File(src.path, "r")
         ds = f[name]
-        return "h5py", h5_reopen, lambda i: ds[i]
+        return "h5py", h5_reopen, lambda i: ds[selection(i)]
     if kind == "NhfImageArray":  # Nanosurf: a flat dataset of lines, the last stored line on top
         import h5py
 

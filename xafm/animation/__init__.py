@@ -16,13 +16,13 @@ This module adds what the command line needs: :func:`export_animations` and
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
+from .._lazy_attributes import module_getattr
 from ..exceptions import FormatError, RenderError
 from ..render.options import RenderOptions, takes_render_options
 
@@ -41,13 +41,7 @@ _WHERE = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr(__name__, _WHERE)
 
 __all__ = [
     "CONTAINERS", "FRAME_FORMATS", "VIDEO_FORMATS", "Preview", "export_animations",

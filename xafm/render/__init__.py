@@ -11,9 +11,9 @@ palette layout), :mod:`~xafm.render.colorscale` (the z-scale, from :mod:`xafm.co
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy_attributes import module_getattr
 from ..exceptions import RenderError
 
 if TYPE_CHECKING:
@@ -38,13 +38,7 @@ _LAZY = {
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr(__name__, _WHERE)
 
 
 #: Bytes of values pulled per block, for the z-scale pass and for rendering (dask chunks
