@@ -221,6 +221,20 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return np.asarray(picked[:, ::step, ::step]).reshape(-1)
 
 
+def _mark_tails(x: np.ndarray, low: Any, high: Any, out: np.ndarray, tmp: np.ndarray) -> int:
+    """How many values of ``x`` lie strictly between ``low`` and ``high``; unless that is
+    all of them, ``out`` then marks the others (at or beyond a threshold, NaN among them:
+    the values to bin). ``out`` and ``tmp``: boolean buffers of ``x``'s shape. Comparisons
+    only, which numpy runs without the GIL."""
+    np.greater(x, low, out=out)
+    np.less(x, high, out=tmp)
+    np.logical_and(out, tmp, out=out)  # False for NaN
+    between = int(np.count_nonzero(out))
+    if between < x.size:
+        np.logical_not(out, out=out)
+    return between
+
+
 def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> tuple[list[float] | None, bool] | object:
     """What the first histogram pass of ``percentiles`` gives for tail quantiles ``qs``
     (each <= 0.05 or >= 0.95) of an in-memory array, without binning every value.
@@ -277,15 +291,11 @@ def _tail_histogram(values: np.ndarray, qs: list[float], ref: float) -> tuple[li
                 mid, tmp = full[: chunk.size], other[: chunk.size]
             else:
                 mid, tmp = np.empty(chunk.shape, dtype=bool), np.empty(chunk.shape, dtype=bool)
-            np.greater(chunk, a, out=mid)
-            np.less(chunk, b, out=tmp)
-            np.logical_and(mid, tmp, out=mid)
-            n_mid = int(np.count_nonzero(mid))
+            n_mid = _mark_tails(chunk, a, b, mid, tmp)
             middle += n_mid
             seen += chunk.size
             if n_mid == chunk.size:
                 continue
-            np.logical_not(mid, out=mid)
             out = np.compress(mid, chunk) if flat is not None else chunk[mid]
             kept.append(out)
             n_kept += out.size - (int(np.count_nonzero(np.isnan(out))) if floating else 0)  # NaN is not kept
@@ -415,12 +425,11 @@ def block_histogram(block: np.ndarray, how: Binning | float) -> tuple[np.ndarray
         for flat in _flats(block):
             for a in range(0, flat.size, _CHUNK):
                 x = flat[a : a + _CHUNK]
-                mid = np.greater(x, how.low)
-                np.logical_and(mid, np.less(x, how.high), out=mid)  # False for NaN
-                n_mid = int(np.count_nonzero(mid))
+                tails = np.empty(x.shape, dtype=bool)
+                n_mid = _mark_tails(x, how.low, how.high, tails, np.empty_like(tails))
                 middle += n_mid
                 if n_mid < x.size:
-                    found.append(_hist_keys(x[np.logical_not(mid, out=mid)], how.ref))
+                    found.append(_hist_keys(x[tails], how.ref))
     keys, counts = _occupied(np.concatenate(found) if found else np.zeros(0, np.uint32))
     if middle:
         at = int(np.searchsorted(keys, how.edges[0]))
