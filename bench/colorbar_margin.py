@@ -62,11 +62,9 @@ def picture(out: Path) -> None:
     """Frame 0 of the synthetic video, exported by ``to_frames`` with a colour bar, at ``out``."""
     import shutil
 
-    from xafm.render import RenderOptions as Options
-
     da = synthetic_video(1, 512)
     with tempfile.TemporaryDirectory() as d:
-        folder = animation.sequence.to_frames(da, Path(d) / "frames", render=Options(colorbar=True), fsync=False)
+        folder = animation.to_frames(da, Path(d) / "frames", render=RenderOptions(colorbar=True), fsync=False)
         shutil.copyfile(next(folder.glob("*.png")), out)
 
 

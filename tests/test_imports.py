@@ -96,3 +96,18 @@ def test_xarray_plot_takes_the_colormap_by_name():
         "m = xr.DataArray(np.arange(9.0).reshape(3, 3)).plot(cmap='xafm_afm')\nprint(m.get_cmap().name)"
     )
     assert _run(code) == "xafm_afm"
+
+
+def test_lazy_packages_still_give_their_names_and_submodules():
+    """``xafm.render`` and ``xafm.animation`` import their modules on first use: a name,
+    or a submodule, asked of the package alone is there; an unknown one is an
+    AttributeError."""
+    code = (
+        "import json, xafm.animation as a, xafm.render as r\n"
+        "got = [a.to_gif.__module__, a.video.__name__, r.RenderOptions.__module__, r.frames.__name__]\n"
+        "try:\n    a.no_such_name\nexcept AttributeError:\n    got.append('AttributeError')\n"
+        "print(json.dumps(got))"
+    )
+    assert json.loads(_run(code)) == [
+        "xafm.animation.gif", "xafm.animation.video", "xafm.render.options", "xafm.render.frames", "AttributeError",
+    ]  # fmt: skip

@@ -488,8 +488,8 @@ def for_fetching(da: Any, *, load_lazy: bool) -> Any:
             values: Any = inner.array
         elif _reads_lazily(inner) and load_lazy and var.dims == (TIME,):
             values = np.asarray(var.values)
-        elif _fetch_indexed(data) is not None:
-            values = _fetch_indexed(data)
+        elif (wrapped := _fetch_indexed(data)) is not None:
+            values = wrapped
         else:
             continue
         # numpy values through model.variable: xarray's duck-array check would import dask
