@@ -4,7 +4,8 @@ Run from the project root: ``python -m bench.single_frame [--rounds 5 --frames 5
 
 For each file, ``--frames`` random frames (one seeded draw per file, the same for every
 method) are fetched one at a time, in interleaved rounds (every method once per round, in
-turn), and the median over rounds of the time per fetch is printed:
+turn, the order reversed every other round), and the median over rounds of the time per
+fetch is printed; each ratio is the median over rounds of the ratio within a round:
 
 * ``reopen``: the raw library reopening the file for every frame (h5py, zipfile + numpy,
   tifffile, zarr, a memory map, nd2), doing what xafm's reader does underneath (the same
@@ -15,7 +16,7 @@ turn), and the median over rounds of the time per fetch is printed:
 * ``in memory``: ``xafm.open(path)`` (eager) once, then ``da.isel(time=i).values``: what
   xarray's ``isel`` itself costs with every coordinate, the floor of any path through it.
 
-``lazy/reopen`` is the issue's target (at most 2). For OME-TIFF files the issue's own
+``lazy/reopen`` is the issue's target (at most 2); ``floor`` is ``in memory/reopen``. For OME-TIFF files the issue's own
 baseline is added, ``tifffile reopen`` (``tifffile.TiffFile(path).pages[i].asarray()`` per
 fetch, which walks the IFDs up to page ``i``); ``reopen`` stays the stricter memory map
 where the frames lie uncompressed in one block, and is tifffile for other tools' files. ``first open`` is measured in a fresh
@@ -387,8 +388,10 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
             if got.shape == want.shape and not np.allclose(got, want, equal_nan=True):
                 raise AssertionError(f"{path}: {name} reads other values than xafm")
     times: dict[str, list[float]] = {k: [] for k, f in methods.items() if f is not None}
-    for _ in range(rounds):
-        for name in times:
+    for r in range(rounds):
+        # every other round in the reverse order: the machine's speed drifts over seconds
+        # (one method measured 1.7x slower in one order than in another, same process)
+        for name in list(times) if r % 2 == 0 else list(times)[::-1]:
             fetch = methods[name]
             assert fetch is not None
             use = idx[: slow.get(name, len(idx))]
@@ -397,6 +400,11 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
                 fetch(i)
             times[name].append((time.perf_counter() - t0) / len(use))
     out: dict[str, Any] = {k: statistics.median(v) for k, v in times.items()}
+    # ratios within each round (methods measured next to each other), then their median
+    out["ratios"] = {
+        (k, base): statistics.median(a / b for a, b in zip(times[k], times[base]))
+        for k in ("lazy", "dask", "eager") for base in ("reopen", "tifffile") if k in times and base in times
+    }
     out["library"], out["frames"] = library, n
     out["open_s"], out["first_s"] = first_open(path)
     return out
@@ -418,8 +426,8 @@ def main() -> None:
     if args.only:
         files = [f for f in files if os.path.basename(f) in args.only]
     print(f"# {machine()}; {args.frames} random frames, median of {args.rounds} interleaved rounds; ms per fetch")
-    print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | dask/reopen | tifffile reopen | lazy/tifffile | first open (import+open, s) | first frame (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | floor | dask/reopen | tifffile reopen | lazy/tifffile | first open (import+open, s) | first frame (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(16)
     for path in files:
         r = bench_file(path, args.frames, args.rounds, rng)
@@ -430,10 +438,10 @@ def main() -> None:
             return f"{r[k] * 1e3:.3f}" if k in r else "-"
 
         def ratio(k: str, base: str = "reopen", r: dict[str, Any] = r) -> str:
-            return f"{r[k] / r[base]:.2f}" if base in r else "-"
+            return f"{r['ratios'][k, base]:.2f}" if (k, base) in r["ratios"] else "-"
 
         print(f"| {os.path.basename(path)} | {r['frames']} | {r['library']} | {ms('reopen')} | {ms('open')} | {ms('lazy')} | {ms('dask')} | {ms('eager')} "
-              f"| {ratio('lazy')} | {ratio('dask')} | {ms('tifffile')} | {ratio('lazy', 'tifffile')} | {r['open_s']:.3f} | {r['first_s'] * 1e3:.1f} |", flush=True)
+              f"| {ratio('lazy')} | {ratio('eager')} | {ratio('dask')} | {ms('tifffile')} | {ratio('lazy', 'tifffile')} | {r['open_s']:.3f} | {r['first_s'] * 1e3:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
