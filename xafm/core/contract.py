@@ -25,16 +25,18 @@ accessor can show the writer's own signature.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from ..exceptions import UnknownOptionError
+from ..exceptions import FormatError, UnknownOptionError
 from . import sources
 from .paths import open_regular
 
@@ -195,6 +197,8 @@ class Format:
 
 
 def _signature_problems(func: Any, *, positional: int, required: tuple[str, ...]) -> list[str]:
+    if isinstance(func, Deferred):
+        return []  # checked where it is declared (tests/test_registry.py), not imported to check here
     try:
         params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError) as exc:
@@ -214,6 +218,101 @@ def _signature_problems(func: Any, *, positional: int, required: tuple[str, ...]
         if name not in keyword:
             out.append(f"has no {name!r} option")
     return out
+
+
+def declarations(module: ModuleType) -> list[Format]:
+    """The formats a module declares (its ``FORMAT``, or a sequence ``FORMATS``), with
+    ``module`` filled in."""
+    found = getattr(module, "FORMATS", None)
+    if found is None:
+        found = [getattr(module, "FORMAT", None)]
+    out = []
+    for fmt in found:
+        if not isinstance(fmt, Format):
+            raise FormatError(f"{module.__name__} declares no xafm Format (FORMAT or FORMATS), found {fmt!r:.60}")
+        out.append(fmt if fmt.module else replace(fmt, module=module.__name__))
+    return out
+
+
+#: The callables a :class:`Format` declares, by field name.
+ROLES = ("identify", "read", "channels", "write")
+
+
+class Deferred:
+    """A format's ``identify``, ``read``, ``channels`` or ``write`` whose module is
+    imported on first use: the format table lists xafm's own formats without importing
+    their modules (``xafm/_builtin_formats.py``), so a first open imports only the one
+    that reads the file.
+
+    The function is the one the module declares for that format name (not an attribute
+    guessed by name); ``inspect.signature`` sees its parameters through ``__wrapped__``,
+    and a pickled copy imports the module again where it is unpickled.
+    """
+
+    __slots__ = ("_func", "format", "module", "options", "role")
+
+    def __init__(self, module: str, format: str, role: str, *, options: tuple[str, ...] | None = None):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        self.module, self.format, self.role = module, format, role
+        #: The option names the index recorded for a reader or writer (known without the import).
+        self.options = options
+        self._func: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The declared function (its module imported the first time)."""
+        if self._func is None:
+            found = [f for f in declarations(importlib.import_module(self.module)) if f.name == self.format]
+            func = getattr(found[0], self.role) if found else None
+            if func is None:
+                raise FormatError(
+                    f"{self.module} no longer declares the {self.role} of format {self.format!r} that xafm's index of "
+                    "its formats names: run `python -m xafm.registry --write-builtins`"
+                )
+            self._func = func
+        return self._func
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether the module has been imported for this function (without importing it)."""
+        return self._func is not None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self.resolve()
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self.resolve(), "__name__", self.role))
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.resolve().__doc__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Deferred, (self.module, self.format, self.role), {"options": self.options})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.options = state["options"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Deferred):
+            return NotImplemented
+        return (self.module, self.format, self.role) == (other.module, other.format, other.role)
+
+    def __hash__(self) -> int:
+        return hash((self.module, self.format, self.role))
+
+    def __repr__(self) -> str:
+        return f"<deferred {self.role} of format {self.format!r} in {self.module}>"
+
+
+def resolved(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The function itself behind a :class:`Deferred` (its module imported), else ``func``."""
+    return func.resolve() if isinstance(func, Deferred) else func
 
 
 def options_of(func: Callable[..., Any]) -> dict[str, inspect.Parameter]:
