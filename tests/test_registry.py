@@ -13,7 +13,7 @@ import pytest
 import xafm
 from tests.helpers import shared_file
 from xafm import _builtin_formats, builtin_index, registry
-from xafm.core.contract import ROLES, Deferred, options_of, resolved
+from xafm.core.contract import ROLES, Deferred, Probe, options_of, resolved
 from xafm.testing import write_asd
 
 
@@ -171,9 +171,12 @@ def test_deferred_functions_pickle_and_show_their_options(stack):
     assert next(iter(writer)) == "path" and "compression" in writer and "overwrite" in writer
 
 
-def test_a_hand_edited_index_entry_is_an_error_naming_the_command(monkeypatch):
+def test_a_hand_edited_index_entry_is_an_error_naming_the_command(tmp_path):
     entry = dict(_builtin_formats.FORMATS[0])
     entry["name"] = "not-declared"
     fmt = registry.deferred(entry)
     with pytest.raises(xafm.FormatError, match=f"no longer declares the read of format 'not-declared'.*{REGENERATE}"):
         fmt.read("x.h5")
+    (tmp_path / "x.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(xafm.FormatError, match="no longer declares the identify"):  # not taken for odd content
+        registry.confirms(fmt, Probe(tmp_path / "x.h5"))

@@ -50,7 +50,7 @@ INDEXED = ("name", "description", "suffixes", "patterns", "folder", "lazy")
 
 def index_entry(fmt: Format) -> dict[str, Any]:
     """What ``xafm/_builtin_formats.py`` keeps of a declaration: what chooses a format by
-    name, and which of its functions it declares."""
+    name, which of its functions it declares, and its reader's option names."""
     entry: dict[str, Any] = {"module": fmt.module}
     entry.update({field: getattr(fmt, field) for field in INDEXED})
     entry["declares"] = tuple(role for role in ROLES if getattr(fmt, role) is not None)
@@ -163,8 +163,9 @@ def confirms(fmt: Format, probe: Probe) -> bool:
     if fmt.folder != probe.is_dir:
         return False
     assert fmt.identify is not None
+    check = resolved(fmt.identify)  # a module that does not import, or a stale index, is no odd content
     try:
-        return bool(fmt.identify(probe))
+        return bool(check(probe))
     except Exception as exc:
         if is_own_bug(exc) or isinstance(exc, ImportError):
             raise
