@@ -1,7 +1,8 @@
 """What ``import xafm`` and a first open import (subprocesses with fresh interpreters): no
 matplotlib, dask, scipy, pint, validation or format library until something needs it
-(an open imports its own format's library only), and xafm's
-colormaps still registered with matplotlib whenever matplotlib is imported."""
+(an open imports its own format's library only, and of xafm's format modules only its
+own: the format table lists them without importing them), and xafm's colormaps still
+registered with matplotlib whenever matplotlib is imported."""
 
 from __future__ import annotations
 
@@ -33,8 +34,28 @@ def _imported(*steps: str) -> list[list[str]]:
     return json.loads(_run("\n".join([*lines, "print(json.dumps(seen))"])))
 
 
+#: xafm's modules of formats and animated exports (``xafm.formats.asd``, ``xafm.animation.gif``, ...)
+FORMAT_PACKAGES = ("xafm.formats.", "xafm.animation.")
+
+
+def _opened(code: str) -> tuple[list[str], list[str]]:
+    """The heavy modules and the format modules that ``code`` leaves imported, in a fresh
+    interpreter: format modules are those of :data:`FORMAT_PACKAGES`, without the private
+    helpers several formats share (``xafm.formats._hdf5``) or the submodules of a format
+    package (``xafm.formats.omezarr.reader``)."""
+    listed = f"[[m for m in {HEAVY!r} if m in sys.modules], sorted(m for m in sys.modules if m.startswith({FORMAT_PACKAGES!r}))]"
+    heavy, found = json.loads(_run(f"import json, sys\n{code}\nprint(json.dumps({listed}))"))
+    own = [m for m in found if not m.rsplit(".", 1)[1].startswith("_")]
+    return heavy, [m for m in own if not any(m.startswith(f"{parent}.") for parent in own)]
+
+
 def test_import_xafm_and_its_format_table_import_no_heavy_library():
     assert _imported("import xafm", "from xafm import registry; registry.table()") == [[], []]
+
+
+def test_the_format_table_imports_no_format_module():
+    code = "import xafm\nfrom xafm import registry\nt = registry.table(); registry.readable(); registry.writable(); xafm.formats_table()"
+    assert _opened(code) == ([], [])
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +76,34 @@ def written(tmp_path_factory):
 
 
 @pytest.mark.parametrize("lazy", [False, True])
-def test_first_open_of_an_asd_imports_no_heavy_library(lazy):
+def test_first_open_of_an_asd_imports_no_heavy_library_and_only_its_format(lazy):
     # xarray imports dask (and through it scipy) at the first Variable made of a numpy
     # array, and pint at the first dimension coordinate, when they are installed
     # (xarray.namedarray.pycompat): xafm's readers build theirs without those checks
     asd = shared_file("afm", "asd_sample_0.asd")
-    assert _imported(f"import xafm; xafm.open({str(asd)!r}, lazy={lazy})") == [[]]
+    assert _opened(f"import xafm; xafm.open({str(asd)!r}, lazy={lazy})") == ([], ["xafm.formats.asd"])
 
 
-@pytest.mark.parametrize("library", ["h5py", "tifffile", "zarr"])
+@pytest.mark.parametrize(
+    "library, module", [("h5py", "xafm.formats.h5bundle"), ("tifffile", "xafm.formats.ometiff"), ("zarr", "xafm.formats.omezarr")]
+)
 @pytest.mark.parametrize("lazy", [False, True])
-def test_first_open_imports_only_its_format_library(written, library, lazy):
-    assert _imported(f"import xafm; xafm.open({str(written[library])!r}, lazy={lazy})") == [[library]]
+def test_first_open_imports_only_its_format_library_and_module(written, library, module, lazy):
+    assert _opened(f"import xafm; xafm.open({str(written[library])!r}, lazy={lazy})") == ([library], [module])
+
+
+def test_a_name_no_format_claims_is_still_found_by_its_content(tmp_path):
+    """With nothing imported yet, a name no format claims asks every readable format's
+    content check (each imported then), in table order, as before."""
+    import shutil
+
+    import xafm
+
+    asd = shared_file("afm", "asd_sample_0.asd")
+    renamed = tmp_path / "video"
+    shutil.copyfile(asd, renamed)
+    code = f"import xafm\nfrom xafm import registry\nprint(registry.find({str(renamed)!r}).name, xafm.open({str(renamed)!r}, lazy=True).shape)"
+    assert _run(code) == f"asd {xafm.open(asd, lazy=True).shape}"
 
 
 def test_a_second_format_adds_only_its_own_library():

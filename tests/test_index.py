@@ -20,7 +20,7 @@ import pytest
 import xafm
 from tests import samples
 from tests.helpers import SHARED_DATA, raise_if_dask_computes, reference, shared_file
-from xafm import folder_index, registry
+from xafm import builtin_index, folder_index, registry
 from xafm.cli import main
 from xafm.core.lazy import LazyArray
 
@@ -38,7 +38,7 @@ def _all_subclasses(cls: type) -> list[type]:
 def counting_reads():
     """Count every ``_read`` of every lazy array class (each format's own included): the
     one way pixel data (values, masks, layers) leaves a file."""
-    registry.table()  # every format module imported, so every LazyArray subclass exists
+    builtin_index.builtin_declarations()  # every format module imported, so every LazyArray subclass exists
     calls: list[str] = []
     patched = []
     for cls in [LazyArray, *_all_subclasses(LazyArray)]:

@@ -3,6 +3,8 @@ name says gets an error saying what it is; options are the declared ones."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
 import shutil
 
 import numpy as np
@@ -10,7 +12,8 @@ import pytest
 
 import xafm
 from tests.helpers import shared_file
-from xafm import registry
+from xafm import _builtin_formats, builtin_index, registry
+from xafm.core.contract import ROLES, Deferred, Probe, options_of, resolved
 from xafm.testing import write_asd
 
 
@@ -104,3 +107,76 @@ def test_writers_take_their_own_and_unclaimed_names(tmp_path, stack):
     assert (tmp_path / "x.avi").stat().st_size > 0
     stack.afm.to_h5(tmp_path / "x.nc")  # a name no format claims is the user's choice ...
     np.testing.assert_array_equal(xafm.open(tmp_path / "x.nc").values, stack.values)  # ... read back by content
+
+
+# --------------------------------------------------------------------------------------
+# the generated index of xafm's own formats, and the deferred functions built from it
+# --------------------------------------------------------------------------------------
+REGENERATE = "python -m xafm.builtin_index"
+
+
+@pytest.fixture(scope="module")
+def declared():
+    """Every built-in module's own declarations (each module imported)."""
+    return builtin_index.builtin_declarations()
+
+
+def test_the_generated_index_says_what_the_modules_declare(declared):
+    indexed = _builtin_formats.FORMATS
+    names = [(e["module"], e["name"]) for e in indexed]
+    assert names == [(f.module, f.name) for f in declared], f"xafm/_builtin_formats.py lists other formats than the modules declare: run {REGENERATE}"
+    assert list(dict.fromkeys(m for m, _ in names)) == list(builtin_index.BUILTIN_MODULES)
+    for entry, fmt in zip(indexed, declared):
+        expected = {
+            "module": fmt.module, "name": fmt.name, "description": fmt.description, "suffixes": fmt.suffixes,
+            "patterns": fmt.patterns, "folder": fmt.folder, "lazy": fmt.lazy,
+            "declares": tuple(r for r in ("identify", "read", "channels", "write") if getattr(fmt, r) is not None),
+            "read_options": tuple(n for n, p in inspect.signature(fmt.read).parameters.items() if p.kind is p.KEYWORD_ONLY) if fmt.read else (),
+        }  # fmt: skip
+        stale = [k for k in expected if entry.get(k) != expected[k]] + [k for k in entry if k not in expected]
+        assert stale == [], f"xafm/_builtin_formats.py is stale for format {fmt.name!r} ({', '.join(stale)}): run {REGENERATE}"
+
+
+def test_every_built_in_declaration_meets_the_contract(declared):
+    """Held strictly, as the table held them when it imported every module."""
+    for fmt in declared:
+        assert fmt.problems() == [], fmt.name
+        assert not any(isinstance(getattr(fmt, r), Deferred) for r in ROLES), fmt.name
+
+
+def test_table_entries_call_the_functions_their_modules_declare(declared):
+    table = registry.table()
+    for fmt in declared:
+        entry = table[fmt.name]
+        for role in ROLES:
+            func, real = getattr(entry, role), getattr(fmt, role)
+            assert (func is None) == (real is None), (fmt.name, role)
+            if real is not None:
+                assert isinstance(func, Deferred) and resolved(func) is real, (fmt.name, role)
+                assert inspect.signature(func) == inspect.signature(real) and func.__doc__ == real.__doc__
+    # taken from the declaration of that format name, not from an attribute named after the role
+    from xafm.animation import sequence, video
+
+    assert resolved(table["png"].write) is sequence.to_frames and not hasattr(sequence, "write")
+    assert resolved(table["mp4"].write) is resolved(table["avi"].write) is video.to_video
+
+
+def test_deferred_functions_pickle_and_show_their_options(stack):
+    read = registry.get("asd").read
+    back = pickle.loads(pickle.dumps(read))
+    assert isinstance(back, Deferred) and back == read and back is not read
+    assert list(options_of(back)) == ["channel", "on_truncated"] == list(options_of(read))
+    assert {"channel", "on_truncated"} <= set(registry.read_option_names())
+    writer = inspect.signature(stack.afm.to_h5).parameters  # the accessor shows the writer's own signature
+    assert next(iter(writer)) == "path" and "compression" in writer and "overwrite" in writer
+
+
+def test_a_hand_edited_index_entry_is_an_error_naming_the_command(tmp_path):
+    entry = dict(_builtin_formats.FORMATS[0])
+    entry["name"] = "not-declared"
+    fmt = registry.deferred(entry)
+    with pytest.raises(xafm.FormatError, match=f"no longer declares the read of format 'not-declared'.*{REGENERATE}"):
+        fmt.read("x.h5")
+    (tmp_path / "x.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(xafm.FormatError, match="no longer declares the identify"):  # not taken for odd content
+        registry.confirms(fmt, Probe(tmp_path / "x.h5"))

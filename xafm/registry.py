@@ -2,18 +2,21 @@
 one way xafm opens, lists and writes files through it.
 
 ``xafm.open``, ``xafm.channels``, the xarray engine, ``da.afm.to_*``/``export`` and the
-command line all come here. The table holds no copy of what a module says: it is the
-list of built-in modules below plus the modules that installed packages name in the
+command line all come here. The table holds no copy of what a module says: xafm's own
+formats come from ``xafm/_builtin_formats.py``, generated from their modules'
+declarations (``python -m xafm.builtin_index``), whose functions import their
+module on first use (:class:`~xafm.core.contract.Deferred`: a first open imports only the
+format that reads the file); then the modules that installed packages name in the
 ``xafm.formats`` entry point group (``docs/formats.md``, "Adding a format").
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +25,7 @@ from typing import Any
 import xarray as xr
 
 from .core import chunks, output, remote_output, sources
-from .core.contract import Format, Probe, check_options
+from .core.contract import ROLES, Deferred, Format, Probe, check_options, declarations, resolved
 from .core.file_identity import one_version
 from .core.paths import check_openable, is_special
 from .core.writable import refusal
@@ -36,54 +39,33 @@ from .exceptions import (
     reading,
 )
 
-#: xafm's own format modules, in the order the table lists them.
-BUILTIN_MODULES = (
-    "xafm.formats.h5bundle",
-    "xafm.formats.npzbundle",
-    "xafm.formats.ometiff",
-    "xafm.formats.tiff",
-    "xafm.formats.park",
-    "xafm.formats.asd",
-    "xafm.formats.h5jpk",
-    "xafm.formats.jpk",
-    "xafm.formats.nanoscope",
-    "xafm.formats.ibw",
-    "xafm.formats.gwy",
-    "xafm.formats.sxm",
-    "xafm.formats.nid",
-    "xafm.formats.nhf",
-    "xafm.formats.wsxm",
-    "xafm.formats.mdt",
-    "xafm.formats.topostats",
-    "xafm.formats.nd2file",
-    "xafm.formats.omezarr",
-    "xafm.animation.gif",
-    "xafm.animation.video",
-    "xafm.animation.sequence",
-    "xafm.formats.framefolder",
-)
 #: Entry point group through which other packages add formats: each entry names a module
 #: (``mypackage.myformat``) that declares ``FORMAT`` (or a sequence ``FORMATS``).
 ENTRY_POINT_GROUP = "xafm.formats"
 
 
-def declarations(module: ModuleType) -> list[Format]:
-    """The formats a module declares, with ``module`` filled in."""
-    found = getattr(module, "FORMATS", None)
-    if found is None:
-        found = [getattr(module, "FORMAT", None)]
-    out = []
-    for fmt in found:
-        if not isinstance(fmt, Format):
-            raise FormatError(f"{module.__name__} declares no xafm Format (FORMAT or FORMATS), found {fmt!r:.60}")
-        out.append(fmt if fmt.module else _with_module(fmt, module.__name__))
-    return out
+#: What the generated index keeps of a declaration (beside the callables it declares).
+INDEXED = ("name", "description", "suffixes", "patterns", "folder", "lazy")
 
 
-def _with_module(fmt: Format, module: str) -> Format:
-    from dataclasses import replace
+def index_entry(fmt: Format) -> dict[str, Any]:
+    """What ``xafm/_builtin_formats.py`` keeps of a declaration: what chooses a format by
+    name, which of its functions it declares, and its reader's option names."""
+    entry: dict[str, Any] = {"module": fmt.module}
+    entry.update({field: getattr(fmt, field) for field in INDEXED})
+    entry["declares"] = tuple(role for role in ROLES if getattr(fmt, role) is not None)
+    # what the xarray engine declares for every reader (read_option_names), known without the import
+    entry["read_options"] = tuple(fmt.read_options())
+    return entry
 
-    return replace(fmt, module=module)
+
+def deferred(entry: dict[str, Any]) -> Format:
+    """The table's entry for a generated index entry: its functions import the module on first use."""
+    module, name = entry["module"], entry["name"]
+    calls: dict[str, Any] = {
+        role: Deferred(module, name, role, options=entry["read_options"] if role == "read" else None) for role in entry["declares"]
+    }
+    return Format(**{field: entry[field] for field in INDEXED}, **calls, module=module)
 
 
 def _add(found: dict[str, Format], fmt: Format, *, source: str, strict: bool) -> None:
@@ -107,10 +89,11 @@ def _plugins() -> Iterable[tuple[str, Any]]:
 @functools.cache
 def table() -> dict[str, Format]:
     """Every known format by name: xafm's own, then those of installed plugins."""
+    from . import _builtin_formats  # here: the generator runs even when the index is broken
+
     found: dict[str, Format] = {}
-    for name in BUILTIN_MODULES:
-        for fmt in declarations(importlib.import_module(name)):
-            _add(found, fmt, source=name, strict=True)
+    for entry in _builtin_formats.FORMATS:  # their modules are imported when a function is called
+        _add(found, deferred(entry), source=entry["module"], strict=True)
     for source, ep in _plugins():
         try:
             loaded = ep.load()
@@ -123,7 +106,7 @@ def table() -> dict[str, Format]:
             warnings.warn(f"xafm could not load the format plugin {source}: {type(exc).__name__}: {exc}", XafmWarning, stacklevel=2)
             continue
         for fmt in fmts:
-            _add(found, fmt if fmt.module else _with_module(fmt, ep.value), source=source, strict=False)
+            _add(found, fmt if fmt.module else replace(fmt, module=ep.value), source=source, strict=False)
     return found
 
 
@@ -153,10 +136,13 @@ def get(name: str, *, for_writing: bool = False) -> Format:
 
 @functools.cache
 def read_option_names() -> tuple[str, ...]:
-    """Every option some reader declares (what the xarray engine passes through)."""
+    """Every option some reader declares (what the xarray engine passes through): for
+    xafm's own readers as the generated index records them, so no format module is
+    imported for it (``xafm.open`` defines the engine on its first call)."""
     names: dict[str, None] = {}
     for fmt in readable():
-        names.update(dict.fromkeys(fmt.read_options()))
+        known = fmt.read.options if isinstance(fmt.read, Deferred) else None
+        names.update(dict.fromkeys(known if known is not None else fmt.read_options()))
     return tuple(names)
 
 
@@ -177,8 +163,9 @@ def confirms(fmt: Format, probe: Probe) -> bool:
     if fmt.folder != probe.is_dir:
         return False
     assert fmt.identify is not None
+    check = resolved(fmt.identify)  # a module that does not import, or a stale index, is no odd content
     try:
-        return bool(fmt.identify(probe))
+        return bool(check(probe))
     except Exception as exc:
         if is_own_bug(exc) or isinstance(exc, ImportError):
             raise
@@ -328,10 +315,12 @@ def _check_destination_name(fmt: Format, path: str | os.PathLike[str]) -> None:
     name = os.path.basename(os.fspath(path).rstrip("/\\")).lower()
     own = fmt.suffix_match(name)
     others = [f for f in table().values() if f is not fmt and f.suffix_match(name) > own]
-    if others and not any(f.write is not None and f.write is fmt.write for f in others):
+    writer = resolved(fmt.write) if fmt.write is not None else None
+    if others and not any(f.write is not None and resolved(f.write) is writer for f in others):
         other = max(others, key=lambda f: f.suffix_match(name))
         suffixes = ", ".join(fmt.suffixes)
         raise FormatError(
             f"{os.fspath(path)}: the name says {other.description}, but this writes {fmt.description}; "
             f"name it {suffixes} (or write {other.description} with the {other.name!r} format)"
         )
+
