@@ -410,21 +410,28 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
+def arguments(description: str, rounds: int) -> tuple[argparse.Namespace, list[str]]:
+    """The command line shared with ``bench.single_frame_parts``, and the files it names
+    (the synthetic ones made first)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "xafm-single-frame")
     ap.add_argument("--only", nargs="*", help="file names to run (default: all)")
     args = ap.parse_args()
-    from bench.read_asd import machine
-
     args.data.mkdir(parents=True, exist_ok=True)
     make_synthetic(args.data)
     files = [str(args.data / s) for s in SYNTHETIC] + [str(make_folder(args.data))]
     files += [str(SHARED / r) for r in REAL if (SHARED / r).exists()]
     if args.only:
         files = [f for f in files if os.path.basename(f) in args.only]
+    return args, files
+
+
+def main() -> None:
+    from bench.read_asd import machine
+
+    args, files = arguments(__doc__.splitlines()[0], rounds=5)
     print(f"# {machine()}; {args.frames} random frames, median of {args.rounds} interleaved rounds; ms per fetch")
     print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | floor | dask/reopen | tifffile reopen | lazy/tifffile | first open (import+open, s) | first frame (ms) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -20,17 +20,15 @@ per fetch:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.single_frame import REAL, SHARED, SYNTHETIC, _source, make_folder, make_synthetic, raw_methods
+from bench.single_frame import _source, arguments, raw_methods
 
 
 def parts(path: str, n_fetch: int, rounds: int) -> dict[str, float] | None:
@@ -72,20 +70,9 @@ def parts(path: str, n_fetch: int, rounds: int) -> dict[str, float] | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--frames", type=int, default=50)
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "xafm-single-frame")
-    ap.add_argument("--only", nargs="*", help="file names to run (default: all)")
-    args = ap.parse_args()
     from bench.read_asd import machine
 
-    args.data.mkdir(parents=True, exist_ok=True)
-    make_synthetic(args.data)
-    files = [str(args.data / s) for s in SYNTHETIC] + [str(make_folder(args.data))]
-    files += [str(SHARED / r) for r in REAL if (SHARED / r).exists()]
-    if args.only:
-        files = [f for f in files if os.path.basename(f) in args.only]
+    args, files = arguments(__doc__.splitlines()[0], rounds=15)
     cols = ("reopen", "isel, in memory", "isel, lazy", "read", "lazy", "rest")
     print(f"# {machine()}; {args.frames} random frames, median of {args.rounds} interleaved rounds; us of thread CPU time per fetch")
     print("| file | " + " | ".join(cols) + " | lazy/reopen | in memory/reopen |")
