@@ -13,6 +13,9 @@ fetch is printed; each ratio is the median over rounds of the ratio within a rou
 * ``open``: the raw library with the file kept open (memory map, open h5py dataset, ...);
 * ``lazy``: ``xafm.open(path, lazy=True)`` once, then ``da.isel(time=i).values``;
 * ``dask``: ``xafm.open(path, chunks={})`` once, then ``da.isel(time=i).values``;
+* ``napari``: what xafm's napari reader gives napari for that stack
+  (:class:`xafm.napari_plugin.arrays.FrameArray`), indexed ``arr[i]`` as a viewer does: the
+  lazy stack's variable indexed without the DataArray's coordinates;
 * ``in memory``: ``xafm.open(path)`` (eager) once, then ``da.isel(time=i).values``: what
   xarray's ``isel`` itself costs with every coordinate, the floor of any path through it.
 
@@ -371,6 +374,9 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
     n = lazy.sizes["time"]
     idx = [int(i) for i in rng.integers(0, n, n_fetch)]
     library, reopen, kept = raw_methods(path, lazy)
+    from xafm.napari_plugin.arrays import FrameArray
+
+    viewer = FrameArray(lazy)
     tiff = tifffile_reopen(path, lazy)
     if reopen is None and tiff is not None:  # another tool's OME-TIFF: tifffile is the raw library
         library, reopen, tiff = "tifffile", tiff, None
@@ -379,6 +385,7 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
         "lazy": lambda i: lazy.isel(time=i).values,
         "dask": lambda i: dask.isel(time=i).values,
         "eager": lambda i: eager.isel(time=i).values,  # xarray's own isel, values in memory: the floor
+        "napari": lambda i: viewer[i],  # what the napari reader hands napari, indexed as napari does
     }
     slow = {"reopen": 5} if "inflates" in library else {}  # inflating from the start: seconds a frame
     for name, fetch in methods.items():  # warm up, and check every method reads the same values
@@ -403,7 +410,7 @@ def bench_file(path: str, n_fetch: int, rounds: int, rng: np.random.Generator) -
     # ratios within each round (methods measured next to each other), then their median
     out["ratios"] = {
         (k, base): statistics.median(a / b for a, b in zip(times[k], times[base]))
-        for k in ("lazy", "dask", "eager") for base in ("reopen", "tifffile") if k in times and base in times
+        for k in ("lazy", "dask", "eager", "napari") for base in ("reopen", "tifffile") if k in times and base in times
     }
     out["library"], out["frames"] = library, n
     out["open_s"], out["first_s"] = first_open(path)
@@ -433,8 +440,8 @@ def main() -> None:
 
     args, files = arguments(__doc__.splitlines()[0], rounds=5)
     print(f"# {machine()}; {args.frames} random frames, median of {args.rounds} interleaved rounds; ms per fetch")
-    print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | floor | dask/reopen | tifffile reopen | lazy/tifffile | first open (import+open, s) | first frame (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| file | frames | raw library | reopen | open | lazy | dask | in memory | lazy/reopen | floor | napari/reopen | dask/reopen | tifffile reopen | lazy/tifffile | first open (import+open, s) | first frame (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(16)
     for path in files:
         r = bench_file(path, args.frames, args.rounds, rng)
@@ -448,7 +455,7 @@ def main() -> None:
             return f"{r['ratios'][k, base]:.2f}" if (k, base) in r["ratios"] else "-"
 
         print(f"| {os.path.basename(path)} | {r['frames']} | {r['library']} | {ms('reopen')} | {ms('open')} | {ms('lazy')} | {ms('dask')} | {ms('eager')} "
-              f"| {ratio('lazy')} | {ratio('eager')} | {ratio('dask')} | {ms('tifffile')} | {ratio('lazy', 'tifffile')} | {r['open_s']:.3f} | {r['first_s'] * 1e3:.1f} |", flush=True)
+              f"| {ratio('lazy')} | {ratio('eager')} | {ratio('napari')} | {ratio('dask')} | {ms('tifffile')} | {ratio('lazy', 'tifffile')} | {r['open_s']:.3f} | {r['first_s'] * 1e3:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
